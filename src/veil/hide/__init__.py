@@ -1,0 +1,118 @@
+"""Hiding detections in a frame (how: methods.py, where: masks.py): pure functions, no I/O.
+
+`apply` is the one entry point the pipeline, the web app and the Python API use.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from ..detections import CLASS_NAMES, Detections
+from ..errors import OptionError
+from . import methods
+from .masks import SHAPES, region_for, region_mask, scale_box
+
+
+@dataclass(frozen=True)
+class AnonymizeOptions:
+    """How detections are hidden.
+
+    mask_scale grows each box about its centre (1.3 covers hair line and chin).
+    strength: blur sigma or pixelate cells, as a fraction of face size / cells
+    across the face; None picks the method's re-identification-safe default.
+    feather: soft edge width in pixels outside the box (0 = hard edge).
+    """
+
+    method: str = "blur"
+    shape: str = "ellipse"
+    mask_scale: float = 1.3
+    strength: float | None = None
+    color: tuple[int, int, int] = (0, 0, 0)
+    overlay_path: str | None = None
+    feather: int = 0
+    draw_boxes: bool = False
+    draw_scores: bool = False
+
+    def __post_init__(self) -> None:
+        if self.method not in methods.METHODS:
+            raise OptionError(f"unknown method '{self.method}'; choose one of: {', '.join(methods.METHODS)}")
+        if self.shape not in SHAPES:
+            raise OptionError(f"unknown shape '{self.shape}'; choose one of: {', '.join(SHAPES)}")
+        if not self.mask_scale > 0:
+            raise OptionError("--mask-scale must be greater than 0")
+        if self.strength is not None and not self.strength > 0:
+            raise OptionError("--strength must be greater than 0")
+        if self.feather < 0:
+            raise OptionError("--feather must be 0 or more")
+        if self.method == "image" and not self.overlay_path:
+            raise OptionError("--method image needs --overlay IMAGE")
+        if self.overlay_path:
+            methods.load_overlay(self.overlay_path)
+
+
+def _replacement(crop: np.ndarray, size: float, options: AnonymizeOptions) -> np.ndarray:
+    if options.method == "blur":
+        return methods.blur(crop, size, options.strength or methods.DEFAULT_BLUR_STRENGTH)
+    if options.method == "pixelate":
+        return methods.pixelate(crop, size, options.strength or methods.DEFAULT_PIXEL_CELLS)
+    if options.method == "fill":
+        return methods.fill(crop, options.color)
+    if options.method == "image":
+        return methods.overlay(crop, size, methods.load_overlay(options.overlay_path))
+    return crop
+
+
+def apply(frame: np.ndarray, detections: Detections, options: AnonymizeOptions = AnonymizeOptions(),
+          inplace: bool = False) -> np.ndarray:
+    """Frame with every detection hidden (a copy unless inplace)."""
+    out = frame if inplace else frame.copy()
+    if len(detections) == 0:
+        return out
+    h, w = out.shape[:2]
+    boxes = scale_box(detections.xyxy, options.mask_scale)
+    if options.method != "none":
+        for box in boxes:
+            region = region_for(box, w, h, options.feather)
+            if region is None:
+                continue
+            crop = out[region.y1 : region.y2, region.x1 : region.x2]
+            size = methods.face_size(box[2] - box[0], box[3] - box[1])
+            replacement = _replacement(crop, size, options)
+            mask = region_mask(region, options.shape, options.feather)[:, :, None]
+            if options.feather == 0:
+                np.copyto(crop, replacement, where=mask > 0.5)
+            else:
+                blended = replacement.astype(np.float32) * mask + crop.astype(np.float32) * (1 - mask)
+                crop[:] = np.round(blended).astype(np.uint8)
+    if options.draw_boxes or options.draw_scores:
+        draw(out, detections.with_(xyxy=boxes), scores=options.draw_scores, boxes=options.draw_boxes)
+    return out
+
+
+def blur_whole_frame(frame: np.ndarray) -> np.ndarray:
+    """The fail-closed fallback: nothing identifiable left anywhere in the frame."""
+    return methods.blur(frame, float(max(frame.shape[:2])), 0.05)
+
+
+def draw(frame: np.ndarray, detections: Detections, scores: bool = True, boxes: bool = True,
+         color: tuple[int, int, int] = (0, 255, 0)) -> np.ndarray:
+    """Outline boxes and label them '#track class score' (in place)."""
+    thickness = max(1, round(max(frame.shape[:2]) / 600))
+    for i, (x1, y1, x2, y2) in enumerate(np.round(detections.xyxy).astype(int)):
+        if boxes:
+            cv2.rectangle(frame, (x1, y1), (x2, y2), color, thickness)
+        if scores:
+            parts = []
+            if detections.track_id[i] >= 0:
+                parts.append(f"#{detections.track_id[i]}")
+            parts.append(CLASS_NAMES.get(int(detections.class_id[i]), str(int(detections.class_id[i]))))
+            parts.append(f"{detections.score[i]:.2f}")
+            cv2.putText(frame, " ".join(parts), (x1, max(12, y1 - 4)), cv2.FONT_HERSHEY_SIMPLEX,
+                        0.4 * thickness, color, thickness, cv2.LINE_AA)
+    return frame
+
+
+__all__ = ["AnonymizeOptions", "apply", "draw", "blur_whole_frame", "SHAPES"]

@@ -1,0 +1,282 @@
+"""Wires the rooms together: sources -> detectors -> tracking -> anonymize -> sinks.
+
+Video runs in three threads joined by bounded queues: decoding, detection plus
+anonymization (this thread), and encoding. PyAV and onnxruntime release the GIL,
+so the three overlap on a multi-core machine while memory stays bounded by the
+queue sizes and the temporal filter's look-ahead.
+
+Fail closed: a frame is written only after its detections were computed and
+applied. Any failure aborts the output file (the partial file is deleted), so
+an un-anonymized frame never reaches the disk.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+
+from . import hide as anon
+from .detections import Detections
+from .detectors import Detector, DetectorOptions, create_detector
+from .errors import InputError, ProcessingError, VeilError
+from .frame import Frame
+from .io import images as image_io
+from .io import video as video_io
+from .io.export import DataExport
+from .io.paths import DEFAULT_SUFFIX, collect_inputs, media_kind, plan_output
+from .tracking import TrackingOptions, create_filter
+
+ProgressCallback = Callable[[str, int, "int | None"], None]
+
+
+class Cancelled(VeilError):
+    """The job was cancelled by the user; its partial output was removed."""
+
+    exit_code = 130
+
+
+@dataclass(frozen=True)
+class JobOptions:
+    """Everything that decides what one anonymization job does."""
+
+    detector: DetectorOptions = DetectorOptions()
+    anonymize: anon.AnonymizeOptions = anon.AnonymizeOptions()
+    encoder: video_io.EncoderOptions = video_io.EncoderOptions()
+    tracking: TrackingOptions = TrackingOptions()
+    keep_metadata: bool = False
+    overwrite: bool = False
+    suffix: str = DEFAULT_SUFFIX
+    recursive: bool = False
+    export_format: str | None = None
+    batch_size: int = 4
+    queue_size: int = 8
+
+
+@dataclass
+class JobResult:
+    """What one input produced."""
+
+    source: Path
+    output: Path | None
+    kind: str
+    frames: int = 0
+    boxes: int = 0
+    seconds: float = 0.0
+    export: Path | None = None
+    per_frame: list[Detections] = field(default_factory=list, repr=False)
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+
+_END = object()
+
+
+class Pipeline:
+    """One configured anonymizer; reuse it for many inputs (the detector loads once)."""
+
+    def __init__(self, options: JobOptions = JobOptions(), detector: Detector | None = None,
+                 progress: ProgressCallback | None = None, cancel: threading.Event | None = None) -> None:
+        self.options = options
+        self._detector = detector
+        self.progress = progress
+        self.cancel = cancel or threading.Event()
+
+    @property
+    def detector(self) -> Detector:
+        if self._detector is None:
+            self._detector = create_detector(self.options.detector)
+        return self._detector
+
+    # -- single frames -------------------------------------------------------------------
+    def detect(self, images: Sequence[np.ndarray]) -> list[Detections]:
+        try:
+            return self.detector.detect(list(images))
+        except VeilError:
+            raise
+        except Exception as exc:
+            raise ProcessingError(f"face detection failed ({type(exc).__name__}: {exc}); nothing was written") from exc
+
+    def anonymize_image(self, image: np.ndarray) -> tuple[np.ndarray, Detections]:
+        """Pixels in, anonymized pixels and the detections out (no files)."""
+        dets = self.detect([image])[0]
+        return anon.apply(image, dets, self.options.anonymize), dets
+
+    # -- files ---------------------------------------------------------------------------
+    def run(self, inputs: Sequence[str | Path], output: str | Path | None = None) -> list[JobResult]:
+        """Anonymize every input (files or folders); outputs planned by the path rules."""
+        items = collect_inputs(inputs, self.options.recursive)
+        many = len(items) > 1 or any(Path(p).is_dir() for p in inputs)
+        results = []
+        for source, root in items:
+            kind = media_kind(source)
+            ext = video_io.output_extension(source) if kind == "video" else None
+            target = plan_output(source, root, output, many=many, suffix=self.options.suffix,
+                                 overwrite=self.options.overwrite, extension=ext)
+            results.append(self.process(source, target))
+        return results
+
+    def process(self, source: Path, target: Path) -> JobResult:
+        kind = media_kind(source)
+        if kind == "image":
+            return self.process_image(source, target)
+        return self.process_video(source, target)
+
+    def _export_for(self, target: Path) -> DataExport | None:
+        fmt = self.options.export_format
+        return DataExport(target.with_suffix(f".{fmt}"), fmt) if fmt else None
+
+    def process_image(self, source: Path, target: Path) -> JobResult:
+        start = time.perf_counter()
+        loaded = image_io.read_image(source)
+        result_image, dets = self.anonymize_image(loaded.image)
+        image_io.write_image(result_image, target, keep_metadata=self.options.keep_metadata, source=loaded)
+        export = self._export_for(target)
+        if export:
+            export.add(0, 0.0, dets)
+            export.write()
+        if self.progress:
+            self.progress(str(source), 1, 1)
+        return JobResult(Path(source), target, "image", 1, len(dets), time.perf_counter() - start,
+                         export.target if export else None, [dets])
+
+    def process_video(self, source: Path, target: Path) -> JobResult:
+        start = time.perf_counter()
+        with video_io.VideoSource(source) as src:
+            sink = video_io.VideoSink(target, src.info, self.options.encoder,
+                                      audio_template=src.audio_stream,
+                                      metadata=src.metadata if self.options.keep_metadata else None)
+            if src.audio_stream is not None and self.options.encoder.keep_audio:
+                src.on_audio_packet = sink.add_audio_packet
+            export = self._export_for(target)
+            try:
+                per_frame = self._run_frames(src.frames(), float(src.info.fps), sink.write, str(source),
+                                             src.info.frame_count or None, export)
+                sink.finish()
+            except BaseException:
+                sink.abort()
+                raise
+        if export:
+            export.write()
+        return JobResult(Path(source), target, "video", len(per_frame), sum(len(d) for d in per_frame),
+                         time.perf_counter() - start, export.target if export else None, per_frame)
+
+    # -- the frame loop ------------------------------------------------------------------
+    def iter_anonymized(self, frames: Iterable[Frame], fps: float, live: bool = False) -> Iterator[tuple[Frame, Detections]]:
+        """Anonymized frames in order, with the detections used on each.
+
+        Decoding runs in a background thread; detection is batched; the
+        temporal filter may hold frames back to look ahead.
+        """
+        in_q: queue.Queue = queue.Queue(maxsize=self.options.queue_size)
+        stop = threading.Event()
+
+        def decode() -> None:
+            try:
+                for frame in frames:
+                    while not stop.is_set():
+                        try:
+                            in_q.put(frame, timeout=0.1)
+                            break
+                        except queue.Full:
+                            continue
+                    if stop.is_set():
+                        return
+                in_q.put(_END)
+            except BaseException as exc:  # handed to the consuming thread
+                in_q.put(exc)
+
+        reader = threading.Thread(target=decode, name="veil-decode", daemon=True)
+        reader.start()
+        temporal = create_filter(self.options.tracking, fps, live=live)
+        held: dict[int, Frame] = {}
+        carry: list = []
+        try:
+            done = False
+            while not done:
+                batch = self._next_batch(in_q, carry)
+                if batch and batch[-1] is _END:
+                    batch.pop()
+                    done = True
+                if self.cancel.is_set():
+                    raise Cancelled("cancelled; the partial output was removed")
+                if batch:
+                    for frame, dets in zip(batch, self.detect([f.image for f in batch])):
+                        held[frame.index] = frame
+                        for index, final in temporal.push(frame, dets):
+                            yield self._finish(held.pop(index), final)
+            for index, final in temporal.flush():
+                yield self._finish(held.pop(index), final)
+        finally:
+            stop.set()
+            reader.join(timeout=5)
+
+    def _next_batch(self, in_q: queue.Queue, carry: list) -> list:
+        """Up to batch_size frames of one size; stops early at the end marker.
+
+        A frame of another size (a stream that changed resolution) is carried
+        over to start the next batch, so every batch is one array shape.
+        """
+        batch: list = []
+        item = carry.pop() if carry else in_q.get()
+        while True:
+            if isinstance(item, BaseException):
+                raise item
+            batch.append(item)
+            if item is _END or len(batch) >= self.options.batch_size:
+                return batch
+            try:
+                item = in_q.get_nowait()
+            except queue.Empty:
+                return batch
+            if isinstance(item, Frame) and item.image.shape != batch[0].image.shape:
+                carry.append(item)
+                return batch
+
+    def _finish(self, frame: Frame, dets: Detections) -> tuple[Frame, Detections]:
+        frame.image = anon.apply(frame.image, dets, self.options.anonymize, inplace=True)
+        return frame, dets
+
+    def _run_frames(self, frames: Iterable[Frame], fps: float, write: Callable[[Frame], None], name: str,
+                    total: int | None, export: DataExport | None) -> list[Detections]:
+        """Drive iter_anonymized into a writer running in its own thread."""
+        out_q: queue.Queue = queue.Queue(maxsize=self.options.queue_size)
+        errors: list[BaseException] = []
+
+        def encode() -> None:
+            try:
+                while (item := out_q.get()) is not _END:
+                    write(item)
+            except BaseException as exc:
+                errors.append(exc)
+                while out_q.get() is not _END:  # drain so the producer never blocks
+                    pass
+
+        writer = threading.Thread(target=encode, name="veil-encode", daemon=True)
+        writer.start()
+        per_frame: list[Detections] = []
+        try:
+            for frame, dets in self.iter_anonymized(frames, fps):
+                if errors:
+                    break
+                out_q.put(frame)
+                per_frame.append(dets)
+                if export:
+                    export.add(frame.index, frame.time, dets)
+                if self.progress:
+                    self.progress(name, len(per_frame), total)
+        finally:
+            out_q.put(_END)
+            writer.join()
+        if errors:
+            raise errors[0]
+        if not per_frame:
+            raise InputError(f"{name}: no frames to process")
+        return per_frame

@@ -1,0 +1,68 @@
+import numpy as np
+import pytest
+
+from conftest import ASTRONAUT_FACE, CAMERA_FACE
+from veil.detections import box_iou
+from veil.detectors import DetectorOptions, create_detector
+from veil.detectors.centerface import bundled_model_path, input_geometry
+from veil.errors import OptionError
+
+
+@pytest.fixture(scope="module")
+def detector():
+    return create_detector(DetectorOptions())
+
+
+def inside(box, region, slack=10):
+    x1, y1, x2, y2 = region
+    return box[0] >= x1 - slack and box[1] >= y1 - slack and box[2] <= x2 + slack and box[3] <= y2 + slack
+
+
+def test_weights_come_from_installed_package():
+    path = bundled_model_path()
+    assert path.name == "centerface.onnx" and path.stat().st_size > 1_000_000
+
+
+def test_finds_the_real_faces(detector, astronaut, camera):
+    astro, cam = detector.detect([astronaut]) + detector.detect([camera])
+    assert len(astro) == 1 and astro.score[0] > 0.8 and inside(astro.xyxy[0], ASTRONAUT_FACE)
+    assert len(cam) >= 1 and inside(cam.xyxy[np.argmax(cam.score)], CAMERA_FACE)
+    assert astro.landmarks.shape == (1, 5, 2)
+    # Landmarks (eyes, nose, mouth corners) lie inside the face box.
+    lm = astro.landmarks[0]
+    assert (lm[:, 0] > astro.xyxy[0, 0]).all() and (lm[:, 0] < astro.xyxy[0, 2]).all()
+
+
+def test_batch_equals_single(detector, astronaut):
+    shifted = np.roll(astronaut, 40, axis=1)
+    batch = detector.detect([astronaut, shifted])
+    singles = detector.detect([astronaut]) + detector.detect([shifted])
+    for a, b in zip(batch, singles):
+        assert np.allclose(a.xyxy, b.xyxy, atol=0.5)
+    assert batch[1].xyxy[0, 0] == pytest.approx(batch[0].xyxy[0, 0] + 40, abs=3)
+
+
+def test_non_square_frames_keep_aspect(detector, astronaut):
+    wide = np.zeros((512, 1000, 3), np.uint8)
+    wide[:, 300:812] = astronaut
+    found = detector.detect([wide])[0]
+    expected = np.array(ASTRONAUT_FACE, np.float32) + [300, 0, 300, 0]
+    assert len(found) == 1 and inside(found.xyxy[0], expected)
+
+
+def test_max_size_caps_input_and_boxes_stay_in_frame_pixels(astronaut):
+    capped = create_detector(DetectorOptions(max_size=256))
+    full = create_detector(DetectorOptions())
+    a, b = capped.detect([astronaut])[0], full.detect([astronaut])[0]
+    assert len(a) == 1 and box_iou(a.xyxy, b.xyxy)[0, 0] > 0.7
+    assert input_geometry(1080, 1920, 960)[1:] == (540, 960, 544, 960)
+    assert input_geometry(1080, 1920, None) == (1.0, 1080, 1920, 1088, 1920)
+
+
+def test_nothing_on_a_blank_frame(detector):
+    assert len(detector.detect([np.full((240, 320, 3), 127, np.uint8)])[0]) == 0
+
+
+def test_unknown_detector_is_a_user_error():
+    with pytest.raises(OptionError, match="unknown detector"):
+        create_detector(DetectorOptions(name="nope"))

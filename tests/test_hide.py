@@ -1,0 +1,136 @@
+import cv2
+import numpy as np
+import pytest
+
+import veil
+from conftest import mean_abs_diff
+from veil.detections import Detections
+from veil.errors import OptionError
+from veil.hide import AnonymizeOptions, apply, blur_whole_frame
+from veil.hide.masks import coverage, region_for, region_mask, scale_box
+from veil.hide.methods import parse_color
+
+FACE = Detections(np.array([[182, 58, 270, 178]], np.float32), score=np.array([0.93]))
+
+
+def face_and_background(before, after, box=(182, 58, 270, 178), margin=40):
+    x1, y1, x2, y2 = box
+    # The inner face (eyes, nose, mouth) and everything far away from the mask.
+    inner = (slice(y1 + 20, y2 - 20), slice(x1 + 15, x2 - 15))
+    far = np.ones(before.shape[:2], bool)
+    far[max(0, y1 - margin) : y2 + margin, max(0, x1 - margin) : x2 + margin] = False
+    return mean_abs_diff(before[inner], after[inner]), np.abs(before[far].astype(int) - after[far]).max()
+
+
+@pytest.mark.parametrize("method", ["blur", "pixelate", "fill"])
+def test_face_changes_background_does_not(astronaut, method):
+    out = apply(astronaut, FACE, AnonymizeOptions(method=method))
+    changed, background = face_and_background(astronaut, out)
+    assert changed > 12, f"{method} barely changed the face ({changed:.1f})"
+    assert background == 0
+    assert not np.shares_memory(out, astronaut)
+
+
+def test_blur_removes_detail(astronaut):
+    out = apply(astronaut, FACE, AnonymizeOptions(method="blur"))
+    x1, y1, x2, y2 = 200, 80, 250, 160
+    lap_before = cv2.Laplacian(cv2.cvtColor(astronaut[y1:y2, x1:x2], cv2.COLOR_BGR2GRAY), cv2.CV_64F).var()
+    lap_after = cv2.Laplacian(cv2.cvtColor(out[y1:y2, x1:x2], cv2.COLOR_BGR2GRAY), cv2.CV_64F).var()
+    assert lap_after < lap_before / 50
+
+
+def test_pixelate_is_blocky(astronaut):
+    out = apply(astronaut, FACE, AnonymizeOptions(method="pixelate", shape="rect", mask_scale=1.0))
+    crop = out[70:170, 190:260]
+    assert len(np.unique(crop.reshape(-1, 3), axis=0)) < 60
+
+
+def test_fill_colour(astronaut):
+    out = apply(astronaut, FACE, AnonymizeOptions(method="fill", color=parse_color("#ff0000")))
+    assert out[118, 226].tolist() == [0, 0, 255]
+
+
+def test_none_leaves_pixels_and_draws_boxes(astronaut):
+    same = apply(astronaut, FACE, AnonymizeOptions(method="none"))
+    assert np.array_equal(same, astronaut)
+    drawn = apply(astronaut, FACE, AnonymizeOptions(method="none", draw_boxes=True, draw_scores=True))
+    assert not np.array_equal(drawn, astronaut)
+
+
+def test_ellipse_leaves_corners_rect_covers_them(astronaut):
+    opts = dict(method="fill", mask_scale=1.0, color=(255, 255, 255))
+    ell = apply(astronaut, FACE, AnonymizeOptions(shape="ellipse", **opts))
+    rect = apply(astronaut, FACE, AnonymizeOptions(shape="rect", **opts))
+    assert np.array_equal(ell[59, 183], astronaut[59, 183])
+    assert rect[59, 183].tolist() == [255, 255, 255]
+    assert ell[118, 226].tolist() == [255, 255, 255]
+
+
+def test_mask_scale_grows_about_centre():
+    grown = scale_box(np.array([[10, 10, 30, 50]]), 1.5)
+    assert grown[0].tolist() == [5, 0, 35, 60]
+
+
+def test_boxes_at_the_edge_and_outside_are_safe(astronaut):
+    dets = Detections(np.array([[-50, -50, 40, 40], [500, 500, 700, 700], [600, 600, 700, 700]], np.float32))
+    out = apply(astronaut, dets, AnonymizeOptions(method="fill", color=(255, 255, 255)))
+    assert out[0, 0].tolist() == [255, 255, 255] and out[511, 511].tolist() == [255, 255, 255]
+    assert region_for(np.array([600, 600, 700, 700]), 512, 512) is None
+
+
+def test_feather_only_extends_outward():
+    region = region_for(np.array([20, 20, 60, 60]), 100, 100, feather=8)
+    hard = region_mask(region, "rect")
+    soft = region_mask(region, "rect", feather=8)
+    assert (soft[hard > 0.5] == 1).all() and soft.sum() > hard.sum()
+
+
+def test_coverage_matches_what_is_hidden(astronaut):
+    cov = coverage(astronaut.shape[:2], FACE.xyxy, "ellipse", 1.3)
+    out = apply(astronaut, FACE, AnonymizeOptions(method="fill", color=(1, 2, 3)))
+    painted = (out == [1, 2, 3]).all(axis=2)
+    assert (painted == cov).mean() > 0.999
+
+
+def test_overlay_image_with_alpha(astronaut, tmp_path):
+    emoji = np.zeros((64, 64, 4), np.uint8)
+    cv2.circle(emoji, (32, 32), 30, (0, 220, 255, 255), -1)  # opaque disc, transparent corners
+    path = tmp_path / "emoji.png"
+    cv2.imwrite(str(path), emoji)
+    out = apply(astronaut, FACE, AnonymizeOptions(method="image", overlay_path=str(path), shape="rect", mask_scale=1.0))
+    assert out[118, 226].tolist() == [0, 220, 255]
+    # The transparent corner shows a blurred face, not the original pixels.
+    assert mean_abs_diff(out[60:70, 184:194], astronaut[60:70, 184:194]) > 3
+
+
+def test_whole_frame_fallback_hides_everything(astronaut):
+    out = blur_whole_frame(astronaut)
+    assert mean_abs_diff(out, astronaut) > 20
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(method="smudge"), "unknown method"),
+    (dict(shape="star"), "unknown shape"),
+    (dict(mask_scale=0), "mask-scale"),
+    (dict(method="image"), "needs --overlay"),
+    (dict(method="image", overlay_path="/nonexistent.png"), "cannot read overlay"),
+])
+def test_bad_options_are_user_errors(kwargs, message):
+    with pytest.raises(veil.VeilError, match=message):
+        AnonymizeOptions(**kwargs)
+
+
+def test_parse_color():
+    assert parse_color("#102030") == (0x30, 0x20, 0x10)
+    assert parse_color("1,2,3") == (3, 2, 1)
+    assert parse_color("white") == (255, 255, 255)
+    with pytest.raises(ValueError):
+        parse_color("#12")
+
+
+def test_public_anonymize_function(astronaut):
+    out = veil.anonymize(astronaut, FACE, method="pixelate", shape="rect", padding=1.0)
+    assert mean_abs_diff(out[70:170, 190:260], astronaut[70:170, 190:260]) > 5
+    assert np.array_equal(out[300:], astronaut[300:])
+    with pytest.raises(OptionError):
+        veil.anonymize(astronaut, FACE, method="bogus")
