@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -27,7 +29,7 @@ def test_indexing_returns_detections():
 
 def test_frozen_and_equality():
     d = make()
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         d.xyxy = np.zeros((1, 4))  # type: ignore[misc]
     assert d == make() and d != make(2)
 

@@ -4,7 +4,6 @@ import pytest
 
 from conftest import ASTRONAUT_FACE, mean_abs_diff, read_video, write_video
 from veil.errors import InputError, VeilError
-from veil.hide import AnonymizeOptions
 from veil.io.export import DataExport
 from veil.pipeline import Cancelled, JobOptions, Pipeline
 
@@ -134,3 +133,25 @@ def test_image_in_array_out(pipeline, astronaut):
 def test_export_rejects_unknown_format(tmp_path):
     with pytest.raises(VeilError, match="unknown export format"):
         DataExport(tmp_path / "x.xml")
+
+
+def test_rotated_phone_video_is_processed_upright(tmp_path, astronaut, pipeline):
+    """A phone stores sideways pixels plus a display rotation; veil detects and writes upright."""
+    import subprocess
+
+    import imageio_ffmpeg
+
+    upright = np.ascontiguousarray(astronaut[:, 64:448])  # 512 x 384, portrait
+    sideways = [np.ascontiguousarray(np.rot90(upright, -1))] * 6  # stored 384 x 512
+    raw = write_video(tmp_path / "raw.mp4", sideways, fps=10, audio_seconds=0.6)
+    rotated = tmp_path / "phone.mp4"
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", "-display_rotation", "90",
+                    "-i", str(raw), "-c", "copy", str(rotated)], check=True)
+    result = pipeline.process(rotated, tmp_path / "out.mp4")
+    assert all(len(d) == 1 for d in result.per_frame)
+    frames, _ = read_video(result.output)
+    assert frames[0].shape == (512, 384, 3)
+    assert mean_abs_diff(frames[0][420:], upright[420:]) < 4
+    assert mean_abs_diff(frames[0][80:160, 136:186], upright[80:160, 136:186]) > 12
+    with av.open(str(result.output)) as c:
+        assert c.streams.audio

@@ -17,7 +17,7 @@ from . import __version__
 from .hide import SHAPES, AnonymizeOptions
 from .hide.methods import METHODS, parse_color
 from .detectors import DetectorOptions
-from .errors import OptionError, VeilError
+from .errors import VeilError
 from .io.export import FORMATS
 from .io.paths import DEFAULT_SUFFIX
 from .io.video import EncoderOptions

@@ -8,7 +8,7 @@ integer array gives a new `Detections`, as in supervision.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -213,8 +213,3 @@ def nms(xyxy: np.ndarray, score: np.ndarray, iou_threshold: float) -> np.ndarray
         order = order[1:][ious < iou_threshold]
     return np.asarray(keep, dtype=np.int64)
 
-
-def iter_boxes(dets: Detections) -> Iterable[tuple[int, int, int, int]]:
-    """Integer pixel boxes, for drawing."""
-    for x1, y1, x2, y2 in np.round(dets.xyxy).astype(int):
-        yield int(x1), int(y1), int(x2), int(y2)

@@ -8,7 +8,6 @@ which no deconvolution can turn back into a recognisable face.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 

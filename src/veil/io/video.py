@@ -46,14 +46,13 @@ class EncoderOptions:
 
 @dataclass(frozen=True)
 class VideoInfo:
-    width: int
+    width: int  # as stored; frames come out rotated upright when the container says so
     height: int
     fps: Fraction
     frame_count: int  # 0 when the container does not say
     duration: float | None
     time_base: Fraction
     has_audio: bool
-    rotation: int
 
 
 def _rotate(image: np.ndarray, clockwise: int) -> np.ndarray:
@@ -89,7 +88,7 @@ class VideoSource:
             duration = self.container.duration / av.time_base
         frames = self.stream.frames or (int(round(duration * fps)) if duration else 0)
         self.info = VideoInfo(ctx.width, ctx.height, Fraction(fps), frames, duration,
-                              self.stream.time_base or Fraction(1, 90000), self.audio_stream is not None, 0)
+                              self.stream.time_base or Fraction(1, 90000), self.audio_stream is not None)
         self.metadata = dict(self.container.metadata)
         self.on_audio_packet: Callable[[av.Packet], None] | None = None
 
@@ -150,8 +149,14 @@ class VideoSink:
         except av.error.FFmpegError as exc:
             self._abort()
             raise OutputError(f"{target}: cannot write video ({_reason(exc)})") from None
-        self.width, self.height = info.width, info.height
-        self.stream = self._add_video_stream(info)
+        self.info = info
+        try:
+            av.codec.Codec(self._codec_name(), "w")
+        except (av.codec.codec.UnknownCodecError, ValueError):
+            self._abort()
+            raise OptionError(f"video codec '{self._codec_name()}' is not available in this FFmpeg build") from None
+        self._audio_template = audio_template if options.keep_audio else None
+        self.stream = None  # created from the first frame: its size is the displayed (rotated) size
         if metadata:  # only passed when the user keeps metadata
             self.container.metadata.update(metadata)
         self.audio_out = None
@@ -160,21 +165,28 @@ class VideoSink:
         self._lock = threading.Lock()
         self.frames_written = 0
         self._last_pts = -1
-        if audio_template is not None and options.keep_audio:
-            self._add_audio_stream(audio_template)
 
-    def _add_video_stream(self, info: VideoInfo):
-        codec = self.options.codec
-        if self.target.suffix.lower() in CODECS_FOR_EXT and codec == EncoderOptions.codec:
-            codec = CODECS_FOR_EXT[self.target.suffix.lower()]
+    def _open_streams(self, height: int, width: int) -> None:
+        self.stream = self._add_video_stream(self.info, width, height)
+        if self._audio_template is not None:
+            self._add_audio_stream(self._audio_template)
+
+    def _codec_name(self) -> str:
+        """The requested codec, or the container's natural one when the default does not fit."""
+        if self.target.suffix.lower() in CODECS_FOR_EXT and self.options.codec == EncoderOptions.codec:
+            return CODECS_FOR_EXT[self.target.suffix.lower()]
+        return self.options.codec
+
+    def _add_video_stream(self, info: VideoInfo, width: int, height: int):
+        codec = self._codec_name()
         try:
             stream = self.container.add_stream(codec, rate=info.fps)
         except (av.error.FFmpegError, ValueError, av.codec.codec.UnknownCodecError) as exc:
             self._abort()
             raise OptionError(f"video codec '{codec}' is not available ({_reason(exc)})") from None
         # yuv420p needs even sizes; odd frames are padded by one edge pixel.
-        stream.width = info.width + info.width % 2
-        stream.height = info.height + info.height % 2
+        stream.width = width + width % 2
+        stream.height = height + height % 2
         stream.pix_fmt = "yuv420p"
         stream.time_base = info.time_base
         stream.codec_context.time_base = info.time_base
@@ -203,7 +215,7 @@ class VideoSink:
 
     def add_audio_packet(self, packet: av.Packet) -> None:
         """Queue an input audio packet; it is muxed when the video catches up to its time."""
-        if self.audio_out is not None:
+        if self._audio_template is not None:
             with self._lock:
                 self._pending_audio.append(packet)
 
@@ -228,6 +240,8 @@ class VideoSink:
 
     def write(self, frame: Frame) -> None:
         image = frame.image
+        if self.stream is None:
+            self._open_streams(*image.shape[:2])
         if image.shape[1] != self.stream.width or image.shape[0] != self.stream.height:
             pad_y, pad_x = self.stream.height - image.shape[0], self.stream.width - image.shape[1]
             image = np.pad(image, ((0, max(pad_y, 0)), (0, max(pad_x, 0)), (0, 0)), mode="edge")
@@ -249,6 +263,8 @@ class VideoSink:
 
     def finish(self) -> Path:
         """Flush, close and move the file into place."""
+        if self.stream is None:
+            raise OutputError(f"{self.target}: no frames to write")
         for packet in self.stream.encode(None):
             self._mux_video(packet)
         self._mux_audio_until(None)
