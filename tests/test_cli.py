@@ -105,3 +105,15 @@ def test_import_is_light():
     code = "import sys, veil; print(sorted(m for m in ('cv2', 'onnxruntime', 'av', 'numpy') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip()
     assert out == "[]"
+
+
+def test_one_bad_file_among_many_is_reported_and_the_rest_go_on(tmp_path, photo, capsys):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    Image.open(photo).save(folder / "a.jpg")
+    (folder / "b.jpg").write_bytes(b"broken")
+    Image.open(photo).save(folder / "c.png")
+    code = main([str(folder), "-o", str(tmp_path / "out"), "-q"])
+    err = capsys.readouterr().err
+    assert code == 2 and "b.jpg: not a readable image" in err and "1 of 3 inputs failed" in err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.jpg", "c.png"]

@@ -162,52 +162,80 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 class ProgressBars:
-    """tqdm bars, one per video; images advance one shared bar."""
+    """A files bar when there are several inputs, and a frames bar for each video."""
 
-    def __init__(self, quiet: bool) -> None:
+    def __init__(self, quiet: bool, files: int = 1) -> None:
         self.quiet = quiet
-        self._bar = None
+        self._files = None
+        self._frames = None
         self._name: str | None = None
+        if not quiet and files > 1:
+            from tqdm import tqdm
+
+            self._files = tqdm(total=files, desc="files", unit="file", file=sys.stderr, dynamic_ncols=True)
 
     def __call__(self, name: str, done: int, total: int | None) -> None:
-        if self.quiet:
+        if self.quiet or total == 1:
             return
         from tqdm import tqdm
 
         if name != self._name:
-            self.close()
+            self._close_frames()
             self._name = name
-            self._bar = tqdm(total=total, desc=Path(name).name[:30], unit="frame", leave=False, file=sys.stderr,
-                             dynamic_ncols=True)
-        self._bar.update(done - self._bar.n)
+            self._frames = tqdm(total=total, desc=Path(name).name[:30], unit="frame", leave=False,
+                                file=sys.stderr, dynamic_ncols=True, position=1 if self._files else 0)
+        self._frames.update(done - self._frames.n)
+
+    def file_done(self) -> None:
+        self._close_frames()
+        if self._files is not None:
+            self._files.update(1)
+
+    def _close_frames(self) -> None:
+        if self._frames is not None:
+            self._frames.close()
+            self._frames = None
+            self._name = None
 
     def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
-            self._bar = None
+        self._close_frames()
+        if self._files is not None:
+            self._files.close()
 
 
-def _summary(results) -> str:
-    lines = []
-    for r in results:
-        extra = f", {r.frames} frames at {r.fps:.1f} fps" if r.kind == "video" else ""
-        lines.append(f"{r.source} -> {r.output} ({r.boxes} detections{extra})")
-    return "\n".join(lines)
+def _summary_line(r) -> str:
+    extra = f", {r.frames} frames at {r.fps:.1f} fps" if r.kind == "video" else ""
+    return f"{r.source} -> {r.output} ({r.boxes} detections{extra})"
 
 
 def anonymize_main(argv: Sequence[str]) -> int:
+    """Anonymize every input; with several inputs a bad file is reported and the rest go on."""
     from .pipeline import Pipeline
 
     args = build_parser().parse_args(argv)
-    options = job_options_from_args(args)
-    bars = ProgressBars(args.quiet)
-    pipeline = Pipeline(options, progress=bars)
+    pipeline = Pipeline(job_options_from_args(args))
+    planned = pipeline.plan(args.inputs, args.output)
+    bars = ProgressBars(args.quiet, len(planned))
+    pipeline.progress = bars
+    failures: list[VeilError] = []
+    lines = []
     try:
-        results = pipeline.run(args.inputs, args.output)
+        for source, target in planned:
+            try:
+                lines.append(_summary_line(pipeline.process(source, target)))
+            except VeilError as exc:
+                if len(planned) == 1 or exc.exit_code == 130:
+                    raise
+                failures.append(exc)
+                lines.append(f"veil: error: {exc}")
+            bars.file_done()
     finally:
         bars.close()
-    if not args.quiet:
-        print(_summary(results), file=sys.stderr)
+    if not args.quiet or failures:
+        print("\n".join(lines if not args.quiet else [f"veil: error: {f}" for f in failures]), file=sys.stderr)
+    if failures:
+        print(f"veil: {len(failures)} of {len(planned)} inputs failed", file=sys.stderr)
+        return failures[-1].exit_code
     return 0
 
 

@@ -110,18 +110,20 @@ class Pipeline:
         return anon.apply(image, dets, self.options.anonymize), dets
 
     # -- files ---------------------------------------------------------------------------
-    def run(self, inputs: Sequence[str | Path], output: str | Path | None = None) -> list[JobResult]:
-        """Anonymize every input (files or folders); outputs planned by the path rules."""
+    def plan(self, inputs: Sequence[str | Path], output: str | Path | None = None) -> list[tuple[Path, Path]]:
+        """(source, target) for every input file, following the output naming rules."""
         items = collect_inputs(inputs, self.options.recursive)
         many = len(items) > 1 or any(Path(p).is_dir() for p in inputs)
-        results = []
+        planned = []
         for source, root in items:
-            kind = media_kind(source)
-            ext = video_io.output_extension(source) if kind == "video" else None
-            target = plan_output(source, root, output, many=many, suffix=self.options.suffix,
-                                 overwrite=self.options.overwrite, extension=ext)
-            results.append(self.process(source, target))
-        return results
+            ext = video_io.output_extension(source) if media_kind(source) == "video" else None
+            planned.append((source, plan_output(source, root, output, many=many, suffix=self.options.suffix,
+                                                overwrite=self.options.overwrite, extension=ext)))
+        return planned
+
+    def run(self, inputs: Sequence[str | Path], output: str | Path | None = None) -> list[JobResult]:
+        """Anonymize every input (files or folders); stops at the first failure."""
+        return [self.process(source, target) for source, target in self.plan(inputs, output)]
 
     def process(self, source: Path, target: Path) -> JobResult:
         kind = media_kind(source)
