@@ -19,7 +19,8 @@ from typing import Callable
 from ..errors import VeilError
 from ..pipeline import Cancelled, JobOptions, Pipeline
 from .options import job_options
-from .store import CANCELLED, DONE, FAILED, QUEUED, RUNNING, JobStore
+from ..io.paths import TEMP_PREFIX
+from .store import CANCELLED, DONE, FAILED, FINAL_STATES, INTERRUPTED, QUEUED, RUNNING, JobStore
 
 log = logging.getLogger("veil.web")
 
@@ -46,7 +47,11 @@ class WorkerPool:
         for folder in self.store.jobs_dir.iterdir():
             if folder.is_dir() and folder.name not in known:
                 shutil.rmtree(folder, ignore_errors=True)  # an upload cut off by the last shutdown
-        for job in self.store.recover():
+        queued = self.store.recover()
+        for job in self.store.list():
+            if job.status in FINAL_STATES:
+                self._remove_input(job.id)
+        for job in queued:
             self.submit(job.id)
         for thread in self._threads:
             thread.start()
@@ -119,7 +124,10 @@ class WorkerPool:
             target = folder / f"result{_output_extension(source, job.kind)}"
             result = pipeline.process(source, target)
         except Cancelled:
-            self.store.update(job_id, status=CANCELLED, error="cancelled; the partial output was removed")
+            if self._closing.is_set():
+                self.store.update(job_id, status=INTERRUPTED, error="the server stopped while this job was running")
+            else:
+                self.store.update(job_id, status=CANCELLED, error="cancelled; the partial output was removed")
         except VeilError as exc:
             self.store.update(job_id, status=FAILED, error=str(exc).replace(str(folder) + "/", ""))
         else:
@@ -141,8 +149,12 @@ class WorkerPool:
         return progress
 
     def _remove_input(self, job_id: str) -> None:
-        """The original is deleted as soon as it is no longer needed: only results are kept."""
-        for path in self.store.folder(job_id).glob("input.*"):
+        """The original is deleted as soon as it is no longer needed: only results are kept.
+
+        Partial outputs left by a killed server go too (a clean stop removes its own).
+        """
+        folder = self.store.folder(job_id)
+        for path in [*folder.glob("input.*"), *folder.glob(f"{TEMP_PREFIX}*")]:
             path.unlink(missing_ok=True)
 
     # -- retention -----------------------------------------------------------------------------
