@@ -190,7 +190,7 @@ function compareView(job) {
   if (!original) {
     const note = document.createElement("p");
     note.className = "note";
-    note.textContent = "The original is not kept on the server; drop it again in this tab to compare.";
+    note.textContent = "The original is not kept on the server, so only the result is shown here.";
     const wrap = document.createElement("div");
     wrap.append(box, note);
     return wrap;
@@ -269,7 +269,7 @@ $("#live-stop").addEventListener("click", stopLive);
 async function startLive() {
   const status = $("#live-status");
   try {
-    live.stream = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 480 }, audio: false });
+    live.stream = await navigator.mediaDevices.getUserMedia({ video: true, audio: false });
   } catch (err) {
     status.textContent = `camera not available: ${err.message}`;
     return;
