@@ -288,3 +288,28 @@ def test_live_socket_refuses_other_origins(server):
         with connect(url, origin="http://evil.example", open_timeout=30):
             pass
 
+
+
+def test_review_files_of_a_stored_video_job(tmp_path, astronaut):
+    """A finished video whose review report is on disk serves its contact sheet, and nothing else."""
+    from veil.web.store import DONE, JobStore
+
+    store = JobStore(tmp_path)
+    job_id = store.new_id()
+    store.add(job_id, "clip.mp4", "video", {"method": "blur"})
+    review = store.folder(job_id) / "result_review"
+    review.mkdir(parents=True)
+    cv2.imwrite(str(review / "contact_sheet.png"), astronaut[:64, :64])
+    (review / "secret.txt").write_text("not served")
+    store.update(job_id, status=DONE, output="result.mp4", review="result_review", frames=3)
+    store.close()
+    srv = Server(tmp_path)
+    try:
+        assert srv.json("GET", f"/api/jobs/{job_id}")["has_review"] is True
+        status, headers, body = srv.request("GET", f"/api/jobs/{job_id}/review/contact_sheet.png")
+        assert status == 200 and headers["content-type"] == "image/png" and decode(body).shape == (64, 64, 3)
+        assert srv.request("GET", f"/api/jobs/{job_id}/review/secret.txt")[0] == 404
+        assert srv.request("GET", f"/api/jobs/{job_id}/review/..%2F..%2Fjobs.sqlite3")[0] == 404
+        assert srv.request("GET", f"/api/jobs/{job_id}/review/heatmap.png")[0] == 404
+    finally:
+        srv.stop()

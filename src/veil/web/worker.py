@@ -131,7 +131,7 @@ class WorkerPool:
         except VeilError as exc:
             self.store.update(job_id, status=FAILED, error=str(exc).replace(str(folder) + "/", ""))
         else:
-            review = result.review.relative_to(folder).as_posix() if result.review else None
+            review = _inside(folder, result.review)
             self.store.update(job_id, status=DONE, output=result.output.name, review=review,
                               frames=result.frames, boxes=result.boxes)
         finally:
@@ -171,6 +171,13 @@ class WorkerPool:
                 self.sweep()
             except Exception:
                 log.exception("retention sweep failed")
+
+
+def _inside(folder: Path, path: Path | None) -> str | None:
+    """path relative to the job folder, or None: only files the job owns are ever served."""
+    if path is None or not path.resolve().is_relative_to(folder.resolve()):
+        return None
+    return path.resolve().relative_to(folder.resolve()).as_posix()
 
 
 def _output_extension(source: Path, kind: str) -> str:
