@@ -166,7 +166,7 @@ def test_zip_of_all_results_and_delete(server, photo):
 
 
 def test_page_openapi_and_no_outside_assets(server):
-    status, headers, page = server.request("GET", "/")
+    status, _, page = server.request("GET", "/")
     assert status == 200 and b'id="drop"' in page
     for asset in ("/static/app.js", "/static/app.css"):
         status, _, body = server.request("GET", asset)

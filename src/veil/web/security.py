@@ -17,20 +17,31 @@ WebSockets (FastAPI's HTTP middleware does not see WebSockets).
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import json
 from http.cookies import SimpleCookie
 from typing import Any, Awaitable, Callable
 from urllib.parse import parse_qs, urlsplit
 
 COOKIE = "veil_token"
-LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "[::1]", "::1"}
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict]]
 Send = Callable[[dict], Awaitable[None]]
 
 
+def is_loopback(host: str) -> bool:
+    """True for 'localhost' and loopback addresses (127.0.0.0/8, ::1), with or without brackets."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 def _host_name(host: str) -> str:
+    """The name part of a Host header ('127.0.0.1:8765' -> '127.0.0.1', '[::1]:80' -> '[::1]')."""
     if host.startswith("["):
         return host[: host.find("]") + 1]
     return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
@@ -48,7 +59,7 @@ class AccessGuard:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         host = headers.get("host", "")
         origin = headers.get("origin")
-        if self.token is None and _host_name(host).lower() not in LOOPBACK_HOSTS:
+        if self.token is None and not is_loopback(_host_name(host)):
             await self._refuse(scope, receive, send, 403, "this server only answers to 127.0.0.1 or localhost")
             return
         if origin and origin != "null" and urlsplit(origin).netloc.lower() != host.lower():

@@ -7,7 +7,6 @@ real one even with `--port 0`, and a refused address fails before anything runs.
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import os
 import re
 import socket
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..errors import OptionError, OutputError, VeilError
+from .security import is_loopback
 
 DEFAULT_PORT = 8765
 TOKEN_PATTERN = re.compile(r"^[A-Za-z0-9._~-]{12,200}$")
@@ -24,15 +24,6 @@ TOKEN_PATTERN = re.compile(r"^[A-Za-z0-9._~-]{12,200}$")
 def default_data_dir() -> Path:
     base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
     return Path(base) / "veil" / "web"
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import VeilError
+from ..io.paths import TEMP_PREFIX
 from ..pipeline import Cancelled, JobOptions, Pipeline
 from .options import job_options
-from ..io.paths import TEMP_PREFIX
 from .store import CANCELLED, DONE, FAILED, FINAL_STATES, INTERRUPTED, QUEUED, RUNNING, JobStore
 
 log = logging.getLogger("veil.web")
