@@ -205,7 +205,8 @@ def test_upload_size_limit(tmp_path, photo):
         srv.stop()
 
 
-def test_restart_keeps_results_and_marks_interrupted(tmp_path, photo, astronaut):
+@pytest.mark.parametrize("kill", [True, False], ids=["killed", "stopped"])
+def test_restart_keeps_results_and_marks_interrupted(tmp_path, photo, astronaut, kill):
     data = tmp_path / "data"
     first = Server(data)
     try:
@@ -215,7 +216,7 @@ def test_restart_keeps_results_and_marks_interrupted(tmp_path, photo, astronaut)
         video_job = first.upload(clip.read_bytes(), "long.mp4")
         first.wait(video_job["id"], states=("running",))
     finally:
-        first.stop(kill=True)
+        first.stop(kill=kill)
     second = Server(data)
     try:
         jobs = {j["id"]: j for j in second.json("GET", "/api/jobs")}
