@@ -63,17 +63,20 @@ class WorkerPool:
         self._queue.put(job_id)
 
     def cancel(self, job_id: str) -> bool:
-        """Stop a queued or running job; False when it had already finished."""
+        """Stop a queued or running job; False when it had already finished.
+
+        A running job stops at its next batch of frames (the reply may come first).
+        """
         if self.store.set_status_if(job_id, QUEUED, CANCELLED, error="cancelled before it started"):
             self._remove_input(job_id)
             return True
         with self._lock:
             event = self._cancel.get(job_id)
-        if event is None:
+        job = self.store.get(job_id)
+        if event is None or job is None or job.status != RUNNING:
             return False
         event.set()
-        job = self.store.get(job_id)
-        return job is not None and job.status == RUNNING
+        return True
 
     def close(self, timeout: float = 10.0) -> None:
         """Stop taking jobs, cancel running ones (they are then marked cancelled, not lost)."""
