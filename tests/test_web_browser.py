@@ -15,9 +15,8 @@ from PIL import Image
 CHROMIUM = "/usr/bin/chromium"
 if not Path(CHROMIUM).exists():
     pytest.skip("Chromium is not installed at /usr/bin/chromium", allow_module_level=True)
-pytest.importorskip("fastapi")
-sync_api = pytest.importorskip("playwright.sync_api")
 
+from playwright import sync_api  # noqa: E402
 from conftest import ASTRONAUT_FACE, mean_abs_diff  # noqa: E402
 from webserver import Server  # noqa: E402
 
@@ -148,4 +147,29 @@ def test_several_files_at_once_with_video_player_and_zip(server, browser, astron
     page.screenshot(path=str(shot), full_page=True)
     if os.environ.get("VEIL_SCREENSHOT_DIR"):
         shutil.copy(shot, Path(os.environ["VEIL_SCREENSHOT_DIR"]) / "web_several.png")
+    page.close()
+
+
+def test_progress_and_cancel_from_the_page(server, browser, astronaut, tmp_path):
+    from conftest import panning_frames, write_video
+
+    clip = write_video(tmp_path / "long.mp4", panning_frames(astronaut, 240, step=1), fps=25)
+    page = browser.new_page(viewport={"width": 1100, "height": 700})
+    page.goto(server.address)
+    page.set_input_files("#file-input", str(clip))
+    page.click("#start")
+    card = page.locator(".job[data-status=running]")
+    card.wait_for(timeout=120_000)
+    page.wait_for_function("() => { const p = document.querySelector('.job[data-status=running] progress');"
+                           " return p && p.max === 240 && p.value > 0; }", timeout=120_000)
+    assert "of 240" in card.locator(".detail").inner_text()
+    shot = tmp_path / "progress.png"
+    page.screenshot(path=str(shot))
+    if os.environ.get("VEIL_SCREENSHOT_DIR"):
+        shutil.copy(shot, Path(os.environ["VEIL_SCREENSHOT_DIR"]) / "web_progress.png")
+    card.locator(".cancel").click()
+    cancelled = page.locator(".job[data-status=cancelled]")
+    cancelled.wait_for(timeout=60_000)
+    assert "cancelled" in cancelled.locator(".detail").inner_text()
+    assert cancelled.locator(".download").is_hidden()
     page.close()
