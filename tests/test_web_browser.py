@@ -173,3 +173,25 @@ def test_progress_and_cancel_from_the_page(server, browser, astronaut, tmp_path)
     assert "cancelled" in cancelled.locator(".detail").inner_text()
     assert cancelled.locator(".download").is_hidden()
     page.close()
+
+
+def test_page_works_with_a_token(browser, astronaut, tmp_path):
+    """Opening the printed address once is enough: the page, its events and its socket carry the cookie."""
+    srv = Server(tmp_path / "data", "--token", "page-token-0123456789")
+    try:
+        photo = tmp_path / "t.jpg"
+        Image.fromarray(astronaut[:, :, ::-1]).save(photo)
+        page = browser.new_page()
+        page.goto(srv.base + "/")
+        assert "valid token" in page.content()
+        page.goto(srv.address)
+        page.set_input_files("#file-input", str(photo))
+        page.click("#start")
+        page.locator(".job[data-status=done]").wait_for(timeout=120_000)
+        page.click("#tab-live")
+        page.click("#live-start")
+        page.wait_for_function("() => /frames\\/s/.test(document.querySelector('#live-status').textContent)",
+                               timeout=120_000)
+        page.close()
+    finally:
+        srv.stop()
