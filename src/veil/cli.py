@@ -26,6 +26,7 @@ from .tracking import MODES, TrackingOptions
 # Sub-command name -> "module:function" taking argv (after the name) and returning an exit code.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("veil.cli:demo_main", "anonymize the bundled sample photo (a quick check that all works)"),
+    "serve": ("veil.web.server:main", "start the local web app (drag and drop in a browser; needs the 'web' extra)"),
 }
 
 EXAMPLES = """\

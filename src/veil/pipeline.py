@@ -54,6 +54,7 @@ class JobOptions:
     suffix: str = DEFAULT_SUFFIX
     recursive: bool = False
     export_format: str | None = None
+    review: bool = False
     batch_size: int = 4
     queue_size: int = 8
 
@@ -69,6 +70,7 @@ class JobResult:
     boxes: int = 0
     seconds: float = 0.0
     export: Path | None = None
+    review: Path | None = None
     per_frame: list[Detections] = field(default_factory=list, repr=False)
 
     @property
@@ -147,7 +149,7 @@ class Pipeline:
         if self.progress:
             self.progress(str(source), 1, 1)
         return JobResult(Path(source), target, "image", 1, len(dets), time.perf_counter() - start,
-                         export.target if export else None, [dets])
+                         export.target if export else None, per_frame=[dets])
 
     def process_video(self, source: Path, target: Path) -> JobResult:
         start = time.perf_counter()
@@ -168,7 +170,7 @@ class Pipeline:
         if export:
             export.write()
         return JobResult(Path(source), target, "video", len(per_frame), sum(len(d) for d in per_frame),
-                         time.perf_counter() - start, export.target if export else None, per_frame)
+                         time.perf_counter() - start, export.target if export else None, per_frame=per_frame)
 
     # -- the frame loop ------------------------------------------------------------------
     def iter_anonymized(self, frames: Iterable[Frame], fps: float, live: bool = False) -> Iterator[tuple[Frame, Detections]]:

@@ -1,0 +1,260 @@
+"""The FastAPI application: upload, job list, progress events, results, live camera.
+
+Every file the server touches is named by the server: a job id checked against
+a strict pattern picks the folder, and the file names inside it are fixed
+('input.<type>', 'result.<ext>', the review files). The client's file name is
+only ever shown back, sanitized.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import shutil
+import tempfile
+import zipfile
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import AsyncIterator
+
+from fastapi import FastAPI, HTTPException, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.background import BackgroundTask
+
+from .. import __version__
+from ..errors import OptionError, VeilError
+from ..hide import SHAPES, AnonymizeOptions
+from ..pipeline import JobOptions, Pipeline
+from .live import LiveSession
+from .options import METHODS, STRENGTH_RANGE, TARGETS, check_options, job_options
+from .security import AccessGuard
+from .store import DONE, FINAL_STATES, JobStore
+from .uploads import UploadTooLarge, check_decodes, display_stem, receive_upload, sanitize_name
+from .worker import WorkerPool
+
+JOB_ID = re.compile(r"^[0-9a-f]{32}$")
+REVIEW_FILES = {"contact_sheet.png": "image/png", "heatmap.png": "image/png", "review.json": "application/json"}
+LIVE_MAX_FRAME = 8_000_000
+EVENT_POLL_S = 0.2
+EVENT_PING_S = 15.0
+
+
+@dataclass
+class ServerConfig:
+    """Everything `veil serve` can set; the defaults suit one person on one machine."""
+
+    data_dir: Path
+    token: str | None = None
+    workers: int = 1
+    keep_seconds: float = 24 * 3600
+    max_upload_bytes: int = 2_000_000_000
+    sweep_every: float = 60.0
+    base_options: JobOptions = field(default_factory=JobOptions)
+
+
+def _static_dir() -> Path:
+    return Path(str(resources.files("veil.web") / "static"))
+
+
+def create_app(config: ServerConfig) -> AccessGuard:
+    """The ASGI app (the FastAPI app wrapped in the access guard; the FastAPI app is `.app`)."""
+    store = JobStore(config.data_dir)
+    pool = WorkerPool(store, config.workers, config.keep_seconds, config.sweep_every, config.base_options)
+    live_lock = asyncio.Lock()
+    live_detector: list = []  # loaded on the first camera connection, shared by all
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        pool.start()
+        try:
+            yield
+        finally:
+            await asyncio.to_thread(pool.close)
+            store.close()
+
+    app = FastAPI(title="veil", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
+                  description="Anonymize faces in images and videos. Upload a file as the raw request body "
+                              "to POST /api/jobs, follow GET /api/events or poll GET /api/jobs/{id}, then "
+                              "download GET /api/jobs/{id}/result.")
+    app.state.store, app.state.pool, app.state.config = store, pool, config
+    app.mount("/static", StaticFiles(directory=_static_dir()), name="static")
+
+    @app.exception_handler(VeilError)
+    async def veil_error(_request: Request, exc: VeilError) -> JSONResponse:
+        status = 413 if isinstance(exc, UploadTooLarge) else 400
+        return JSONResponse({"detail": str(exc)}, status_code=status)
+
+    def job_or_404(job_id: str):
+        job = store.get(job_id) if JOB_ID.match(job_id) else None
+        if job is None:
+            raise HTTPException(404, "no such job")
+        return job
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def index() -> HTMLResponse:
+        return HTMLResponse((_static_dir() / "index.html").read_text(encoding="utf-8"))
+
+    @app.get("/api/options", summary="What the page can choose, with defaults and limits")
+    async def options() -> dict:
+        return {"methods": list(METHODS), "shapes": list(SHAPES), "targets": list(TARGETS),
+                "strength_range": STRENGTH_RANGE, "max_upload_bytes": config.max_upload_bytes,
+                "keep_seconds": config.keep_seconds,
+                "defaults": {"method": "blur", "shape": "ellipse", "mask_scale": AnonymizeOptions.mask_scale,
+                             "targets": ["face"]}}
+
+    @app.post("/api/jobs", status_code=201, summary="Upload one image or video (raw body) and queue it",
+              openapi_extra={"requestBody": {"required": True, "content": {
+                  "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}})
+    async def create_job(request: Request, name: str = Query("upload", max_length=1000),
+                         method: str = "blur", shape: str = "ellipse", strength: float | None = None,
+                         mask_scale: float = AnonymizeOptions.mask_scale, targets: str = "face") -> dict:
+        chosen = check_options(method, shape, strength, mask_scale, targets)
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > config.max_upload_bytes:
+            raise UploadTooLarge(f"upload is larger than the limit of {config.max_upload_bytes // 1_000_000} MB")
+        job_id = store.new_id()
+        folder = store.folder(job_id)
+        display = sanitize_name(name, "upload")
+        try:
+            path, kind = await receive_upload(request.stream(), folder, config.max_upload_bytes)
+            try:
+                await asyncio.to_thread(check_decodes, path, kind)
+            except VeilError as exc:
+                raise type(exc)(str(exc).replace(str(path), display).replace(path.name, display)) from None
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        job = store.add(job_id, display, kind, chosen)
+        pool.submit(job_id)
+        return job.public()
+
+    @app.get("/api/jobs", summary="All jobs, oldest first")
+    async def list_jobs() -> list[dict]:
+        return [job.public() for job in store.list()]
+
+    @app.get("/api/jobs/{job_id}", summary="One job's state and progress")
+    async def get_job(job_id: str) -> dict:
+        return job_or_404(job_id).public()
+
+    @app.post("/api/jobs/{job_id}/cancel", summary="Stop a queued or running job")
+    async def cancel_job(job_id: str) -> dict:
+        job_or_404(job_id)
+        stopped = pool.cancel(job_id)
+        return {"cancelled": stopped, "job": job_or_404(job_id).public()}
+
+    @app.delete("/api/jobs/{job_id}", status_code=204, summary="Delete a finished job and its files")
+    async def delete_job(job_id: str) -> None:
+        job = job_or_404(job_id)
+        if job.status not in FINAL_STATES:
+            raise HTTPException(409, "the job is still queued or running; cancel it first")
+        store.delete(job_id)
+
+    def result_name(job) -> str:
+        return f"{display_stem(job.name)}_anonymized{Path(job.output).suffix}"
+
+    @app.get("/api/jobs/{job_id}/result", summary="The anonymized file (download=false to view inline)")
+    async def get_result(job_id: str, download: bool = True) -> FileResponse:
+        job = job_or_404(job_id)
+        if job.status != DONE or not job.output:
+            raise HTTPException(409, f"no result: the job is {job.status}")
+        path = store.folder(job_id) / Path(job.output).name
+        if not path.is_file():
+            raise HTTPException(410, "the result was deleted")
+        return FileResponse(path, filename=result_name(job), content_disposition_type="attachment" if download else "inline")
+
+    @app.get("/api/jobs/{job_id}/review/{name}", summary="A file of a video's review report")
+    async def get_review(job_id: str, name: str) -> FileResponse:
+        job = job_or_404(job_id)
+        if not job.review or name not in REVIEW_FILES:
+            raise HTTPException(404, "no such review file")
+        path = store.folder(job_id) / job.review / name
+        if not path.is_file():
+            raise HTTPException(404, "no such review file")
+        return FileResponse(path, media_type=REVIEW_FILES[name])
+
+    @app.get("/api/results.zip", summary="Several results in one zip (all finished ones when ids is empty)")
+    async def get_zip(ids: str = "") -> FileResponse:
+        wanted = [i for i in ids.split(",") if i]
+        jobs = [job_or_404(i) for i in wanted] if wanted else store.list()
+        ready = [j for j in jobs if j.status == DONE and j.output and (store.folder(j.id) / j.output).is_file()]
+        if not ready:
+            raise HTTPException(404, "no finished results to download")
+        path = await asyncio.to_thread(_write_zip, store, ready, result_name)
+        return FileResponse(path, filename="veil_results.zip", media_type="application/zip",
+                            background=BackgroundTask(path.unlink, missing_ok=True))
+
+    @app.get("/api/events", summary="Server-sent events: the whole job list each time it changes")
+    async def events(request: Request) -> StreamingResponse:
+        async def stream() -> AsyncIterator[str]:
+            seen, quiet = -1, 0.0
+            while not await request.is_disconnected():
+                if store.version != seen:
+                    seen = store.version
+                    jobs = [job.public() for job in store.list()]
+                    yield f"event: jobs\ndata: {json.dumps(jobs)}\n\n"
+                    quiet = 0.0
+                elif quiet >= EVENT_PING_S:
+                    yield ": ping\n\n"
+                    quiet = 0.0
+                await asyncio.sleep(EVENT_POLL_S)
+                quiet += EVENT_POLL_S
+
+        return StreamingResponse(stream(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+    @app.websocket("/api/live")
+    async def live(ws: WebSocket, method: str = "blur", shape: str = "ellipse", strength: float | None = None,
+                   mask_scale: float = AnonymizeOptions.mask_scale) -> None:
+        try:
+            chosen = check_options(method, shape, strength, mask_scale)
+        except OptionError as exc:
+            await ws.close(code=1008, reason=str(exc))
+            return
+        await ws.accept()
+        options = job_options(chosen, "image", config.base_options)
+        if not live_detector:
+            live_detector.append(await asyncio.to_thread(lambda: Pipeline(config.base_options).detector))
+        session = LiveSession(Pipeline(options, detector=live_detector[0]))
+        try:
+            while True:
+                message = await ws.receive()
+                if message["type"] == "websocket.disconnect":
+                    return
+                data = message.get("bytes")
+                if data is None:
+                    continue
+                if len(data) > LIVE_MAX_FRAME:
+                    await ws.send_text(json.dumps({"error": "frame too large"}))
+                    continue
+                async with live_lock:
+                    out = await asyncio.to_thread(session.process, data)
+                if out is None:
+                    await ws.send_text(json.dumps({"error": "not a picture; nothing shown"}))
+                else:
+                    await ws.send_bytes(out)
+        except WebSocketDisconnect:
+            return
+
+    return AccessGuard(app, config.token)
+
+
+def _write_zip(store: JobStore, jobs: list, name_for) -> Path:
+    tmp_dir = store.root / "tmp"
+    tmp_dir.mkdir(exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix="results-", suffix=".zip", dir=tmp_dir)
+    path = Path(name)
+    used: set[str] = set()
+    with open(fd, "wb") as raw, zipfile.ZipFile(raw, "w", zipfile.ZIP_STORED) as archive:
+        for job in jobs:
+            entry = name_for(job)
+            stem, suffix, n = Path(entry).stem, Path(entry).suffix, 2
+            while entry in used:
+                entry = f"{stem} ({n}){suffix}"
+                n += 1
+            used.add(entry)
+            archive.write(store.folder(job.id) / job.output, entry)
+    return path

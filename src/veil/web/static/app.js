@@ -1,0 +1,335 @@
+"use strict";
+// The page talks only to its own server: uploads, the job event stream, results, and the camera socket.
+
+const STRENGTH = {  // blur: sigma as a fraction of face size; pixelate: cells across the face (fewer hide more)
+  blur: { normal: null, strong: 0.4, strongest: 0.6 },
+  pixelate: { normal: null, strong: 4, strongest: 3 },
+  fill: { normal: null, strong: null, strongest: null },
+};
+const ACTIVE = new Set(["uploading", "queued", "running"]);
+
+const $ = (sel) => document.querySelector(sel);
+const pending = [];            // File objects dropped but not yet sent
+const localBefore = new Map(); // job id -> object URL of the original photo, kept in this tab only
+const uploads = new Map();     // temporary id -> upload state shown before the server knows the job
+const cards = new Map();       // job id -> <li>
+let serverJobs = [];
+
+// ---- settings ---------------------------------------------------------------------------------
+function settings() {
+  const method = $("#method").value;
+  const params = new URLSearchParams({
+    method,
+    shape: $("#shape").value,
+    mask_scale: $("#mask-scale").value,
+    targets: [...document.querySelectorAll("input[name=targets]:checked")].map((e) => e.value).join(",") || "face",
+  });
+  const strength = STRENGTH[method][$("#strength").value];
+  if (strength !== null) params.set("strength", strength);
+  return params;
+}
+$("#mask-scale").addEventListener("input", (e) => { $("#mask-scale-value").textContent = `${e.target.value}×`; });
+
+// ---- choosing files ---------------------------------------------------------------------------
+function addFiles(files) {
+  for (const f of files) pending.push(f);
+  renderPending();
+}
+function renderPending() {
+  const list = $("#pending-list");
+  list.replaceChildren(...pending.map((f) => {
+    const li = document.createElement("li");
+    li.textContent = `${f.name} (${formatSize(f.size)})`;
+    return li;
+  }));
+  $("#pending").hidden = pending.length === 0;
+  $("#pending-count").textContent = pending.length > 1 ? `${pending.length} files` : "";
+}
+const drop = $("#drop");
+["dragenter", "dragover"].forEach((t) => drop.addEventListener(t, (e) => { e.preventDefault(); drop.classList.add("over"); }));
+["dragleave", "drop"].forEach((t) => drop.addEventListener(t, (e) => { e.preventDefault(); drop.classList.remove("over"); }));
+drop.addEventListener("drop", (e) => addFiles(e.dataTransfer.files));
+drop.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); $("#file-input").click(); } });
+$("#file-input").addEventListener("change", (e) => { addFiles(e.target.files); e.target.value = ""; });
+$("#clear-pending").addEventListener("click", () => { pending.length = 0; renderPending(); });
+$("#start").addEventListener("click", () => {
+  const files = pending.splice(0);
+  renderPending();
+  const params = settings();
+  files.reduce((chain, f) => chain.then(() => upload(f, params)), Promise.resolve());
+});
+
+// ---- uploading: the file is the raw request body; the server names and types it -----------------
+function upload(file, params) {
+  const temp = `upload-${Math.random().toString(36).slice(2)}`;
+  const state = { id: temp, name: file.name, kind: file.type.startsWith("video") ? "video" : "image",
+                  status: "uploading", done_frames: 0, total_frames: null, error: null };
+  uploads.set(temp, state);
+  render();
+  return new Promise((resolve) => {
+    const xhr = new XMLHttpRequest();
+    const query = new URLSearchParams(params);
+    query.set("name", file.name);
+    xhr.open("POST", `/api/jobs?${query}`);
+    xhr.setRequestHeader("Content-Type", "application/octet-stream");
+    xhr.upload.onprogress = (e) => {
+      if (e.lengthComputable) { state.done_frames = e.loaded; state.total_frames = e.total; render(); }
+    };
+    xhr.onload = () => {
+      uploads.delete(temp);
+      if (xhr.status === 201) {
+        const job = JSON.parse(xhr.responseText);
+        if (job.kind === "image") localBefore.set(job.id, URL.createObjectURL(file));
+        refresh();
+      } else {
+        state.status = "failed";
+        state.error = errorText(xhr);
+        uploads.set(temp, state);
+      }
+      render();
+      resolve();
+    };
+    xhr.onerror = () => { state.status = "failed"; state.error = "upload failed (server unreachable)"; render(); resolve(); };
+    xhr.send(file);
+  });
+}
+function errorText(xhr) {
+  try { return JSON.parse(xhr.responseText).detail; } catch { return `upload failed (${xhr.status})`; }
+}
+
+// ---- job list: server-sent events, with a plain fetch as the first picture ------------------------
+async function refresh() {
+  const r = await fetch("/api/jobs");
+  if (r.ok) { serverJobs = await r.json(); render(); }
+}
+function listen() {
+  const events = new EventSource("/api/events");
+  events.addEventListener("jobs", (e) => { serverJobs = JSON.parse(e.data); render(); });
+}
+
+function render() {
+  const jobs = [...serverJobs, ...uploads.values()];
+  const seen = new Set();
+  for (const job of jobs) {
+    seen.add(job.id);
+    let li = cards.get(job.id);
+    if (!li) {
+      li = $("#job-template").content.firstElementChild.cloneNode(true);
+      li.dataset.id = job.id;
+      cards.set(job.id, li);
+      $("#jobs").prepend(li);
+      wireCard(li, job.id);
+    }
+    updateCard(li, job);
+  }
+  for (const [id, li] of cards) if (!seen.has(id)) { li.remove(); cards.delete(id); }
+  $("#empty").hidden = jobs.length > 0;
+  $("#download-all").hidden = serverJobs.filter((j) => j.has_result).length < 2;
+}
+
+function wireCard(li, id) {
+  li.querySelector(".cancel").addEventListener("click", () => fetch(`/api/jobs/${id}/cancel`, { method: "POST" }));
+  li.querySelector(".remove").addEventListener("click", async () => {
+    if (uploads.has(id)) { uploads.delete(id); render(); return; }
+    await fetch(`/api/jobs/${id}`, { method: "DELETE" });
+    const url = localBefore.get(id);
+    if (url) { URL.revokeObjectURL(url); localBefore.delete(id); }
+    refresh();
+  });
+}
+
+function updateCard(li, job) {
+  li.querySelector(".name").textContent = job.name;
+  const badge = li.querySelector(".badge");
+  badge.textContent = job.status;
+  badge.className = `badge ${job.status}`;
+  li.dataset.status = job.status;
+  const bar = li.querySelector("progress");
+  bar.hidden = !ACTIVE.has(job.status);
+  if (job.total_frames) { bar.max = job.total_frames; bar.value = Math.min(job.done_frames, job.total_frames); }
+  else bar.removeAttribute("value");
+  const detail = li.querySelector(".detail");
+  detail.classList.toggle("error", Boolean(job.error) && job.status !== "done");
+  detail.textContent = describe(job);
+  li.querySelector(".cancel").hidden = !(job.status === "queued" || job.status === "running");
+  const link = li.querySelector(".download");
+  link.hidden = !job.has_result;
+  if (job.has_result) link.href = `/api/jobs/${job.id}/result`;
+  li.querySelector(".remove").hidden = ACTIVE.has(job.status) && job.status !== "uploading";
+  const view = li.querySelector(".view");
+  if (job.has_result && view.dataset.shown !== job.id) {
+    view.dataset.shown = job.id;
+    view.replaceChildren(job.kind === "image" ? compareView(job) : videoView(job));
+  } else if (!job.has_result && view.dataset.shown) {
+    view.dataset.shown = "";
+    view.replaceChildren();
+  }
+}
+
+function describe(job) {
+  if (job.status === "uploading") return job.total_frames ? `${Math.round(100 * job.done_frames / job.total_frames)}% sent` : "sending";
+  if (job.status === "running" && job.total_frames) return `frame ${job.done_frames} of ${job.total_frames}`;
+  if (job.status === "running") return job.done_frames ? `frame ${job.done_frames}` : "starting";
+  if (job.status === "done") {
+    const faces = `${job.boxes} face${job.boxes === 1 ? "" : "s"} hidden`;
+    return job.kind === "video" ? `${faces} over ${job.frames} frames` : faces;
+  }
+  return job.error || "";
+}
+
+// Before/after: the result underneath, the original on top clipped to the left of the slider.
+function compareView(job) {
+  const box = document.createElement("div");
+  box.className = "compare";
+  const after = new Image();
+  after.className = "after";
+  after.alt = `${job.name}, anonymized`;
+  after.src = `/api/jobs/${job.id}/result?download=false`;
+  box.append(after);
+  const original = localBefore.get(job.id);
+  if (!original) {
+    const note = document.createElement("p");
+    note.className = "note";
+    note.textContent = "The original is not kept on the server, so only the result is shown here.";
+    const wrap = document.createElement("div");
+    wrap.append(box, note);
+    return wrap;
+  }
+  const before = new Image();
+  before.className = "before";
+  before.alt = `${job.name}, original`;
+  before.src = original;
+  const divider = document.createElement("div");
+  divider.className = "divider";
+  const slider = document.createElement("input");
+  slider.type = "range";
+  slider.min = 0; slider.max = 100; slider.value = 50;
+  slider.setAttribute("aria-label", "before / after");
+  const left = tag("original", "left");
+  const right = tag("anonymized", "right");
+  const place = () => {
+    before.style.clipPath = `inset(0 ${100 - slider.value}% 0 0)`;
+    divider.style.left = `${slider.value}%`;
+  };
+  slider.addEventListener("input", place);
+  place();
+  box.append(before, divider, left, right, slider);
+  return box;
+}
+function tag(text, side) {
+  const t = document.createElement("span");
+  t.className = `tag ${side}`;
+  t.textContent = text;
+  return t;
+}
+
+function videoView(job) {
+  const wrap = document.createElement("div");
+  const video = document.createElement("video");
+  video.controls = true;
+  video.preload = "metadata";
+  video.src = `/api/jobs/${job.id}/result?download=false`;
+  wrap.append(video);
+  if (job.has_review) {
+    const review = document.createElement("div");
+    review.className = "review";
+    const h = document.createElement("h3");
+    h.textContent = "Frames to check (flagged by the review)";
+    const sheet = new Image();
+    sheet.alt = "flagged frames";
+    sheet.src = `/api/jobs/${job.id}/review/contact_sheet.png`;
+    review.append(h, sheet);
+    wrap.append(review);
+  }
+  return wrap;
+}
+
+function formatSize(n) {
+  if (n < 1e6) return `${Math.max(1, Math.round(n / 1e3))} kB`;
+  if (n < 1e9) return `${(n / 1e6).toFixed(1)} MB`;
+  return `${(n / 1e9).toFixed(2)} GB`;
+}
+
+// ---- tabs -------------------------------------------------------------------------------------
+for (const tab of document.querySelectorAll("[role=tab]")) {
+  tab.addEventListener("click", () => {
+    for (const t of document.querySelectorAll("[role=tab]")) {
+      const on = t === tab;
+      t.setAttribute("aria-selected", String(on));
+      document.getElementById(t.getAttribute("aria-controls")).hidden = !on;
+    }
+  });
+}
+
+// ---- live camera: only frames that came back from the server are ever drawn ------------------------
+const live = { stream: null, socket: null, video: null, busy: false, frames: 0, since: 0 };
+$("#live-start").addEventListener("click", startLive);
+$("#live-stop").addEventListener("click", stopLive);
+
+async function startLive() {
+  const status = $("#live-status");
+  try {
+    live.stream = await navigator.mediaDevices.getUserMedia({ video: true, audio: false });
+  } catch (err) {
+    status.textContent = `camera not available: ${err.message}`;
+    return;
+  }
+  // The camera's own picture goes into a video element that is never attached to the page.
+  live.video = document.createElement("video");
+  live.video.muted = true;
+  live.video.playsInline = true;
+  live.video.srcObject = live.stream;
+  await live.video.play();
+  const proto = location.protocol === "https:" ? "wss" : "ws";
+  const params = settings();
+  params.delete("targets");
+  live.socket = new WebSocket(`${proto}://${location.host}/api/live?${params}`);
+  live.socket.binaryType = "blob";
+  live.socket.onopen = () => { status.textContent = "connected"; live.since = performance.now(); live.frames = 0; sendFrame(); };
+  live.socket.onmessage = async (e) => {
+    live.busy = false;
+    if (typeof e.data === "string") {
+      status.textContent = JSON.parse(e.data).error;
+    } else {
+      const bitmap = await createImageBitmap(e.data);
+      const canvas = $("#live-canvas");
+      canvas.width = bitmap.width; canvas.height = bitmap.height;
+      canvas.getContext("2d").drawImage(bitmap, 0, 0);
+      live.frames += 1;
+      const seconds = (performance.now() - live.since) / 1000;
+      status.textContent = `${(live.frames / seconds).toFixed(1)} frames/s`;
+    }
+    sendFrame();
+  };
+  live.socket.onclose = (e) => { if (live.stream) status.textContent = `disconnected ${e.reason || ""}`; stopLive(); };
+  $("#live-start").disabled = true;
+  $("#live-stop").disabled = false;
+}
+
+function sendFrame() {
+  if (!live.socket || live.socket.readyState !== WebSocket.OPEN || live.busy || !live.video) return;
+  const w = live.video.videoWidth, h = live.video.videoHeight;
+  if (!w || !h) { setTimeout(sendFrame, 50); return; }
+  const grab = document.createElement("canvas");  // off-page: never shown
+  grab.width = w; grab.height = h;
+  grab.getContext("2d").drawImage(live.video, 0, 0, w, h);
+  live.busy = true;
+  grab.toBlob((blob) => { if (live.socket && live.socket.readyState === WebSocket.OPEN) live.socket.send(blob); else live.busy = false; },
+              "image/jpeg", 0.85);
+}
+
+function stopLive() {
+  if (live.socket) { live.socket.onclose = null; live.socket.close(); }
+  if (live.stream) live.stream.getTracks().forEach((t) => t.stop());
+  Object.assign(live, { stream: null, socket: null, video: null, busy: false });
+  $("#live-start").disabled = false;
+  $("#live-stop").disabled = true;
+}
+
+// ---- start ------------------------------------------------------------------------------------
+fetch("/api/options").then((r) => r.json()).then((o) => {
+  const hours = o.keep_seconds / 3600;
+  $("#retention").textContent = `Results are deleted from the server ${hours >= 1 ? `${+hours.toFixed(1)} h` : `${Math.round(o.keep_seconds / 60)} min`} after they finish. Originals are never kept.`;
+});
+refresh();
+listen();

@@ -1,0 +1,130 @@
+"""Uploads: streamed to disk with a size cap, typed from their content, never named by the client.
+
+A browser's file name and MIME type are hints at best and attacks at worst, so
+the stored file is named by the server (job id + an extension derived from the
+first bytes) and is accepted only once it actually decodes as an image or a
+video. The client's name survives only as display text, sanitized.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import unicodedata
+from pathlib import Path
+from typing import AsyncIterator
+
+from ..errors import InputError
+
+# (offset, magic bytes, extension). Order matters only where prefixes overlap.
+_SIGNATURES: tuple[tuple[int, bytes, str], ...] = (
+    (0, b"\xff\xd8\xff", ".jpg"),
+    (0, b"\x89PNG\r\n\x1a\n", ".png"),
+    (0, b"GIF87a", ".gif"),
+    (0, b"GIF89a", ".gif"),
+    (0, b"BM", ".bmp"),
+    (0, b"II*\x00", ".tif"),
+    (0, b"MM\x00*", ".tif"),
+    (0, b"\x1aE\xdf\xa3", ".mkv"),
+    (0, b"\x00\x00\x01\xba", ".mpg"),
+    (0, b"\x00\x00\x01\xb3", ".mpg"),
+    (0, b"FLV", ".flv"),
+    (0, b"\x30\x26\xb2\x75\x8e\x66\xcf\x11", ".wmv"),
+)
+IMAGE_TYPES = {".jpg", ".png", ".bmp", ".tif", ".webp"}
+VIDEO_TYPES = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".flv", ".wmv", ".ts", ".gif"}
+SNIFF_BYTES = 512
+
+
+class UploadTooLarge(InputError):
+    """The upload went past the configured size limit; the partial file was removed."""
+
+
+def sniff_extension(head: bytes) -> str | None:
+    """The file type of these first bytes as an extension, or None when unknown."""
+    if len(head) >= 12 and head[:4] == b"RIFF":
+        return {b"WEBP": ".webp", b"AVI ": ".avi"}.get(head[8:12])
+    if len(head) >= 12 and head[4:8] == b"ftyp":
+        brand = head[8:12]
+        if brand.startswith((b"avif", b"heic", b"heix", b"mif1")):
+            return None
+        return ".mov" if brand == b"qt  " else ".mp4"
+    if len(head) >= 4 * 188 and all(head[i * 188] == 0x47 for i in range(4)):
+        return ".ts"
+    for offset, magic, ext in _SIGNATURES:
+        if head[offset:offset + len(magic)] == magic:
+            if ext == ".mkv" and b"webm" in head[:64]:
+                return ".webm"
+            return ext
+    return None
+
+
+def kind_of(extension: str) -> str:
+    """'image' or 'video' for a sniffed extension (GIF is treated as a video, as the CLI does)."""
+    return "image" if extension in IMAGE_TYPES else "video"
+
+
+def check_decodes(path: Path, kind: str) -> None:
+    """Raise InputError unless the file really opens as the kind its magic bytes claim."""
+    if kind == "image":
+        from ..io.images import read_image
+
+        read_image(path)
+        return
+    from ..io.video import VideoSource
+
+    with VideoSource(path) as source:
+        if next(iter(source.frames()), None) is None:
+            raise InputError(f"{path.name}: video has no decodable frame")
+
+
+def sanitize_name(name: str, fallback: str = "file") -> str:
+    """A display name safe in a header, a zip entry and a file system: no folders, no controls."""
+    name = unicodedata.normalize("NFC", str(name or ""))
+    name = name.replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C")
+    name = re.sub(r'[<>:"|?*]+', "_", name).strip().strip(".")
+    stem, dot, ext = name.rpartition(".")
+    if dot:
+        stem, ext = stem[:100], ext[:10]
+        name = f"{stem}.{ext}" if stem else ext
+    else:
+        name = name[:110]
+    return name or fallback
+
+
+def display_stem(name: str) -> str:
+    stem = Path(sanitize_name(name)).stem
+    return stem or "file"
+
+
+async def receive_upload(chunks: AsyncIterator[bytes], folder: Path, limit: int) -> tuple[Path, str]:
+    """Stream chunks into folder/'upload.part'; return the typed final path and its kind.
+
+    The file is renamed to 'input<ext>' only once its type is known, so nothing
+    the client sent (name or claimed type) ever shapes a path.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    part = folder / "upload.part"
+    size = 0
+    head = b""
+    try:
+        with open(part, "wb") as out:
+            async for chunk in chunks:
+                size += len(chunk)
+                if size > limit:
+                    raise UploadTooLarge(f"upload is larger than the limit of {limit // 1_000_000} MB")
+                if len(head) < SNIFF_BYTES:
+                    head += chunk[:SNIFF_BYTES - len(head)]
+                out.write(chunk)
+        if size == 0:
+            raise InputError("upload is empty")
+        ext = sniff_extension(head)
+        if ext is None:
+            raise InputError("not a supported image or video (unknown file type)")
+        final = folder / f"input{ext}"
+        os.replace(part, final)
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
+    return final, kind_of(ext)

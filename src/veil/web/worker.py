@@ -1,0 +1,191 @@
+"""A bounded pool of worker threads that run jobs through the same Pipeline as the CLI.
+
+Each worker loads its own detector once and reuses it for every job it takes,
+so the pool size bounds both CPU use and memory. Jobs wait in a FIFO queue; a
+cancel reaches a queued job at once and a running video at the next batch
+(the pipeline checks its `cancel` event and deletes the partial output).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import shutil
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+from ..errors import VeilError
+from ..io.paths import TEMP_PREFIX
+from ..pipeline import Cancelled, JobOptions, Pipeline
+from .options import job_options
+from .store import CANCELLED, DONE, FAILED, FINAL_STATES, INTERRUPTED, QUEUED, RUNNING, JobStore
+
+log = logging.getLogger("veil.web")
+
+_STOP = object()
+
+
+class WorkerPool:
+    def __init__(self, store: JobStore, workers: int = 1, keep_seconds: float = 24 * 3600,
+                 sweep_every: float = 60.0, base_options: JobOptions = JobOptions()) -> None:
+        self.store = store
+        self.keep_seconds = keep_seconds
+        self.sweep_every = sweep_every
+        self.base_options = base_options
+        self._queue: queue.Queue = queue.Queue()
+        self._cancel: dict[str, threading.Event] = {}
+        self._lock = threading.Lock()
+        self._closing = threading.Event()
+        self._threads = [threading.Thread(target=self._work, name=f"veil-web-worker-{i}", daemon=True)
+                         for i in range(max(1, workers))]
+        self._janitor = threading.Thread(target=self._sweep_loop, name="veil-web-janitor", daemon=True)
+
+    def start(self) -> None:
+        known = {job.id for job in self.store.list()}
+        for folder in self.store.jobs_dir.iterdir():
+            if folder.is_dir() and folder.name not in known:
+                shutil.rmtree(folder, ignore_errors=True)  # an upload cut off by the last shutdown
+        queued = self.store.recover()
+        for job in self.store.list():
+            if job.status in FINAL_STATES:
+                self._remove_input(job.id)
+        for job in queued:
+            self.submit(job.id)
+        for thread in self._threads:
+            thread.start()
+        self._janitor.start()
+
+    def submit(self, job_id: str) -> None:
+        with self._lock:
+            self._cancel[job_id] = threading.Event()
+        self._queue.put(job_id)
+
+    def cancel(self, job_id: str) -> bool:
+        """Stop a queued or running job; False when it had already finished.
+
+        A running job stops at its next batch of frames (the reply may come first).
+        """
+        if self.store.set_status_if(job_id, QUEUED, CANCELLED, error="cancelled before it started"):
+            self._remove_input(job_id)
+            return True
+        with self._lock:
+            event = self._cancel.get(job_id)
+        job = self.store.get(job_id)
+        if event is None or job is None or job.status != RUNNING:
+            return False
+        event.set()
+        return True
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop taking jobs, cancel running ones (they are then marked cancelled, not lost)."""
+        self._closing.set()
+        with self._lock:
+            for event in self._cancel.values():
+                event.set()
+        for _ in self._threads:
+            self._queue.put(_STOP)
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        self._janitor.join(max(0.0, deadline - time.monotonic()))
+
+    # -- workers -----------------------------------------------------------------------------
+    def _work(self) -> None:
+        detectors: dict = {}
+        while (job_id := self._queue.get()) is not _STOP:
+            try:
+                self._run(job_id, detectors)
+            except Exception:  # a bug in one job must not take the worker down with it
+                log.exception("job %s failed unexpectedly", job_id)
+                self.store.update(job_id, status=FAILED, error="internal error; see the server log")
+                self._remove_input(job_id)
+            finally:
+                with self._lock:
+                    self._cancel.pop(job_id, None)
+
+    def _run(self, job_id: str, detectors: dict) -> None:
+        job = self.store.get(job_id)
+        if job is None or not self.store.set_status_if(job_id, QUEUED, RUNNING):
+            return
+        with self._lock:
+            cancel = self._cancel.setdefault(job_id, threading.Event())
+        folder = self.store.folder(job_id)
+        source = next(folder.glob("input.*"), None)
+        if source is None:
+            self.store.update(job_id, status=FAILED, error="the uploaded file is gone")
+            return
+        try:
+            options = job_options(job.options, job.kind, self.base_options)
+            key = options.detector
+            if key not in detectors:
+                detectors[key] = Pipeline(options).detector
+            pipeline = Pipeline(options, detector=detectors[key], progress=self._progress_for(job_id), cancel=cancel)
+            if cancel.is_set():
+                raise Cancelled("cancelled before it started")
+            target = folder / f"result{_output_extension(source, job.kind)}"
+            result = pipeline.process(source, target)
+        except Cancelled:
+            if self._closing.is_set():
+                self.store.update(job_id, status=INTERRUPTED, error="the server stopped while this job was running")
+            else:
+                self.store.update(job_id, status=CANCELLED, error="cancelled; the partial output was removed")
+        except VeilError as exc:
+            self.store.update(job_id, status=FAILED, error=str(exc).replace(str(folder) + "/", ""))
+        else:
+            review = _inside(folder, result.review)
+            self.store.update(job_id, status=DONE, output=result.output.name, review=review,
+                              frames=result.frames, boxes=result.boxes)
+        finally:
+            self._remove_input(job_id)
+
+    def _progress_for(self, job_id: str) -> Callable[[str, int, "int | None"], None]:
+        last = [0.0]
+
+        def progress(_name: str, done: int, total: int | None) -> None:
+            now = time.monotonic()
+            if now - last[0] >= 0.1 or (total and done >= total):
+                last[0] = now
+                self.store.set_progress(job_id, done, total)
+
+        return progress
+
+    def _remove_input(self, job_id: str) -> None:
+        """The original is deleted as soon as it is no longer needed: only results are kept.
+
+        Partial outputs left by a killed server go too (a clean stop removes its own).
+        """
+        folder = self.store.folder(job_id)
+        for path in [*folder.glob("input.*"), *folder.glob(f"{TEMP_PREFIX}*")]:
+            path.unlink(missing_ok=True)
+
+    # -- retention -----------------------------------------------------------------------------
+    def sweep(self, now: float | None = None) -> list[str]:
+        """Delete finished jobs older than the retention time; returns their ids."""
+        expired = self.store.expired(self.keep_seconds, now)
+        for job_id in expired:
+            self.store.delete(job_id)
+        return expired
+
+    def _sweep_loop(self) -> None:
+        while not self._closing.wait(self.sweep_every):
+            try:
+                self.sweep()
+            except Exception:
+                log.exception("retention sweep failed")
+
+
+def _inside(folder: Path, path: Path | None) -> str | None:
+    """path relative to the job folder, or None: only files the job owns are ever served."""
+    if path is None or not path.resolve().is_relative_to(folder.resolve()):
+        return None
+    return path.resolve().relative_to(folder.resolve()).as_posix()
+
+
+def _output_extension(source: Path, kind: str) -> str:
+    if kind == "image":
+        return ".png" if source.suffix in (".png", ".bmp", ".tif") else ".jpg"
+    from ..io.video import output_extension
+
+    return output_extension(source)

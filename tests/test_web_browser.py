@@ -1,0 +1,197 @@
+"""The page in real headless Chromium (Debian's /usr/bin/chromium, driven by Playwright)."""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+CHROMIUM = "/usr/bin/chromium"
+if not Path(CHROMIUM).exists():
+    pytest.skip("Chromium is not installed at /usr/bin/chromium", allow_module_level=True)
+
+from playwright import sync_api  # noqa: E402
+from conftest import ASTRONAUT_FACE, mean_abs_diff  # noqa: E402
+from webserver import Server  # noqa: E402
+
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync"]
+
+
+def write_y4m(path: Path, bgr: np.ndarray, frames: int = 10) -> Path:
+    """A fake camera feed for Chromium: the astronaut photo as raw 4:2:0 video."""
+    h, w = bgr.shape[:2]
+    yuv = cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV_I420).tobytes()
+    with open(path, "wb") as out:
+        out.write(f"YUV4MPEG2 W{w} H{h} F15:1 Ip A1:1 C420jpeg\n".encode())
+        for _ in range(frames):
+            out.write(b"FRAME\n" + yuv)
+    return path
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    srv = Server(tmp_path_factory.mktemp("web"))
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory, astronaut):
+    camera = write_y4m(tmp_path_factory.mktemp("cam") / "astronaut.y4m", astronaut)
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS + [
+            "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+            f"--use-file-for-fake-video-capture={camera}"])
+        yield browser
+        browser.close()
+
+
+def face_hidden(original: np.ndarray, result: np.ndarray) -> bool:
+    x1, y1, x2, y2 = ASTRONAUT_FACE
+    inner = (slice(y1 + 40, y2 - 40), slice(x1 + 30, x2 - 30))
+    return mean_abs_diff(original[inner], result[inner]) > 12 and mean_abs_diff(original[380:], result[380:]) < 6
+
+
+def test_upload_review_and_download(server, browser, astronaut, tmp_path):
+    photo = tmp_path / "astronaut.jpg"
+    Image.fromarray(astronaut[:, :, ::-1]).save(photo, quality=92)
+    page = browser.new_page(accept_downloads=True, viewport={"width": 1100, "height": 1000})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(server.address)
+    page.set_input_files("#file-input", str(photo))
+    assert page.locator("#pending-list li").inner_text().startswith("astronaut.jpg")
+    page.select_option("#method", "pixelate")
+    page.click("#start")
+    card = page.locator(".job[data-status=done]")
+    card.wait_for(timeout=120_000)
+    assert "1 face hidden" in card.locator(".detail").inner_text()
+    # The before/after slider: both pictures loaded, the original clipped at the slider.
+    page.wait_for_function("() => [...document.querySelectorAll('.compare img')].every(i => i.complete && i.naturalWidth)")
+    assert page.locator(".compare img").count() == 2
+    page.locator(".compare input[type=range]").fill("80")
+    assert "80%" in page.locator(".compare .divider").get_attribute("style")
+    with page.expect_download() as info:
+        card.locator(".download").click()
+    download = info.value
+    assert download.suggested_filename == "astronaut_anonymized.jpg"
+    saved = tmp_path / download.suggested_filename
+    download.save_as(saved)
+    result = cv2.imread(str(saved))
+    assert result.shape == astronaut.shape
+    assert face_hidden(astronaut, result), "the downloaded face is not anonymized"
+    page.locator(".compare input[type=range]").fill("50")
+    shot = tmp_path / "page.png"
+    page.screenshot(path=str(shot), full_page=True)
+    if os.environ.get("VEIL_SCREENSHOT_DIR"):
+        shutil.copy(shot, Path(os.environ["VEIL_SCREENSHOT_DIR"]) / "web_files.png")
+    assert errors == []
+    page.close()
+
+
+def test_live_camera_shows_only_anonymized_frames(server, browser, astronaut, tmp_path):
+    page = browser.new_page(viewport={"width": 1100, "height": 900})
+    page.goto(server.address)
+    page.click("#tab-live")
+    page.click("#live-start")
+    page.wait_for_function("() => /frames\\/s/.test(document.querySelector('#live-status').textContent)",
+                           timeout=120_000)
+    # The camera's raw picture is never in the page: no visible <video>, only the canvas of returned frames.
+    assert page.locator("video").count() == 0
+    data_url = page.evaluate("() => document.querySelector('#live-canvas').toDataURL('image/png')")
+    shown = cv2.imdecode(np.frombuffer(base64.b64decode(data_url.split(",", 1)[1]), np.uint8), cv2.IMREAD_COLOR)
+    assert shown.shape == astronaut.shape
+    assert face_hidden(astronaut, shown), "the live picture shows the face"
+    shot = tmp_path / "live.png"
+    page.screenshot(path=str(shot))
+    if os.environ.get("VEIL_SCREENSHOT_DIR"):
+        shutil.copy(shot, Path(os.environ["VEIL_SCREENSHOT_DIR"]) / "web_live.png")
+    page.click("#live-stop")
+    page.close()
+
+
+def test_several_files_at_once_with_video_player_and_zip(server, browser, astronaut, face_video, tmp_path):
+    photo = tmp_path / "second.png"
+    Image.fromarray(astronaut[:, :, ::-1]).save(photo)
+    page = browser.new_page(accept_downloads=True, viewport={"width": 1100, "height": 1400})
+    page.goto(server.address)
+    page.set_input_files("#file-input", [str(photo), str(face_video)])
+    assert page.locator("#pending-list li").count() == 2
+    page.click("#start")
+    page.locator(".job[data-status=done] video").wait_for(timeout=120_000)
+    page.wait_for_function("() => document.querySelectorAll('.job[data-status=done]').length >= 2", timeout=120_000)
+    duration = page.evaluate("""() => new Promise((ok) => {
+        const v = document.querySelector('.job[data-status=done] video');
+        if (v.readyState >= 1) ok(v.duration); else v.addEventListener('loadedmetadata', () => ok(v.duration));
+    })""")
+    assert 1.5 < duration < 2.5  # the 2 s clip plays in the browser
+    assert "over 30 frames" in page.locator(".job:has(video) .detail").inner_text()
+    zip_link = page.locator("#download-all")
+    assert zip_link.is_visible()
+    with page.expect_download() as info:
+        zip_link.click()
+    import zipfile
+
+    saved = tmp_path / "all.zip"
+    info.value.save_as(saved)
+    names = zipfile.ZipFile(saved).namelist()
+    assert {"second_anonymized.png", "clip_anonymized.mp4"} <= set(names)
+    shot = tmp_path / "several.png"
+    page.screenshot(path=str(shot), full_page=True)
+    if os.environ.get("VEIL_SCREENSHOT_DIR"):
+        shutil.copy(shot, Path(os.environ["VEIL_SCREENSHOT_DIR"]) / "web_several.png")
+    page.close()
+
+
+def test_progress_and_cancel_from_the_page(server, browser, astronaut, tmp_path):
+    from conftest import panning_frames, write_video
+
+    clip = write_video(tmp_path / "long.mp4", panning_frames(astronaut, 240, step=1), fps=25)
+    page = browser.new_page(viewport={"width": 1100, "height": 700})
+    page.goto(server.address)
+    page.set_input_files("#file-input", str(clip))
+    page.click("#start")
+    card = page.locator(".job[data-status=running]")
+    card.wait_for(timeout=120_000)
+    page.wait_for_function("() => { const p = document.querySelector('.job[data-status=running] progress');"
+                           " return p && p.max === 240 && p.value > 0; }", timeout=120_000)
+    assert "of 240" in card.locator(".detail").inner_text()
+    shot = tmp_path / "progress.png"
+    page.screenshot(path=str(shot))
+    if os.environ.get("VEIL_SCREENSHOT_DIR"):
+        shutil.copy(shot, Path(os.environ["VEIL_SCREENSHOT_DIR"]) / "web_progress.png")
+    card.locator(".cancel").click()
+    cancelled = page.locator(".job[data-status=cancelled]")
+    cancelled.wait_for(timeout=60_000)
+    assert "cancelled" in cancelled.locator(".detail").inner_text()
+    assert cancelled.locator(".download").is_hidden()
+    page.close()
+
+
+def test_page_works_with_a_token(browser, astronaut, tmp_path):
+    """Opening the printed address once is enough: the page, its events and its socket carry the cookie."""
+    srv = Server(tmp_path / "data", "--token", "page-token-0123456789")
+    try:
+        photo = tmp_path / "t.jpg"
+        Image.fromarray(astronaut[:, :, ::-1]).save(photo)
+        page = browser.new_page()
+        page.goto(srv.base + "/")
+        assert "valid token" in page.content()
+        page.goto(srv.address)
+        page.set_input_files("#file-input", str(photo))
+        page.click("#start")
+        page.locator(".job[data-status=done]").wait_for(timeout=120_000)
+        page.click("#tab-live")
+        page.click("#live-start")
+        page.wait_for_function("() => /frames\\/s/.test(document.querySelector('#live-status').textContent)",
+                               timeout=120_000)
+        page.close()
+    finally:
+        srv.stop()

@@ -1,0 +1,105 @@
+"""A real `veil serve` in a subprocess on 127.0.0.1, and a small HTTP client for it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class Server:
+    """`python -m veil serve --port 0 ...`; the printed address tells where it listens."""
+
+    def __init__(self, data_dir: Path, *args: str) -> None:
+        self.data_dir = data_dir
+        env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "veil", "serve", "--port", "0", "--data-dir", str(data_dir), *args],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        line = self.proc.stdout.readline()
+        if not line.startswith("veil web app: "):
+            self.proc.kill()
+            raise RuntimeError(f"server did not start: {line}{self.proc.stderr.read()}")
+        self.address = line.split(": ", 1)[1].strip()
+        self.base = self.address.split("?", 1)[0].rstrip("/")
+        self.headers: dict[str, str] = {}
+        self._wait_ready()
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                self.request("GET", "/api/options")
+                return
+            except (urllib.error.URLError, ConnectionError):
+                time.sleep(0.1)
+        raise RuntimeError("server never answered")
+
+    def request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None,
+                timeout: float = 30) -> tuple[int, dict, bytes]:
+        req = urllib.request.Request(self.base + path, data=body, method=method,
+                                     headers={**self.headers, **(headers or {})})
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                return resp.status, dict(resp.headers), resp.read()
+        except urllib.error.HTTPError as err:
+            return err.code, dict(err.headers), err.read()
+
+    def json(self, method: str, path: str, body: bytes | None = None, expect: int = 200, **kw):
+        status, _, data = self.request(method, path, body, **kw)
+        assert status == expect, (status, data)
+        return json.loads(data) if data else None
+
+    def upload(self, data: bytes, name: str, expect: int = 201, **params) -> dict:
+        from urllib.parse import urlencode
+
+        return self.json("POST", "/api/jobs?" + urlencode({"name": name, **params}), data, expect=expect)
+
+    def wait(self, job_id: str, states=("done", "failed", "cancelled", "interrupted"), timeout: float = 120) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            job = self.json("GET", f"/api/jobs/{job_id}")
+            if job["status"] in states:
+                return job
+            time.sleep(0.1)
+        raise AssertionError(f"job {job_id} stuck in {job['status']}")
+
+    def stop(self, kill: bool = False) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL if kill else signal.SIGINT)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc.stdout.close()
+        self.proc.stderr.close()
+
+
+def jpeg_bytes(bgr) -> bytes:
+    import cv2
+
+    ok, data = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 92])
+    assert ok
+    return data.tobytes()
+
+
+def disposition_name(header: str) -> str:
+    """The file name a Content-Disposition header gives (plain or RFC 5987 form)."""
+    from urllib.parse import unquote
+
+    for part in header.split(";"):
+        key, _, value = part.strip().partition("=")
+        if key == "filename*":
+            return unquote(value.split("''", 1)[1])
+        if key == "filename":
+            return value.strip('"')
+    raise AssertionError(f"no file name in {header!r}")
