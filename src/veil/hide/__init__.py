@@ -13,7 +13,7 @@ import numpy as np
 from ..detections import CLASS_NAMES, Detections
 from ..errors import OptionError
 from . import methods
-from .masks import SHAPES, region_for, region_mask, scale_box
+from .masks import SHAPES, outline_mask, region_for, region_mask, scale_box
 
 
 @dataclass(frozen=True)
@@ -67,21 +67,30 @@ def _replacement(crop: np.ndarray, size: float, options: AnonymizeOptions) -> np
 
 def apply(frame: np.ndarray, detections: Detections, options: AnonymizeOptions = AnonymizeOptions(),
           inplace: bool = False) -> np.ndarray:
-    """Frame with every detection hidden (a copy unless inplace)."""
+    """Frame with every detection hidden (a copy unless inplace).
+
+    A detection with an outline (Detections.mask) is hidden along that outline,
+    grown by the same margin mask_scale gives a box, instead of by its box shape.
+    """
     out = frame if inplace else frame.copy()
     if len(detections) == 0:
         return out
     h, w = out.shape[:2]
     boxes = scale_box(detections.xyxy, options.mask_scale)
+    outlines = detections.mask
     if options.method != "none":
-        for box in boxes:
-            region = region_for(box, w, h, options.feather)
+        for i, box in enumerate(boxes):
+            size = methods.face_size(box[2] - box[0], box[3] - box[1])
+            if outlines is not None and outlines[i].any():
+                region, mask = outline_mask(outlines[i], size * (options.mask_scale - 1) / 2, options.feather)
+            else:
+                region = region_for(box, w, h, options.feather)
+                mask = None if region is None else region_mask(region, options.shape, options.feather)
             if region is None:
                 continue
             crop = out[region.y1 : region.y2, region.x1 : region.x2]
-            size = methods.face_size(box[2] - box[0], box[3] - box[1])
             replacement = _replacement(crop, size, options)
-            mask = region_mask(region, options.shape, options.feather)[:, :, None]
+            mask = mask[:, :, None]
             if options.feather == 0:
                 np.copyto(crop, replacement, where=mask > 0.5)
             else:
