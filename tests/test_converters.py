@@ -83,5 +83,8 @@ def test_api_anonymize_and_annotate(astronaut):
     out = veil.anonymize(astronaut, dets, method="pixelate", shape="rect", padding=1.0)
     assert not np.array_equal(out[50:190, 180:275], astronaut[50:190, 180:275])
     assert np.array_equal(out[300:], astronaut[300:])
-    labelled = draw(out.copy(), dets)
+    labelled = veil.annotate(out, dets)
     assert (labelled != out).any(axis=2)[25:45, 165:300].any()  # the '#5 face 0.87' label above the box
+    assert np.array_equal(labelled, draw(out.copy(), dets))
+    renamed = veil.annotate(out, dets.with_(class_id=np.array([7])), names={7: "helmet"})
+    assert not np.array_equal(renamed, labelled)  # the label text differs

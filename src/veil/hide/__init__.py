@@ -107,8 +107,9 @@ def blur_whole_frame(frame: np.ndarray) -> np.ndarray:
 
 
 def draw(frame: np.ndarray, detections: Detections, scores: bool = True, boxes: bool = True,
-         color: tuple[int, int, int] = (0, 255, 0)) -> np.ndarray:
-    """Outline boxes and label them '#track class score' (in place)."""
+         color: tuple[int, int, int] = (0, 255, 0), names: dict[int, str] | None = None) -> np.ndarray:
+    """Outline boxes and label them '#track class score' (in place); names labels a user model's classes."""
+    names = {**CLASS_NAMES, **(names or {})}
     thickness = max(1, round(max(frame.shape[:2]) / 600))
     for i, (x1, y1, x2, y2) in enumerate(np.round(detections.xyxy).astype(int)):
         if boxes:
@@ -117,7 +118,7 @@ def draw(frame: np.ndarray, detections: Detections, scores: bool = True, boxes: 
             parts = []
             if detections.track_id[i] >= 0:
                 parts.append(f"#{detections.track_id[i]}")
-            parts.append(CLASS_NAMES.get(int(detections.class_id[i]), str(int(detections.class_id[i]))))
+            parts.append(names.get(int(detections.class_id[i]), str(int(detections.class_id[i]))))
             parts.append(f"{detections.score[i]:.2f}")
             cv2.putText(frame, " ".join(parts), (x1, max(12, y1 - 4)), cv2.FONT_HERSHEY_SIMPLEX,
                         0.4 * thickness, color, thickness, cv2.LINE_AA)
