@@ -102,3 +102,26 @@ def test_outline_mask_hides_the_shape_not_the_box(astronaut):
     no_outline = dets.with_(mask=np.zeros_like(outline))
     boxed = apply(astronaut, no_outline, AnonymizeOptions(method="fill", color=(0, 255, 0), shape="rect", mask_scale=1.0))
     assert (boxed[160, 160] == (0, 255, 0)).all()
+
+
+def test_cli_hides_plate_and_body_outline(tmp_path, camera, astronaut):
+    pytest.importorskip("rapidocr_onnxruntime")
+    pytest.importorskip("mediapipe")
+    from veil.cli import main
+    from veil.io.images import read_image
+
+    image, (x1, y1, x2, y2) = plate_photo(camera)
+    src, out = tmp_path / "plate.png", tmp_path / "plate_out.png"
+    cv2.imwrite(str(src), image)
+    assert main([str(src), "-o", str(out), "-q", "--targets", "text", "--method", "fill", "--color", "red"]) == 0
+    hidden = read_image(out).image
+    assert (hidden[y1 + 20 : y2 - 20, x1 + 40 : x2 - 40] == (0, 0, 255)).mean() > 0.9
+    assert np.array_equal(hidden[:200], image[:200])
+
+    src, out = tmp_path / "astronaut.png", tmp_path / "astronaut_out.png"
+    cv2.imwrite(str(src), astronaut)
+    assert main([str(src), "-o", str(out), "-q", "--targets", "person", "--person", "selfie",
+                 "--method", "fill", "--color", "red", "--mask-scale", "1.0"]) == 0
+    body = read_image(out).image
+    assert (body[300, 100] == (0, 0, 255)).all() and (body[120, 220] == (0, 0, 255)).all()  # suit and face
+    assert np.array_equal(body[30, 480], astronaut[30, 480])  # the wall beside the head is left alone
