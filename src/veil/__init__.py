@@ -6,6 +6,8 @@ The public API is small and loads its heavy parts lazily, so `import veil` is fa
     out = veil.anonymize_image("photo.jpg")             # writes photo_anonymized.jpg
     pixels, dets = veil.Pipeline().anonymize_image(bgr)  # arrays in, arrays out
     hidden = veil.anonymize(bgr, dets, method="pixelate")
+    dets = veil.Detections.from_keypoints(pose_xy, pose_conf)   # face boxes from a pose model
+    shown = veil.annotate(hidden, dets)                          # boxes labelled '#track class score'
 """
 
 from __future__ import annotations
@@ -84,5 +86,13 @@ def anonymize(frame: Any, detections: "Detections", method: str = "blur", shape:
     return anon.apply(frame, detections, opts)
 
 
-__all__ = ["__version__", "anonymize", "anonymize_image", "anonymize_video", "Detections", "Pipeline",
+def annotate(frame: Any, detections: "Detections", names: dict[int, str] | None = None,
+             color: tuple[int, int, int] = (0, 255, 0)) -> Any:
+    """A copy of the frame with each detection outlined and labelled '#track class score'."""
+    from .hide import draw
+
+    return draw(frame.copy(), detections, names=names, color=color)
+
+
+__all__ = ["__version__", "anonymize", "annotate", "anonymize_image", "anonymize_video", "Detections", "Pipeline",
            "JobOptions", "JobResult", "AnonymizeOptions", "DetectorOptions", "VeilError"]

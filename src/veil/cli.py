@@ -27,6 +27,7 @@ from .tracking import MODES, TrackingOptions
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("veil.cli:demo_main", "anonymize the bundled sample photo (a quick check that all works)"),
     "serve": ("veil.web.server:main", "start the local web app (drag and drop in a browser; needs the 'web' extra)"),
+    "config": ("veil.config:main", "show the effective settings (defaults, --config FILE, flags) as TOML"),
 }
 
 EXAMPLES = """\
@@ -70,6 +71,35 @@ def add_detector_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--device", choices=("cpu", "cuda", "auto"), default=DetectorOptions.device,
                        help="inference device (default %(default)s)")
     group.add_argument("--threads", type=int, default=0, help="inference threads (default: all cores)")
+
+
+def add_target_arguments(parser: argparse.ArgumentParser) -> None:
+    from .detectors import PERSON_BACKENDS
+
+    group = parser.add_argument_group("targets and filters")
+    group.add_argument("--targets", default="face", metavar="LIST",
+                       help="what to hide, comma-separated: face, person, text (default %(default)s)")
+    group.add_argument("--detector", default=DetectorOptions.name, metavar="NAME",
+                       help="face detector: centerface, or onnx:PATH for your own YOLO ONNX model (default %(default)s)")
+    group.add_argument("--classes", metavar="IDS",
+                       help="with --detector onnx:PATH: model classes to hide, e.g. 0,2 or 0=person,2=face")
+    group.add_argument("--person", choices=PERSON_BACKENDS, default=DetectorOptions.person,
+                       help="person detector: hog (boxes, no extra) or selfie (body outline, extra mediapipe)")
+    group.add_argument("--min-face-size", type=float, default=0.0, metavar="PX",
+                       help="leave faces smaller than this visible (longer box side; rejects tiny false positives)")
+    group.add_argument("--max-face-size", type=float, default=None, metavar="PX",
+                       help="leave faces larger than this visible")
+    group.add_argument("--min-score", action="append", default=[], metavar="TARGET=S",
+                       help="score floor per target, e.g. person=0.5 (repeatable)")
+    group.add_argument("--include-region", action="append", default=[], metavar="REGION",
+                       help="hide only detections overlapping this region: x1,y1,x2,y2 or x,y;x,y;x,y "
+                            "(pixels, or fractions 0..1; repeatable)")
+    group.add_argument("--exclude-region", action="append", default=[], metavar="REGION",
+                       help="leave detections mostly inside this region untouched (same forms; repeatable)")
+    group.add_argument("--keep-face", metavar="PHOTO",
+                       help="leave the person in this photo visible; every other face stays hidden (extra reid)")
+    group.add_argument("--keep-tolerance", type=float, default=0.5, metavar="D",
+                       help="--keep-face match distance, lower is stricter (default %(default)s)")
 
 
 def add_anonymize_arguments(parser: argparse.ArgumentParser) -> None:
@@ -124,10 +154,20 @@ def job_options_from_args(args: argparse.Namespace):
     """Build JobOptions from parsed arguments (any parser that used the add_* helpers)."""
     from .pipeline import JobOptions
 
+    from .filters import FilterOptions, parse_min_scores, parse_region
+
     get = lambda name, default=None: getattr(args, name, default)  # noqa: E731
+    targets = tuple(t.strip() for t in get("targets", "face").split(",") if t.strip())
     return JobOptions(
         detector=DetectorOptions(threshold=get("threshold", DetectorOptions.threshold), max_size=get("max_size"),
-                                 device=get("device", "cpu"), threads=get("threads", 0)),
+                                 device=get("device", "cpu"), threads=get("threads", 0), targets=targets,
+                                 name=get("detector", DetectorOptions.name), person=get("person", DetectorOptions.person),
+                                 classes=get("classes")),
+        filters=FilterOptions(min_face=get("min_face_size", 0.0), max_face=get("max_face_size"),
+                              min_score=parse_min_scores(get("min_score")),
+                              include=tuple(parse_region(r) for r in get("include_region", [])),
+                              exclude=tuple(parse_region(r) for r in get("exclude_region", [])),
+                              keep_face=get("keep_face"), keep_tolerance=get("keep_tolerance", 0.5)),
         anonymize=AnonymizeOptions(method=get("method", "blur"), shape=get("shape", "ellipse"),
                                    mask_scale=get("mask_scale", AnonymizeOptions.mask_scale),
                                    strength=get("strength"), color=get("color", (0, 0, 0)),
@@ -154,8 +194,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image or video files, or folders")
     parser.add_argument("--version", action="version", version=f"veil {__version__}")
+    parser.add_argument("--config", metavar="FILE", help="read settings from a TOML file (flags given here win)")
     add_output_arguments(parser)
     add_detector_arguments(parser)
+    add_target_arguments(parser)
     add_anonymize_arguments(parser)
     add_tracking_arguments(parser)
     add_encoder_arguments(parser)
@@ -211,9 +253,10 @@ def _summary_line(r) -> str:
 
 def anonymize_main(argv: Sequence[str]) -> int:
     """Anonymize every input; with several inputs a bad file is reported and the rest go on."""
+    from .config import parse_with_config
     from .pipeline import Pipeline
 
-    args = build_parser().parse_args(argv)
+    args = parse_with_config(build_parser(), argv)
     pipeline = Pipeline(job_options_from_args(args))
     planned = pipeline.plan(args.inputs, args.output)
     bars = ProgressBars(args.quiet, len(planned))

@@ -32,6 +32,8 @@ class Detections:
     xyxy: float32 [N, 4] in pixels of the frame; score: float32 [N];
     landmarks: float32 [N, K, 2] or None; class_id: int32 [N] (0 face, 1 person,
     2 text, or a user model's class); track_id: int64 [N], -1 when untracked.
+    mask: bool [N, H, W] frame-sized outlines (a segmenting detector's body shape)
+    or None; an all-False row means "no outline, hide the box".
     """
 
     xyxy: np.ndarray
@@ -39,6 +41,7 @@ class Detections:
     class_id: np.ndarray = field(default=None)  # type: ignore[assignment]
     track_id: np.ndarray = field(default=None)  # type: ignore[assignment]
     landmarks: np.ndarray | None = None
+    mask: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         xyxy = _as(self.xyxy, np.float32, (4,)).reshape(-1, 4)
@@ -62,6 +65,11 @@ class Detections:
             if lm.ndim != 3 or lm.shape[0] != n or lm.shape[2] != 2:
                 raise ValueError(f"Detections.landmarks must be [N, K, 2], got {lm.shape}")
             object.__setattr__(self, "landmarks", lm)
+        if self.mask is not None:
+            mask = np.asarray(self.mask, dtype=bool)
+            if mask.ndim != 3 or mask.shape[0] != n:
+                raise ValueError(f"Detections.mask must be [N, H, W], got {mask.shape}")
+            object.__setattr__(self, "mask", mask)
 
     @classmethod
     def empty(cls) -> "Detections":
@@ -83,6 +91,7 @@ class Detections:
             class_id=self.class_id[index],
             track_id=self.track_id[index],
             landmarks=None if self.landmarks is None else self.landmarks[index],
+            mask=None if self.mask is None else self.mask[index],
         )
 
     def __eq__(self, other: object) -> bool:
@@ -97,6 +106,8 @@ class Detections:
             and np.array_equal(self.class_id, other.class_id)
             and np.array_equal(self.track_id, other.track_id)
             and same_lm
+            and (self.mask is None) == (other.mask is None)
+            and (self.mask is None or np.array_equal(self.mask, other.mask))
         )
 
     __hash__ = None  # type: ignore[assignment]
@@ -136,7 +147,11 @@ class Detections:
 
     @staticmethod
     def merge(items: Sequence["Detections"]) -> "Detections":
-        """Concatenate; landmarks survive only when every part has the same K."""
+        """Concatenate; landmarks survive only when every part has the same K.
+
+        Masks survive when any part has them: parts without get all-False rows
+        (hidden by their box), so one segmenting detector keeps its outlines.
+        """
         items = [d for d in items if d is not None]
         if not items:
             return Detections.empty()
@@ -151,6 +166,7 @@ class Detections:
             class_id=np.concatenate([d.class_id for d in non_empty]),
             track_id=np.concatenate([d.track_id for d in non_empty]),
             landmarks=np.concatenate(lms) if same_k else None,
+            mask=_merged_masks(non_empty),
         )
 
     # Converters from and to other libraries live here, not in callers.
@@ -163,6 +179,26 @@ class Detections:
             raise ValueError(f"expected [N, 4] or [N, 5] boxes, got {arr.shape}")
         score = arr[:, 4] if arr.shape[1] == 5 else None
         return cls(arr[:, :4], score=score, class_id=np.full(len(arr), class_id))
+
+    @classmethod
+    def from_keypoints(cls, keypoints: Any, scores: Any = None, indices: Sequence[int] = (0, 1, 2, 3, 4),
+                       padding: float = 0.5, min_score: float = 0.3) -> "Detections":
+        """Face boxes from pose keypoints (COCO nose, eyes, ears by default); see veil.converters."""
+        from .converters import from_keypoints
+
+        return from_keypoints(keypoints, scores, indices=indices, padding=padding, min_score=min_score)
+
+    @classmethod
+    def from_supervision(cls, detections: Any) -> "Detections":
+        from .converters import from_supervision
+
+        return from_supervision(detections)
+
+    @classmethod
+    def from_ultralytics(cls, result: Any, class_map: dict[int, int] | None = None) -> "Detections":
+        from .converters import from_ultralytics
+
+        return from_ultralytics(result, class_map)
 
     def to_array(self) -> np.ndarray:
         """[N, 5] float32: x1, y1, x2, y2, score."""
@@ -184,6 +220,16 @@ class Detections:
                 rec["track_id"] = int(self.track_id[i])
             records.append(rec)
         return records
+
+
+def _merged_masks(items: Sequence[Detections]) -> np.ndarray | None:
+    shapes = {d.mask.shape[1:] for d in items if d.mask is not None}
+    if not shapes:
+        return None
+    if len(shapes) > 1:
+        raise ValueError(f"cannot merge masks of different frame sizes: {sorted(shapes)}")
+    hw = shapes.pop()
+    return np.concatenate([d.mask if d.mask is not None else np.zeros((len(d), *hw), bool) for d in items])
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:

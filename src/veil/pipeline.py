@@ -25,6 +25,7 @@ from . import hide as anon
 from .detections import Detections
 from .detectors import Detector, DetectorOptions, create_detector
 from .errors import InputError, ProcessingError, VeilError
+from .filters import DetectionFilter, FilterOptions
 from .frame import Frame
 from .io import images as image_io
 from .io import video as video_io
@@ -49,6 +50,7 @@ class JobOptions:
     anonymize: anon.AnonymizeOptions = anon.AnonymizeOptions()
     encoder: video_io.EncoderOptions = video_io.EncoderOptions()
     tracking: TrackingOptions = TrackingOptions()
+    filters: FilterOptions = FilterOptions()
     keep_metadata: bool = False
     overwrite: bool = False
     suffix: str = DEFAULT_SUFFIX
@@ -90,6 +92,7 @@ class Pipeline:
         self._detector = detector
         self.progress = progress
         self.cancel = cancel or threading.Event()
+        self._filter = DetectionFilter(options.filters)
 
     @property
     def detector(self) -> Detector:
@@ -100,7 +103,8 @@ class Pipeline:
     # -- single frames -------------------------------------------------------------------
     def detect(self, images: Sequence[np.ndarray]) -> list[Detections]:
         try:
-            return self.detector.detect(list(images))
+            found = self.detector.detect(list(images))
+            return [self._filter(image, dets) for image, dets in zip(images, found)]
         except VeilError:
             raise
         except Exception as exc:

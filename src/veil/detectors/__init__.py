@@ -15,7 +15,13 @@ from .base import Detector, DetectorOptions
 # name -> "module:factory"; each factory takes DetectorOptions.
 REGISTRY: dict[str, str] = {
     "centerface": "veil.detectors.centerface:CenterFace",
+    "hog": "veil.detectors.hog_people:HogPeople",
+    "selfie": "veil.detectors.selfie_segmentation:SelfieSegmentation",
+    "text": "veil.detectors.ppocr_text:PpocrText",
+    "onnx": "veil.detectors.yolo_onnx:from_spec",
 }
+TARGETS = ("face", "person", "text")
+PERSON_BACKENDS = ("hog", "selfie")
 
 
 def available() -> list[str]:
@@ -23,13 +29,28 @@ def available() -> list[str]:
 
 
 def create_detector(options: DetectorOptions = DetectorOptions()) -> Detector:
-    """Build the detector named in the options (one-line error for unknown names)."""
-    target = REGISTRY.get(options.name)
-    if target is None:
-        raise OptionError(f"unknown detector '{options.name}'; choose one of: {', '.join(available())}")
+    """The detector for the options' targets: one backend, or a Composite of several."""
+    unknown = [t for t in options.targets if t not in TARGETS]
+    if unknown or not options.targets:
+        raise OptionError(f"unknown target '{','.join(unknown)}'; choose from: {', '.join(TARGETS)}")
+    if options.person not in PERSON_BACKENDS:
+        raise OptionError(f"unknown person detector '{options.person}'; choose one of: {', '.join(PERSON_BACKENDS)}")
+    names = {"face": options.name, "person": options.person, "text": "text"}
+    if tuple(options.targets) == ("face",):
+        return build(options.name, options)
+    from .composite import Composite
+
+    return Composite({t: build(names[t], options) for t in dict.fromkeys(options.targets)})
+
+
+def build(name: str, options: DetectorOptions) -> Detector:
+    """One backend from the registry (one-line error for unknown names)."""
+    target = REGISTRY.get(name.split(":", 1)[0] if name.startswith("onnx:") else name)
+    if target is None or name == "onnx":
+        raise OptionError(f"unknown detector '{name}'; choose one of: {', '.join(available())} (onnx:PATH)")
     module_name, attr = target.split(":")
     factory: Callable[[DetectorOptions], Detector] = getattr(import_module(module_name), attr)
     return factory(options)
 
 
-__all__ = ["Detector", "DetectorOptions", "create_detector", "available", "REGISTRY"]
+__all__ = ["Detector", "DetectorOptions", "create_detector", "build", "available", "REGISTRY", "TARGETS"]

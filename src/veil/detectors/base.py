@@ -23,6 +23,9 @@ class DetectorOptions:
     detector input in pixels (None = native resolution, best for small faces).
     quality: preset name (fast, balanced, max) chosen by the detector backend.
     device: "cpu", "cuda" or "auto". threads: inference threads (0 = all cores).
+    targets: what to find (face, person, text); name picks the face backend,
+    or "onnx:PATH" for the user's own YOLO model whose kept classes are `classes`
+    ("0,2" or "0=person,2=face"). person: "hog" or "selfie" (MediaPipe outline).
     """
 
     name: str = "centerface"
@@ -31,6 +34,9 @@ class DetectorOptions:
     quality: str = "balanced"
     device: str = "cpu"
     threads: int = 0
+    targets: tuple[str, ...] = ("face",)
+    person: str = "hog"
+    classes: str | None = None
 
 
 @runtime_checkable

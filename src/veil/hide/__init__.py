@@ -13,7 +13,7 @@ import numpy as np
 from ..detections import CLASS_NAMES, Detections
 from ..errors import OptionError
 from . import methods
-from .masks import SHAPES, region_for, region_mask, scale_box
+from .masks import SHAPES, outline_mask, region_for, region_mask, scale_box
 
 
 @dataclass(frozen=True)
@@ -67,21 +67,30 @@ def _replacement(crop: np.ndarray, size: float, options: AnonymizeOptions) -> np
 
 def apply(frame: np.ndarray, detections: Detections, options: AnonymizeOptions = AnonymizeOptions(),
           inplace: bool = False) -> np.ndarray:
-    """Frame with every detection hidden (a copy unless inplace)."""
+    """Frame with every detection hidden (a copy unless inplace).
+
+    A detection with an outline (Detections.mask) is hidden along that outline,
+    grown by the same margin mask_scale gives a box, instead of by its box shape.
+    """
     out = frame if inplace else frame.copy()
     if len(detections) == 0:
         return out
     h, w = out.shape[:2]
     boxes = scale_box(detections.xyxy, options.mask_scale)
+    outlines = detections.mask
     if options.method != "none":
-        for box in boxes:
-            region = region_for(box, w, h, options.feather)
+        for i, box in enumerate(boxes):
+            size = methods.face_size(box[2] - box[0], box[3] - box[1])
+            if outlines is not None and outlines[i].any():
+                region, mask = outline_mask(outlines[i], size * (options.mask_scale - 1) / 2, options.feather)
+            else:
+                region = region_for(box, w, h, options.feather)
+                mask = None if region is None else region_mask(region, options.shape, options.feather)
             if region is None:
                 continue
             crop = out[region.y1 : region.y2, region.x1 : region.x2]
-            size = methods.face_size(box[2] - box[0], box[3] - box[1])
             replacement = _replacement(crop, size, options)
-            mask = region_mask(region, options.shape, options.feather)[:, :, None]
+            mask = mask[:, :, None]
             if options.feather == 0:
                 np.copyto(crop, replacement, where=mask > 0.5)
             else:
@@ -98,8 +107,9 @@ def blur_whole_frame(frame: np.ndarray) -> np.ndarray:
 
 
 def draw(frame: np.ndarray, detections: Detections, scores: bool = True, boxes: bool = True,
-         color: tuple[int, int, int] = (0, 255, 0)) -> np.ndarray:
-    """Outline boxes and label them '#track class score' (in place)."""
+         color: tuple[int, int, int] = (0, 255, 0), names: dict[int, str] | None = None) -> np.ndarray:
+    """Outline boxes and label them '#track class score' (in place); names labels a user model's classes."""
+    names = {**CLASS_NAMES, **(names or {})}
     thickness = max(1, round(max(frame.shape[:2]) / 600))
     for i, (x1, y1, x2, y2) in enumerate(np.round(detections.xyxy).astype(int)):
         if boxes:
@@ -108,7 +118,7 @@ def draw(frame: np.ndarray, detections: Detections, scores: bool = True, boxes: 
             parts = []
             if detections.track_id[i] >= 0:
                 parts.append(f"#{detections.track_id[i]}")
-            parts.append(CLASS_NAMES.get(int(detections.class_id[i]), str(int(detections.class_id[i]))))
+            parts.append(names.get(int(detections.class_id[i]), str(int(detections.class_id[i]))))
             parts.append(f"{detections.score[i]:.2f}")
             cv2.putText(frame, " ".join(parts), (x1, max(12, y1 - 4)), cv2.FONT_HERSHEY_SIMPLEX,
                         0.4 * thickness, color, thickness, cv2.LINE_AA)

@@ -81,6 +81,27 @@ def region_mask(region: Region, shape: str = "ellipse", feather: int = 0) -> np.
     return mask.astype(np.float32) / 255.0
 
 
+def outline_mask(outline: np.ndarray, grow: float, feather: int = 0) -> tuple[Region | None, np.ndarray]:
+    """Region and float mask for a frame-sized bool outline, dilated by `grow` pixels.
+
+    Segmentation edges are soft and lag motion, so the outline is grown like a
+    box is scaled: the hidden area errs on the side of covering too much.
+    """
+    h, w = outline.shape
+    ys, xs = np.nonzero(outline)
+    margin = int(np.ceil(max(grow, 0.0))) + feather
+    x1, y1 = max(0, int(xs.min()) - margin), max(0, int(ys.min()) - margin)
+    x2, y2 = min(w, int(xs.max()) + 1 + margin), min(h, int(ys.max()) + 1 + margin)
+    region = Region(x1, y1, x2, y2, (float(x1), float(y1), float(x2), float(y2)))
+    mask = outline[y1:y2, x1:x2].astype(np.uint8) * 255
+    if grow >= 1:
+        k = 2 * int(round(grow)) + 1
+        mask = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
+    if feather > 0:
+        mask = np.maximum(mask, cv2.GaussianBlur(mask, (0, 0), feather / 2))
+    return region, mask.astype(np.float32) / 255.0
+
+
 def coverage(frame_shape: tuple[int, int], boxes: np.ndarray, shape: str, mask_scale: float) -> np.ndarray:
     """bool [H, W]: every pixel the anonymizer will hide for these boxes (for evaluation)."""
     h, w = frame_shape

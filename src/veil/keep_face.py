@@ -1,0 +1,74 @@
+"""Recognising the one person the user wants left visible (extra: reid, dlib's face embedder).
+
+dlib's ResNet maps a face to a 128-d vector where the same person lies within
+about 0.6 of themself. Leaving a face visible is the risky direction, so the
+match is strict: the face nearest the reference must be under the tolerance
+(0.5 by default) and clearly nearer than any other face in the frame;
+otherwise every face stays hidden.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from .errors import DetectorError, InputError
+
+# The nearest face must beat the second nearest by this much to count as a match.
+MARGIN = 0.1
+
+
+@lru_cache(maxsize=1)
+def _models():
+    try:
+        import dlib
+        import face_recognition_models as frm
+    except ImportError as exc:
+        raise DetectorError("--keep-face needs dlib's face embedder: pip install 'veil[reid]'") from exc
+    return (dlib.shape_predictor(frm.pose_predictor_five_point_model_location()),
+            dlib.face_recognition_model_v1(frm.face_recognition_model_location()), dlib)
+
+
+def embed(image_bgr: np.ndarray, xyxy: np.ndarray) -> np.ndarray:
+    """[N, 128] face descriptors for face boxes in a BGR image."""
+    predictor, net, dlib = _models()
+    rgb = np.ascontiguousarray(image_bgr[:, :, ::-1])
+    out = []
+    for x1, y1, x2, y2 in np.round(np.asarray(xyxy).reshape(-1, 4)).astype(int):
+        shape = predictor(rgb, dlib.rectangle(int(x1), int(y1), int(x2), int(y2)))
+        out.append(np.asarray(net.compute_face_descriptor(rgb, shape), np.float32))
+    return np.asarray(out, np.float32).reshape(-1, 128)
+
+
+class KnownFace:
+    """The reference person's descriptor and the strict rule for matching it."""
+
+    def __init__(self, reference: str | Path, tolerance: float = 0.5) -> None:
+        from .detectors import create_detector
+        from .io.images import read_image
+
+        self.tolerance = tolerance
+        image = read_image(Path(reference)).image
+        faces = create_detector().detect([image])[0]
+        if len(faces) == 0:
+            raise InputError(f"no face found in the --keep-face photo {reference}")
+        largest = faces[int(np.argmax(faces.area))]
+        self.descriptor = embed(image, largest.xyxy)[0]
+
+    def distances(self, frame: np.ndarray, xyxy: np.ndarray) -> np.ndarray:
+        return np.linalg.norm(embed(frame, xyxy) - self.descriptor, axis=1)
+
+    def find(self, frame: np.ndarray, xyxy: np.ndarray) -> int | None:
+        """Index of the box showing the reference person, or None when unsure."""
+        if len(xyxy) == 0:
+            return None
+        dist = self.distances(frame, xyxy)
+        order = np.argsort(dist)
+        best = int(order[0])
+        if dist[best] >= self.tolerance:
+            return None
+        if len(dist) > 1 and dist[order[1]] - dist[best] < MARGIN:
+            return None
+        return best
