@@ -1,0 +1,186 @@
+"""A batch run: list the inputs, skip what the journal says is done, run the rest, sum up.
+
+The driver process owns the journal; workers only return outcomes. An item is
+recorded as done after its output is in place (renamed locally, or uploaded),
+and each record is committed before the next outcome is read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import OptionError, OutputError
+from ..pipeline import JobOptions
+from .engines import local_outcomes, ray_outcomes, worker_threads
+from .journal import Entry, Journal, settings_hash
+from .storage import (Source, existing_outputs, is_remote, list_inputs, local_path, output_location,
+                      remove_partials)
+from .work import Outcome, WorkItem
+
+JOURNAL_NAME = "veil-batch.sqlite"
+SUMMARY_NAME = "veil-batch-summary.json"
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    input: str
+    output: str
+    job: JobOptions = JobOptions()
+    workers: int = 1
+    engine: str = "local"
+    address: str | None = None
+    journal: Path | None = None
+    summary: Path | None = None
+    storage_options: dict[str, Any] = field(default_factory=dict, hash=False)
+    quiet: bool = False
+
+
+@dataclass
+class Summary:
+    input: str
+    output: str
+    engine: str
+    workers: int
+    settings: str
+    journal: str
+    files: int = 0
+    skipped: int = 0
+    processed: int = 0
+    failed: int = 0
+    frames: int = 0
+    faces: int = 0
+    seconds: float = 0.0
+    interrupted: bool = False
+    failures: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def files_per_second(self) -> float:
+        return (self.processed + self.failed) / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def frames_per_second(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["files_per_second"] = round(self.files_per_second, 3)
+        data["frames_per_second"] = round(self.frames_per_second, 3)
+        data["seconds"] = round(self.seconds, 3)
+        return data
+
+    def text(self) -> str:
+        head = (f"{self.files} files: {self.processed} anonymized, {self.skipped} already done, {self.failed} failed; "
+                f"{self.frames} frames, {self.faces} faces in {self.seconds:.1f} s "
+                f"({self.files_per_second:.2f} files/s, {self.frames_per_second:.1f} frames/s)")
+        if self.interrupted:
+            head += "; interrupted (finished files are recorded, a rerun goes on from here)"
+        lines = [head] + [f"  failed: {describe_failure(f['file'], f['error'])}" for f in self.failures]
+        return "\n".join(lines)
+
+
+def describe_failure(name: str, error: str | None) -> str:
+    """The error, prefixed with the file unless the message already names it."""
+    error = error or "unknown error"
+    return error if name in error else f"{name}: {error}"
+
+
+def default_paths(output: str) -> tuple[Path, Path]:
+    """Journal and summary: inside a local output folder; for remote outputs, in the current folder."""
+    if not is_remote(output):
+        folder = local_path(output)
+        return folder / JOURNAL_NAME, folder / SUMMARY_NAME
+    tag = hashlib.sha256(output.rstrip("/").encode()).hexdigest()[:12]
+    return Path(f"veil-batch-{tag}.sqlite"), Path(f"veil-batch-{tag}-summary.json")
+
+
+def _check_locations(options: BatchOptions) -> Path | None:
+    """Refuse to write into the input; return the output folder to leave out of a local input."""
+    if is_remote(options.input) or is_remote(options.output):
+        if options.input.rstrip("/") == options.output.rstrip("/"):
+            raise OptionError("the output must differ from the input (inputs are never overwritten)")
+        return None
+    source, target = local_path(options.input).absolute(), local_path(options.output).absolute()
+    if target.exists() and not target.is_dir():
+        raise OutputError(f"{target}: the batch output must be a folder")
+    if source == target:
+        raise OptionError("the output must differ from the input (inputs are never overwritten)")
+    return target if source.is_dir() and target.is_relative_to(source) else None
+
+
+def _needs_work(entry: Entry | None, source: Source, target: str, settings: str, present: set[str]) -> bool:
+    return not (entry is not None and entry.state == "done" and entry.settings == settings
+                and entry.fingerprint == source.fingerprint and entry.target == target and target in present)
+
+
+def run_batch(options: BatchOptions, progress=None) -> Summary:
+    """Process every input not already done with these settings; the journal is updated per item."""
+    exclude = _check_locations(options)
+    inputs = list_inputs(options.input, options.storage_options, exclude=exclude)
+    journal_path, summary_path = default_paths(options.output)
+    journal_path, summary_path = options.journal or journal_path, options.summary or summary_path
+    settings = settings_hash(options.job)
+    remove_partials(options.output)
+    present = existing_outputs(options.output, options.storage_options)
+
+    threads = worker_threads(options.job.detector.threads, options.workers if options.engine == "local" else 1)
+    job = dataclasses.replace(options.job, detector=dataclasses.replace(options.job.detector, threads=threads))
+    summary = Summary(options.input, options.output, options.engine, options.workers, settings, str(journal_path),
+                      files=len(inputs.sources))
+    with Journal(journal_path) as journal:
+        entries = journal.entries()
+        plan: dict[str, tuple[Source, str]] = {}
+        for source in inputs.sources:
+            target = output_location(options.output, source.key)
+            if _needs_work(entries.get(source.key), source, target, settings, present):
+                plan[source.key] = (source, target)
+            else:
+                summary.skipped += 1
+        items = [WorkItem(s.key, s.location, t, job, inputs.storage_options) for s, t in plan.values()]
+        if options.engine == "ray":
+            outcomes = ray_outcomes(items, options.address, threads)
+        else:
+            outcomes = local_outcomes(items, options.workers)
+        start = time.perf_counter()
+        try:
+            for outcome in outcomes:
+                source, target = plan[outcome.key]
+                _record(journal, summary, outcome, source, target, settings)
+                if progress:
+                    progress(outcome, len(items))
+        except KeyboardInterrupt:
+            summary.interrupted = True
+            raise
+        finally:
+            summary.seconds = time.perf_counter() - start
+            _write_summary(summary, summary_path)
+    return summary
+
+
+def _record(journal: Journal, summary: Summary, outcome: Outcome, source: Source, target: str, settings: str) -> None:
+    state = "done" if outcome.ok else "failed"
+    journal.record(outcome.key, source.location, target, source.fingerprint, settings, state,
+                   outcome.frames, outcome.faces, outcome.seconds, outcome.error)
+    if outcome.ok:
+        summary.processed += 1
+        summary.frames += outcome.frames
+        summary.faces += outcome.faces
+    else:
+        summary.failed += 1
+        summary.failures.append({"file": source.location, "error": outcome.error or "unknown error"})
+
+
+def _write_summary(summary: Summary, path: Path) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(summary.as_dict(), indent=2) + "\n")
+        tmp.replace(path)
+    except OSError as exc:
+        print(f"veil: warning: cannot write the summary to {path} ({exc.strerror})", file=sys.stderr)
