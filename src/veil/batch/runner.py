@@ -129,7 +129,9 @@ def run_batch(options: BatchOptions, progress=None) -> Summary:
     remove_partials(options.output)
     present = existing_outputs(options.output, options.storage_options)
 
-    threads = worker_threads(options.job.detector.threads, options.workers if options.engine == "local" else 1)
+    # Ray schedules one task per CPU it was given; a local pool shares this machine's cores out.
+    threads = (options.job.detector.threads or 1) if options.engine == "ray" \
+        else worker_threads(options.job.detector.threads, options.workers)
     job = dataclasses.replace(options.job, detector=dataclasses.replace(options.job.detector, threads=threads))
     summary = Summary(options.input, options.output, options.engine, options.workers, settings, str(journal_path),
                       files=len(inputs.sources))

@@ -1,0 +1,178 @@
+"""veil batch on a local process pool: mirroring, manifests, journal, failures, kill and resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from batch_media import audio_packets, face_hidden, journal_rows, make_tree, small_astronaut, video_frames
+from conftest import ROOT
+from veil.batch.command import main as batch_main
+from veil.batch.journal import settings_hash
+from veil.batch.storage import list_inputs
+from veil.cli import main as veil_main
+from veil.pipeline import JobOptions
+from veil.hide import AnonymizeOptions
+
+ENV = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+
+
+@pytest.fixture()
+def tree(tmp_path):
+    files = make_tree(tmp_path / "in")
+    return tmp_path / "in", files
+
+
+def test_folder_mirrored_failures_reported_and_summary(tmp_path, tree):
+    source, files = tree
+    out = tmp_path / "out"
+    code = batch_main([str(source), "-o", str(out), "--workers", "2", "-q"])
+    assert code == 1  # the broken file failed, everything else went on
+    for rel in ("day0/photo0.jpg", "day1/photo1.png", "day0/photo2.jpg"):
+        assert (out / rel).is_file()
+    assert not (out / "day0" / "broken.jpg").exists()
+    video = out / "clips" / "walk.mov"
+    assert len(video_frames(video)) == 15 and audio_packets(video) > 50
+    assert face_hidden(small_astronaut(), cv2.imread(str(out / "day0" / "photo0.jpg")))
+    assert face_hidden(small_astronaut(), video_frames(video)[0])
+    summary = json.loads((out / "veil-batch-summary.json").read_text())
+    assert summary["files"] == 5 and summary["processed"] == 4 and summary["failed"] == 1
+    assert summary["frames"] == 3 + 15 and summary["faces"] >= 2 + 15
+    assert summary["failures"][0]["file"].endswith("broken.jpg") and "not a readable image" in summary["failures"][0]["error"]
+    assert summary["files_per_second"] > 0 and summary["frames_per_second"] > 0
+    rows = journal_rows(out / "veil-batch.sqlite")
+    assert rows["day0/broken.jpg"]["state"] == "failed" and rows["day1/photo1.png"]["state"] == "done"
+    assert not [p for p in out.rglob(".veil-partial-*")]
+
+
+def test_same_bytes_as_the_single_file_command(tmp_path, tree):
+    source, files = tree
+    out = tmp_path / "out"
+    batch_main([str(source), "-o", str(out), "--workers", "2", "--threads", "1", "-q", "--method", "pixelate"])
+    single = tmp_path / "single.jpg"
+    assert veil_main([str(files["day0/photo2.jpg"]), "-o", str(single), "--threads", "1", "-q",
+                      "--method", "pixelate"]) == 0
+    assert single.read_bytes() == (out / "day0" / "photo2.jpg").read_bytes()
+
+
+def test_rerun_skips_done_retries_failed_and_redoes_changed(tmp_path, tree):
+    source, files = tree
+    out = tmp_path / "out"
+    batch_main([str(source), "-o", str(out), "--workers", "1", "-q"])
+    first = journal_rows(out / "veil-batch.sqlite")
+
+    # unchanged: everything done is skipped, the broken file is tried again
+    assert batch_main([str(source), "-o", str(out), "--workers", "1", "-q"]) == 1
+    second = journal_rows(out / "veil-batch.sqlite")
+    for key, row in first.items():
+        if row["state"] == "done":
+            assert second[key]["updated"] == row["updated"] and second[key]["attempts"] == 1
+    assert second["day0/broken.jpg"]["attempts"] == 2
+    summary = json.loads((out / "veil-batch-summary.json").read_text())
+    assert summary["skipped"] == 4 and summary["processed"] == 0 and summary["failed"] == 1
+
+    # a fixed input, an edited input and a deleted output are redone; the rest is not
+    cv2.imwrite(str(files["day0/broken.jpg"]), small_astronaut())
+    cv2.imwrite(str(files["day1/photo1.png"]), small_astronaut()[:, ::-1])
+    (out / "day0" / "photo2.jpg").unlink()
+    assert batch_main([str(source), "-o", str(out), "--workers", "1", "-q"]) == 0
+    third = journal_rows(out / "veil-batch.sqlite")
+    redone = {key for key in third if third[key]["updated"] != second[key]["updated"]}
+    assert redone == {"day0/broken.jpg", "day1/photo1.png", "day0/photo2.jpg"}
+    assert all(row["state"] == "done" for row in third.values())
+
+    # other settings: every file is redone
+    before = (out / "day0" / "photo0.jpg").read_bytes()
+    assert batch_main([str(source), "-o", str(out), "--workers", "1", "-q", "--method", "fill"]) == 0
+    fourth = journal_rows(out / "veil-batch.sqlite")
+    assert all(fourth[k]["updated"] != third[k]["updated"] for k in fourth)
+    assert (out / "day0" / "photo0.jpg").read_bytes() != before
+
+
+def test_settings_hash_ignores_how_but_not_what():
+    base = JobOptions()
+    assert settings_hash(base) == settings_hash(JobOptions(queue_size=2, overwrite=True))
+    assert settings_hash(base) != settings_hash(JobOptions(anonymize=AnonymizeOptions(method="pixelate")))
+
+
+def test_manifest_text_and_csv(tmp_path, tree):
+    source, files = tree
+    (tmp_path / "list.txt").write_text("# two photos\nin/day0/photo0.jpg\n\n" + str(files["day1/photo1.png"]) + "\n")
+    (tmp_path / "list.csv").write_text("id,path\n1,in/day0/photo2.jpg\n2,in/clips/walk.mov\n")
+    assert batch_main([str(tmp_path / "list.txt"), "-o", str(tmp_path / "a"), "--workers", "1", "-q"]) == 0
+    assert sorted(p.relative_to(tmp_path / "a").as_posix() for p in (tmp_path / "a").rglob("photo*")) == \
+        ["day0/photo0.jpg", "day1/photo1.png"]
+    listed = list_inputs(str(tmp_path / "list.csv"))
+    assert [s.key for s in listed.sources] == ["day0/photo2.jpg", "clips/walk.mov"]
+
+
+def test_output_inside_input_is_not_read_back(tmp_path, tree):
+    source, files = tree
+    files["day0/broken.jpg"].unlink()
+    assert batch_main([str(source), "-o", str(source / "anon"), "--workers", "1", "-q"]) == 0
+    assert batch_main([str(source), "-o", str(source / "anon"), "--workers", "1", "-q"]) == 0
+    summary = json.loads((source / "anon" / "veil-batch-summary.json").read_text())
+    assert summary["files"] == 4 and summary["skipped"] == 4
+    assert not (source / "anon" / "anon").exists()
+
+
+def test_bad_arguments_are_one_line_errors(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "veil", "batch", str(tmp_path / "nothing"), "-o", str(tmp_path / "o")],
+                          capture_output=True, text=True, env=ENV, timeout=120)
+    assert proc.returncode == 2 and "no such file" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_without_redoing_finished_work(tmp_path):
+    source = tmp_path / "in"
+    photo = small_astronaut()
+    for i in range(10):
+        path = source / f"set{i % 3}" / f"img{i:02d}.jpg"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(path), np.roll(photo, i * 5, axis=1))
+    make_tree(source, images=0, video=True, bad=False)
+    out = tmp_path / "out"
+    journal = tmp_path / "state" / "journal.sqlite"
+    command = [sys.executable, "-m", "veil", "batch", str(source), "-o", str(out), "--workers", "1", "-q",
+               "--journal", str(journal)]
+    proc = subprocess.Popen(command, env=ENV, start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    done_before: dict[str, dict] = {}
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            if journal.exists():
+                done_before = {k: r for k, r in journal_rows(journal).items() if r["state"] == "done"}
+                if len(done_before) >= 3:
+                    break
+            time.sleep(0.02)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert 3 <= len(done_before) < 11, "the run should have been killed part-way"
+    done_before = {k: r for k, r in journal_rows(journal).items() if r["state"] == "done"}
+    stamps = {k: (out / k).stat().st_mtime_ns for k in done_before}
+
+    resumed = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    after = journal_rows(journal)
+    assert len(after) == 11 and all(r["state"] == "done" for r in after.values())
+    for key, row in done_before.items():
+        assert after[key]["updated"] == row["updated"] and after[key]["attempts"] == 1
+        assert (out / key).stat().st_mtime_ns == stamps[key]
+    summary = json.loads((out / "veil-batch-summary.json").read_text())
+    assert summary["skipped"] >= len(done_before) and summary["processed"] + summary["skipped"] == 11
+    for i in range(10):
+        image = cv2.imread(str(out / f"set{i % 3}" / f"img{i:02d}.jpg"))
+        assert image is not None and image.shape == photo.shape
+    assert len(video_frames(out / "clips" / "walk.mov")) == 15
+    assert not list(out.rglob(".veil-partial-*"))
