@@ -10,14 +10,17 @@ import sys
 import time
 from pathlib import Path
 
+import av
 import cv2
 import numpy as np
 import pytest
 
-from batch_media import audio_packets, face_hidden, journal_rows, make_tree, small_astronaut, video_frames
-from conftest import ROOT
+from batch_media import (audio_packets, face_hidden, journal_rows, make_tree, small_astronaut, video_frames,
+                         write_gop_video)
+from conftest import ROOT, panning_frames, read_video
 from veil.batch.command import main as batch_main
 from veil.batch.journal import settings_hash
+from veil.batch.segments import plan_segments
 from veil.batch.storage import list_inputs
 from veil.cli import main as veil_main
 from veil.pipeline import JobOptions
@@ -176,3 +179,34 @@ def test_killed_run_resumes_without_redoing_finished_work(tmp_path):
         assert image is not None and image.shape == photo.shape
     assert len(video_frames(out / "clips" / "walk.mov")) == 15
     assert not list(out.rglob(".veil-partial-*"))
+
+
+def test_long_video_split_at_keyframes_and_joined_by_copy(tmp_path):
+    source = tmp_path / "in"
+    source.mkdir()
+    frames = panning_frames(small_astronaut(), 30, step=2)
+    video = write_gop_video(source / "talk.mp4", frames, fps=10, gop=5, audio_seconds=3.0)
+    segments = plan_segments(video, tmp_path / "out" / "talk.mp4", 1.0, 0.5)
+    assert [(s.start, s.end, s.context_start, s.context_end) for s in segments] == \
+        [(None, 1.0, None, 1.5), (1.0, 2.0, 0.5, 2.5), (2.0, None, 1.5, None)]
+
+    assert batch_main([str(source), "-o", str(tmp_path / "out"), "--workers", "2", "-q",
+                       "--segment-seconds", "1", "--segment-overlap", "0.5"]) == 0
+    assert batch_main([str(source), "-o", str(tmp_path / "whole"), "--workers", "1", "-q"]) == 0
+    joined, whole = tmp_path / "out" / "talk.mp4", tmp_path / "whole" / "talk.mp4"
+    original, t_in = read_video(video)
+    after, t_out = read_video(joined)
+    reference, _ = read_video(whole)
+    assert len(after) == 30 and np.allclose(t_in, t_out)
+    for i, (frame, ref) in enumerate(zip(after, reference)):
+        assert face_hidden(original[i], frame, shift=2 * i), f"frame {i}"
+        assert np.abs(frame.astype(int) - ref.astype(int)).mean() < 4  # encoder noise only
+    assert audio_packets(joined) == audio_packets(video) > 100
+    with av.open(str(joined)) as container:
+        stream = container.streams.video[0]
+        keys = [float(p.pts * p.time_base) for p in container.demux(stream) if p.is_keyframe]
+        assert keys == [0.0, 1.0, 2.0]  # each segment starts where it was cut; nothing re-encoded at the joins
+        assert not container.metadata.keys() & {"title", "artist"}
+    rows = journal_rows(tmp_path / "out" / "veil-batch.sqlite")
+    assert rows["talk.mp4"]["frames"] == 30 and rows["talk.mp4"]["settings"].endswith(":segments=1/0.5")
+    assert not list((tmp_path / "out").glob(".veil-partial-*"))

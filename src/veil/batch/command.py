@@ -14,6 +14,7 @@ from ..cli import (add_anonymize_arguments, add_detector_arguments, add_encoder_
 from ..errors import OptionError
 from ..io.export import FORMATS
 from .engines import ENGINES
+from .segments import DEFAULT_OVERLAP
 from .runner import BatchOptions, describe_failure, run_batch
 from .work import Outcome
 
@@ -35,6 +36,13 @@ def _workers(text: str) -> int:
     value = int(text)
     if value <= 0:
         raise argparse.ArgumentTypeError("must be a positive integer")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be a positive number")
     return value
 
 
@@ -73,6 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="keep EXIF/GPS and container tags (dropped by default)")
     group.add_argument("--export", choices=FORMATS, metavar="FORMAT",
                        help="also write detections per frame beside each output: " + ", ".join(FORMATS))
+    group.add_argument("--segment-seconds", type=_positive_float, metavar="S",
+                       help="split local videos longer than this at keyframes into segments processed in parallel, "
+                            "joined without re-encoding")
+    group.add_argument("--segment-overlap", type=_positive_float, default=DEFAULT_OVERLAP, metavar="S",
+                       help="seconds decoded before and after each segment so tracking continues across the cut "
+                            "(default %(default)s)")
     group.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
     add_detector_arguments(parser)
     add_anonymize_arguments(parser)
@@ -115,7 +129,8 @@ def main(argv: Sequence[str]) -> int:
     options = BatchOptions(
         input=args.input, output=args.output, job=job_options_from_args(args), workers=args.workers,
         engine=args.engine, address=args.address, journal=args.journal, summary=args.summary,
-        storage_options=dict(args.storage_option), quiet=args.quiet)
+        storage_options=dict(args.storage_option), quiet=args.quiet, segment_seconds=args.segment_seconds,
+        segment_overlap=args.segment_overlap)
     progress = Progress(args.quiet)
     try:
         summary = run_batch(options, progress)

@@ -28,7 +28,7 @@ WORKER_DIED = "the worker process died while processing this file (out of memory
 def local_outcomes(items: Sequence[WorkItem], workers: int) -> Iterator[Outcome]:
     """Run items on `workers` spawned processes (spawn: no inherited threads or open sessions)."""
     todo = list(reversed(items))
-    crashes: Counter[str] = Counter()
+    crashes: Counter[tuple] = Counter()
     context = multiprocessing.get_context("spawn")
     while todo:
         pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
@@ -46,16 +46,16 @@ def local_outcomes(items: Sequence[WorkItem], workers: int) -> Iterator[Outcome]
                         yield future.result()
                     except BrokenProcessPool:
                         broken = True
-                        crashes[item.key] += 1
-                        if crashes[item.key] >= CRASHES_BEFORE_FAILED:
-                            yield Outcome(item.key, False, error=WORKER_DIED)
+                        crashes[_identity(item)] += 1
+                        if crashes[_identity(item)] >= CRASHES_BEFORE_FAILED:
+                            yield _died(item)
                         else:
                             todo.append(item)
                 if broken:  # every item still on the pool went down with it
                     for item in running.values():
-                        crashes[item.key] += 1
-                        if crashes[item.key] >= CRASHES_BEFORE_FAILED:
-                            yield Outcome(item.key, False, error=WORKER_DIED)
+                        crashes[_identity(item)] += 1
+                        if crashes[_identity(item)] >= CRASHES_BEFORE_FAILED:
+                            yield _died(item)
                         else:
                             todo.append(item)
                     running.clear()
@@ -65,6 +65,14 @@ def local_outcomes(items: Sequence[WorkItem], workers: int) -> Iterator[Outcome]
             pool.shutdown(wait=True, cancel_futures=True)
             raise
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _identity(item: WorkItem) -> tuple:
+    return item.key, item.segment.index if item.segment is not None else None
+
+
+def _died(item: WorkItem, detail: str = "") -> Outcome:
+    return Outcome(item.key, False, error=WORKER_DIED + detail, part=_identity(item)[1])
 
 
 def _interrupt_workers() -> None:
@@ -104,7 +112,7 @@ def ray_outcomes(items: Sequence[WorkItem], address: str | None, cpus_per_task: 
                 try:
                     yield ray.get(ref)
                 except ray.exceptions.RayError as exc:
-                    yield Outcome(item.key, False, error=f"{WORKER_DIED} ({type(exc).__name__})")
+                    yield _died(item, f" ({type(exc).__name__})")
     except BaseException:
         for ref in running:
             ray.cancel(ref)

@@ -16,11 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import OptionError, OutputError
+from ..errors import OptionError, OutputError, VeilError
+from ..io.paths import VIDEO_EXTS
 from ..pipeline import JobOptions
 from .engines import local_outcomes, ray_outcomes, worker_threads
 from .journal import Entry, Journal, settings_hash
-from .storage import (Source, existing_outputs, is_remote, list_inputs, local_path, output_location,
+from .segments import DEFAULT_OVERLAP, Segment, can_join, join_segments, plan_segments
+from .storage import (Source, existing_outputs, is_remote, list_inputs, local_path, media_ext, output_location,
                       remove_partials)
 from .work import Outcome, WorkItem
 
@@ -40,6 +42,8 @@ class BatchOptions:
     summary: Path | None = None
     storage_options: dict[str, Any] = field(default_factory=dict, hash=False)
     quiet: bool = False
+    segment_seconds: float | None = None
+    segment_overlap: float = DEFAULT_OVERLAP
 
 
 @dataclass
@@ -137,14 +141,28 @@ def run_batch(options: BatchOptions, progress=None) -> Summary:
                       files=len(inputs.sources))
     with Journal(journal_path) as journal:
         entries = journal.entries()
-        plan: dict[str, tuple[Source, str]] = {}
+        plan: dict[str, tuple[Source, str, str]] = {}
         for source in inputs.sources:
             target = output_location(options.output, source.key)
-            if _needs_work(entries.get(source.key), source, target, settings, present):
-                plan[source.key] = (source, target)
+            wanted = settings + _segment_tag(options, source.key)
+            if _needs_work(entries.get(source.key), source, target, wanted, present):
+                plan[source.key] = (source, target, wanted)
             else:
                 summary.skipped += 1
-        items = [WorkItem(s.key, s.location, t, job, inputs.storage_options) for s, t in plan.values()]
+        items: list[WorkItem] = []
+        parts = _Parts(job)
+        for source, target, wanted in plan.values():
+            try:
+                segments = _segments_for(options, source, target)
+            except VeilError as exc:
+                _record(journal, summary, Outcome(source.key, False, error=str(exc)), plan[source.key])
+                continue
+            if segments:
+                parts.expect(source, target, segments)
+                items.extend(WorkItem(source.key, source.location, target, job, inputs.storage_options, segment)
+                             for segment in segments)
+            else:
+                items.append(WorkItem(source.key, source.location, target, job, inputs.storage_options))
         if options.engine == "ray":
             outcomes = ray_outcomes(items, options.address, threads)
         else:
@@ -152,20 +170,92 @@ def run_batch(options: BatchOptions, progress=None) -> Summary:
         start = time.perf_counter()
         try:
             for outcome in outcomes:
-                source, target = plan[outcome.key]
-                _record(journal, summary, outcome, source, target, settings)
+                final = parts.add(outcome) if outcome.part is not None else outcome
+                if final is None:
+                    continue
+                _record(journal, summary, final, plan[final.key])
                 if progress:
-                    progress(outcome, len(items))
+                    progress(final, len(plan))
         except KeyboardInterrupt:
             summary.interrupted = True
             raise
         finally:
+            parts.discard_all()
             summary.seconds = time.perf_counter() - start
             _write_summary(summary, summary_path)
     return summary
 
 
-def _record(journal: Journal, summary: Summary, outcome: Outcome, source: Source, target: str, settings: str) -> None:
+def _segment_tag(options: BatchOptions, key: str) -> str:
+    """Segmented videos are encoded differently (no B-frames), so the setting is part of their hash."""
+    if options.segment_seconds and media_ext(key) in VIDEO_EXTS:
+        return f":segments={options.segment_seconds:g}/{options.segment_overlap:g}"
+    return ""
+
+
+def _segments_for(options: BatchOptions, source: Source, target: str) -> list[Segment]:
+    """The segments of a long local video, or [] to process it whole."""
+    if not options.segment_seconds or media_ext(source.key) not in VIDEO_EXTS or options.job.export_format:
+        return []
+    if is_remote(source.location) or is_remote(target):
+        return []
+    src, dst = local_path(source.location), local_path(target)
+    if not can_join(src, dst, options.job.encoder.keep_audio):
+        return []
+    return plan_segments(src, dst, options.segment_seconds, options.segment_overlap)
+
+
+class _Parts:
+    """Collects the segments of each split video and joins them once all are in."""
+
+    def __init__(self, job: JobOptions) -> None:
+        self.job = job
+        self.files: dict[str, tuple[Source, str, list[Segment]]] = {}
+        self.finished: dict[str, list[Outcome]] = {}
+        self.failed: set[str] = set()
+
+    def expect(self, source: Source, target: str, segments: list[Segment]) -> None:
+        self.files[source.key] = (source, target, segments)
+        self.finished[source.key] = []
+
+    def add(self, outcome: Outcome) -> Outcome | None:
+        """The file's outcome once it is decided (a part failed, or all joined), else None."""
+        key = outcome.key
+        if key in self.failed:
+            self._discard(key)
+            return None
+        if not outcome.ok:
+            self.failed.add(key)
+            self._discard(key)
+            return outcome
+        done = self.finished[key]
+        done.append(outcome)
+        source, target, segments = self.files[key]
+        if len(done) < len(segments):
+            return None
+        seconds = sum(o.seconds for o in done)
+        try:
+            join_segments(local_path(source.location), [Path(s.part) for s in segments], local_path(target),
+                          self.job.encoder.keep_audio, self.job.keep_metadata)
+        except VeilError as exc:
+            return Outcome(key, False, error=str(exc), seconds=seconds)
+        finally:
+            self._discard(key)
+            del self.finished[key]
+        return Outcome(key, True, sum(o.frames for o in done), sum(o.faces for o in done), seconds)
+
+    def _discard(self, key: str) -> None:
+        for segment in self.files[key][2]:
+            Path(segment.part).unlink(missing_ok=True)
+
+    def discard_all(self) -> None:
+        """Parts of videos not joined (interrupted run) are never left behind."""
+        for key in self.finished:
+            self._discard(key)
+
+
+def _record(journal: Journal, summary: Summary, outcome: Outcome, planned: tuple[Source, str, str]) -> None:
+    source, target, settings = planned
     state = "done" if outcome.ok else "failed"
     journal.record(outcome.key, source.location, target, source.fingerprint, settings, state,
                    outcome.frames, outcome.faces, outcome.seconds, outcome.error)

@@ -18,6 +18,7 @@ from typing import Any
 
 from ..errors import InputError, OutputError, VeilError
 from ..pipeline import JobOptions, Pipeline
+from .segments import Segment, process_segment
 from .storage import is_remote, local_path, open_filesystem
 
 
@@ -28,6 +29,7 @@ class WorkItem:
     target: str
     options: JobOptions
     storage_options: dict[str, Any] = field(default_factory=dict, hash=False)
+    segment: Segment | None = None
 
 
 @dataclass
@@ -39,6 +41,7 @@ class Outcome:
     seconds: float = 0.0
     error: str | None = None
     worker: int = 0
+    part: int | None = None
 
 
 _PIPELINES: dict[JobOptions, Pipeline] = {}
@@ -57,18 +60,22 @@ def pipeline_for(options: JobOptions) -> Pipeline:
 def process_item(item: WorkItem) -> Outcome:
     """Anonymize one input; failures come back as an Outcome so the batch goes on."""
     start = time.perf_counter()
+    part = item.segment.index if item.segment is not None else None
     try:
         frames, faces = _process(item)
     except VeilError as exc:
-        return Outcome(item.key, False, error=str(exc), seconds=time.perf_counter() - start, worker=os.getpid())
+        return Outcome(item.key, False, error=str(exc), seconds=time.perf_counter() - start, worker=os.getpid(),
+                       part=part)
     except Exception as exc:  # a bug on one file must not stop the other thousands; it is reported
         return Outcome(item.key, False, error=f"internal error: {type(exc).__name__}: {exc}",
-                       seconds=time.perf_counter() - start, worker=os.getpid())
-    return Outcome(item.key, True, frames, faces, time.perf_counter() - start, worker=os.getpid())
+                       seconds=time.perf_counter() - start, worker=os.getpid(), part=part)
+    return Outcome(item.key, True, frames, faces, time.perf_counter() - start, worker=os.getpid(), part=part)
 
 
 def _process(item: WorkItem) -> tuple[int, int]:
     pipeline = pipeline_for(item.options)
+    if item.segment is not None:  # planned only for local sources and outputs
+        return process_segment(pipeline, local_path(item.source), item.segment)
     if not (is_remote(item.source) or is_remote(item.target)):
         result = pipeline.process(local_path(item.source), local_path(item.target))
         return result.frames, result.boxes
