@@ -134,52 +134,66 @@ def test_bad_arguments_are_one_line_errors(tmp_path):
     assert proc.returncode == 2 and "no such file" in proc.stderr and "Traceback" not in proc.stderr
 
 
-@pytest.mark.slow
-def test_killed_run_resumes_without_redoing_finished_work(tmp_path):
+def _stop_part_way(command: list[str], journal: Path, done_at_least: int, sig: int) -> int:
+    """Start a batch, send `sig` to its whole process group once enough files are done; its exit code."""
+    proc = subprocess.Popen(command, env=ENV, start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            if journal.exists() and sum(r["state"] == "done" for r in journal_rows(journal).values()) >= done_at_least:
+                break
+            time.sleep(0.02)
+        if proc.poll() is None:
+            os.killpg(proc.pid, sig)
+        return proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def test_interrupted_and_killed_runs_resume_without_redoing_finished_work(tmp_path):
     source = tmp_path / "in"
     photo = small_astronaut()
-    for i in range(10):
+    for i in range(14):
         path = source / f"set{i % 3}" / f"img{i:02d}.jpg"
         path.parent.mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(path), np.roll(photo, i * 5, axis=1))
     make_tree(source, images=0, video=True, bad=False)
+    total = 15
     out = tmp_path / "out"
     journal = tmp_path / "state" / "journal.sqlite"
     command = [sys.executable, "-m", "veil", "batch", str(source), "-o", str(out), "--workers", "1", "-q",
                "--journal", str(journal)]
-    proc = subprocess.Popen(command, env=ENV, start_new_session=True, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 240
-    done_before: dict[str, dict] = {}
-    try:
-        while time.monotonic() < deadline and proc.poll() is None:
-            if journal.exists():
-                done_before = {k: r for k, r in journal_rows(journal).items() if r["state"] == "done"}
-                if len(done_before) >= 3:
-                    break
-            time.sleep(0.02)
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    assert 3 <= len(done_before) < 11, "the run should have been killed part-way"
+
+    # Ctrl-C (SIGINT to the whole process group, as a terminal sends it)
+    assert _stop_part_way(command, journal, 2, signal.SIGINT) == 130
+    first = {k: r for k, r in journal_rows(journal).items() if r["state"] == "done"}
+    assert 2 <= len(first) < total and not list(out.rglob(".veil-partial-*"))
+    assert json.loads((out / "veil-batch-summary.json").read_text())["interrupted"] is True
+
+    # SIGKILL: no chance to clean up
+    assert _stop_part_way(command, journal, len(first) + 3, signal.SIGKILL) == -signal.SIGKILL
     done_before = {k: r for k, r in journal_rows(journal).items() if r["state"] == "done"}
+    assert len(first) + 3 <= len(done_before) < total, "the run should have been killed part-way"
+    assert all(done_before[k]["updated"] == r["updated"] for k, r in first.items())
     stamps = {k: (out / k).stat().st_mtime_ns for k in done_before}
 
     resumed = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     after = journal_rows(journal)
-    assert len(after) == 11 and all(r["state"] == "done" for r in after.values())
+    assert len(after) == total and all(r["state"] == "done" for r in after.values())
     for key, row in done_before.items():
         assert after[key]["updated"] == row["updated"] and after[key]["attempts"] == 1
         assert (out / key).stat().st_mtime_ns == stamps[key]
     summary = json.loads((out / "veil-batch-summary.json").read_text())
-    assert summary["skipped"] >= len(done_before) and summary["processed"] + summary["skipped"] == 11
-    for i in range(10):
+    assert summary["skipped"] == len(done_before) and summary["processed"] == total - len(done_before)
+    for i in range(14):
         image = cv2.imread(str(out / f"set{i % 3}" / f"img{i:02d}.jpg"))
         assert image is not None and image.shape == photo.shape
     assert len(video_frames(out / "clips" / "walk.mov")) == 15
     assert not list(out.rglob(".veil-partial-*"))
-
 
 def test_long_video_split_at_keyframes_and_joined_by_copy(tmp_path):
     source = tmp_path / "in"
