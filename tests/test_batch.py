@@ -171,7 +171,7 @@ def test_interrupted_and_killed_runs_resume_without_redoing_finished_work(tmp_pa
     assert _stop_part_way(command, journal, 2, signal.SIGINT) == 130
     first = {k: r for k, r in journal_rows(journal).items() if r["state"] == "done"}
     assert 2 <= len(first) < total and not list(out.rglob(".veil-partial-*"))
-    assert json.loads((out / "veil-batch-summary.json").read_text())["interrupted"] is True
+    assert json.loads((journal.parent / "journal-summary.json").read_text())["interrupted"] is True
 
     # SIGKILL: no chance to clean up
     assert _stop_part_way(command, journal, len(first) + 3, signal.SIGKILL) == -signal.SIGKILL
@@ -187,7 +187,7 @@ def test_interrupted_and_killed_runs_resume_without_redoing_finished_work(tmp_pa
     for key, row in done_before.items():
         assert after[key]["updated"] == row["updated"] and after[key]["attempts"] == 1
         assert (out / key).stat().st_mtime_ns == stamps[key]
-    summary = json.loads((out / "veil-batch-summary.json").read_text())
+    summary = json.loads((journal.parent / "journal-summary.json").read_text())
     assert summary["skipped"] == len(done_before) and summary["processed"] == total - len(done_before)
     for i in range(14):
         image = cv2.imread(str(out / f"set{i % 3}" / f"img{i:02d}.jpg"))

@@ -89,5 +89,6 @@ def test_local_folder_to_s3(tmp_path, endpoint, bucket):
     source = files["day0/photo0.jpg"].parents[1]
     assert batch_main([str(source), "-o", f"s3://{name}/from-disk/", "--workers", "1", "-q",
                        "--journal", str(tmp_path / "j.sqlite"), *storage_args(endpoint)]) == 0
+    assert json.loads((tmp_path / "j-summary.json").read_text())["processed"] == 4
     assert sorted(p.split("/from-disk/", 1)[1] for p in fs.find(f"{name}/from-disk")) == \
         ["clips/walk.mov", "day0/photo0.jpg", "day0/photo2.jpg", "day1/photo1.png"]

@@ -95,13 +95,19 @@ def describe_failure(name: str, error: str | None) -> str:
     return error if name in error else f"{name}: {error}"
 
 
-def default_paths(output: str) -> tuple[Path, Path]:
-    """Journal and summary: inside a local output folder; for remote outputs, in the current folder."""
+def default_journal(output: str) -> Path:
+    """Inside a local output folder; for a remote output, in the current folder (named after the URL)."""
     if not is_remote(output):
-        folder = local_path(output)
-        return folder / JOURNAL_NAME, folder / SUMMARY_NAME
+        return local_path(output) / JOURNAL_NAME
     tag = hashlib.sha256(output.rstrip("/").encode()).hexdigest()[:12]
-    return Path(f"veil-batch-{tag}.sqlite"), Path(f"veil-batch-{tag}-summary.json")
+    return Path(f"veil-batch-{tag}.sqlite")
+
+
+def default_summary(journal: Path) -> Path:
+    """Beside the journal."""
+    if journal.name == JOURNAL_NAME:
+        return journal.with_name(SUMMARY_NAME)
+    return journal.with_name(journal.stem + "-summary.json")
 
 
 def _check_locations(options: BatchOptions) -> Path | None:
@@ -127,8 +133,8 @@ def run_batch(options: BatchOptions, progress=None) -> Summary:
     """Process every input not already done with these settings; the journal is updated per item."""
     exclude = _check_locations(options)
     inputs = list_inputs(options.input, options.storage_options, exclude=exclude)
-    journal_path, summary_path = default_paths(options.output)
-    journal_path, summary_path = options.journal or journal_path, options.summary or summary_path
+    journal_path = options.journal or default_journal(options.output)
+    summary_path = options.summary or default_summary(journal_path)
     settings = settings_hash(options.job)
     remove_partials(options.output)
     present = existing_outputs(options.output, options.storage_options)
