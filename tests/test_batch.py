@@ -17,7 +17,7 @@ import pytest
 
 from batch_media import (audio_packets, face_hidden, journal_rows, make_tree, small_astronaut, video_frames,
                          write_gop_video)
-from conftest import ROOT, panning_frames, read_video
+from conftest import ROOT, panning_frames, read_video, write_video
 from veil.batch.command import main as batch_main
 from veil.batch.journal import settings_hash
 from veil.batch.segments import plan_segments
@@ -136,8 +136,9 @@ def test_bad_arguments_are_one_line_errors(tmp_path):
 
 def _stop_part_way(command: list[str], journal: Path, done_at_least: int, sig: int) -> int:
     """Start a batch, send `sig` to its whole process group once enough files are done; its exit code."""
+    # A shell starts background jobs with SIGINT ignored, and children inherit that: restore the default.
     proc = subprocess.Popen(command, env=ENV, start_new_session=True, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+                            stderr=subprocess.DEVNULL, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 240
     try:
         while time.monotonic() < deadline and proc.poll() is None:
@@ -224,3 +225,16 @@ def test_long_video_split_at_keyframes_and_joined_by_copy(tmp_path):
     rows = journal_rows(tmp_path / "out" / "veil-batch.sqlite")
     assert rows["talk.mp4"]["frames"] == 30 and rows["talk.mp4"]["settings"].endswith(":segments=1/0.5")
     assert not list((tmp_path / "out").glob(".veil-partial-*"))
+
+
+def test_two_inputs_with_one_output_name(tmp_path):
+    source = tmp_path / "in"
+    source.mkdir()
+    frames = panning_frames(small_astronaut(), 5)
+    write_video(source / "clip.avi", frames, codec="mpeg4")
+    write_video(source / "clip.mp4", frames)
+    assert batch_main([str(source), "-o", str(tmp_path / "out"), "--workers", "1", "-q"]) == 1
+    summary = json.loads((tmp_path / "out" / "veil-batch-summary.json").read_text())
+    assert summary["processed"] == 1 and summary["failed"] == 1
+    assert "already the output of" in summary["failures"][0]["error"]
+    assert len(video_frames(tmp_path / "out" / "clip.mp4")) == 5

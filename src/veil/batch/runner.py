@@ -148,10 +148,15 @@ def run_batch(options: BatchOptions, progress=None) -> Summary:
     with Journal(journal_path) as journal:
         entries = journal.entries()
         plan: dict[str, tuple[Source, str, str]] = {}
+        owners: dict[str, Source] = {}
         for source in inputs.sources:
             target = output_location(options.output, source.key)
             wanted = settings + _segment_tag(options, source.key)
-            if _needs_work(entries.get(source.key), source, target, wanted, present):
+            owner = owners.setdefault(target, source)
+            if owner is not source:  # e.g. clip.avi and clip.mp4 would both become clip.mp4
+                error = f"{source.location}: its output {target} is already the output of {owner.location}"
+                _record(journal, summary, Outcome(source.key, False, error=error), (source, target, wanted))
+            elif _needs_work(entries.get(source.key), source, target, wanted, present):
                 plan[source.key] = (source, target, wanted)
             else:
                 summary.skipped += 1
