@@ -224,7 +224,7 @@ def test_long_video_split_at_keyframes_and_joined_by_copy(tmp_path):
         assert not container.metadata.keys() & {"title", "artist"}
     rows = journal_rows(tmp_path / "out" / "veil-batch.sqlite")
     assert rows["talk.mp4"]["frames"] == 30 and rows["talk.mp4"]["settings"].endswith(":segments=1/0.5")
-    assert not list((tmp_path / "out").glob(".veil-partial-*"))
+    assert not list((tmp_path / "out").glob(".veil-*"))
 
 
 def test_two_inputs_with_one_output_name(tmp_path):
@@ -238,3 +238,50 @@ def test_two_inputs_with_one_output_name(tmp_path):
     assert summary["processed"] == 1 and summary["failed"] == 1
     assert "already the output of" in summary["failures"][0]["error"]
     assert len(video_frames(tmp_path / "out" / "clip.mp4")) == 5
+
+
+def _worker_pids(driver: int) -> list[int]:
+    """The pool's worker processes: children of the driver started by multiprocessing's spawn."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        if parent == driver and b"spawn_main" in cmdline:
+            pids.append(int(entry.name))
+    return pids
+
+
+def test_killed_worker_is_replaced_and_the_batch_goes_on(tmp_path):
+    source = tmp_path / "in"
+    photo = small_astronaut()
+    for i in range(8):
+        path = source / f"img{i}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(path), np.roll(photo, i * 9, axis=1))
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "veil", "batch", str(source), "-o", str(out), "--workers", "1", "-q"]
+    proc = subprocess.Popen(command, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    journal = out / "veil-batch.sqlite"
+    deadline = time.monotonic() + 240
+    killed = None
+    while time.monotonic() < deadline and proc.poll() is None and killed is None:
+        if journal.exists() and sum(r["state"] == "done" for r in journal_rows(journal).values()) >= 2:
+            workers = _worker_pids(proc.pid)
+            if workers:
+                os.kill(workers[0], signal.SIGKILL)
+                killed = workers[0]
+        time.sleep(0.02)
+    _, stderr = proc.communicate(timeout=240)
+    assert killed is not None, "the worker should have been killed part-way"
+    assert proc.returncode == 0, stderr
+    rows = journal_rows(journal)
+    assert len(rows) == 8 and all(r["state"] == "done" for r in rows.values())
+    for i in range(8):
+        assert cv2.imread(str(out / f"img{i}.png")).shape == photo.shape
+    assert not list(out.glob(".veil-*"))

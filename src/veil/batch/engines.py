@@ -14,7 +14,7 @@ import signal
 from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 from ..errors import OptionError
 from .storage import MissingExtra
@@ -25,8 +25,13 @@ CRASHES_BEFORE_FAILED = 2
 WORKER_DIED = "the worker process died while processing this file (out of memory or killed)"
 
 
-def local_outcomes(items: Sequence[WorkItem], workers: int) -> Iterator[Outcome]:
-    """Run items on `workers` spawned processes (spawn: no inherited threads or open sessions)."""
+def local_outcomes(items: Sequence[WorkItem], workers: int,
+                   after_crash: Callable[[], None] | None = None) -> Iterator[Outcome]:
+    """Run items on `workers` spawned processes (spawn: no inherited threads or open sessions).
+
+    after_crash runs once a broken pool's workers are all gone, before a fresh pool starts:
+    the place to delete what they left half-written.
+    """
     todo = list(reversed(items))
     crashes: Counter[tuple] = Counter()
     context = multiprocessing.get_context("spawn")
@@ -59,6 +64,9 @@ def local_outcomes(items: Sequence[WorkItem], workers: int) -> Iterator[Outcome]
                         else:
                             todo.append(item)
                     running.clear()
+                    pool.shutdown(wait=True)
+                    if after_crash is not None:
+                        after_crash()
                     break
         except BaseException:
             _interrupt_workers()

@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import OptionError, OutputError, VeilError
-from ..io.paths import VIDEO_EXTS
+from ..io.paths import TEMP_PREFIX, VIDEO_EXTS
 from ..pipeline import JobOptions
 from .engines import local_outcomes, ray_outcomes, worker_threads
 from .journal import Entry, Journal, settings_hash
-from .segments import DEFAULT_OVERLAP, Segment, can_join, join_segments, plan_segments
+from .segments import DEFAULT_OVERLAP, PART_PREFIX, Segment, can_join, join_segments, plan_segments
 from .storage import (Source, existing_outputs, is_remote, list_inputs, local_path, media_ext, output_location,
                       remove_partials)
 from .work import Outcome, WorkItem
@@ -136,7 +136,7 @@ def run_batch(options: BatchOptions, progress=None) -> Summary:
     journal_path = options.journal or default_journal(options.output)
     summary_path = options.summary or default_summary(journal_path)
     settings = settings_hash(options.job)
-    remove_partials(options.output)
+    remove_partials(options.output, (TEMP_PREFIX, PART_PREFIX))
     present = existing_outputs(options.output, options.storage_options)
 
     # Ray schedules one task per CPU it was given; a local pool shares this machine's cores out.
@@ -177,7 +177,7 @@ def run_batch(options: BatchOptions, progress=None) -> Summary:
         if options.engine == "ray":
             outcomes = ray_outcomes(items, options.address, threads)
         else:
-            outcomes = local_outcomes(items, options.workers)
+            outcomes = local_outcomes(items, options.workers, lambda: remove_partials(options.output))
         start = time.perf_counter()
         try:
             for outcome in outcomes:

@@ -25,11 +25,13 @@ import av
 
 from ..errors import InputError, ProcessingError
 from ..frame import Frame
-from ..io.paths import TEMP_PREFIX, atomic_output
+from ..io.paths import atomic_output
 from ..io.video import COPYABLE_AUDIO, VideoSink, VideoSource
 from ..pipeline import Pipeline
 
 DEFAULT_OVERLAP = 2.0
+# Finished segments wait under this prefix for the join; a new run deletes any it finds.
+PART_PREFIX = ".veil-segment-"
 
 
 @dataclass(frozen=True)
@@ -97,7 +99,7 @@ def plan_segments(source: Path, target: Path, seconds: float, overlap: float = D
         if start is not None:
             earlier = [k for k in keys if k <= start - overlap]
             context_start = earlier[-1] if earlier else None
-        part = target.parent / f"{TEMP_PREFIX}{target.stem}.part{i:04d}.mp4"
+        part = target.parent / f"{PART_PREFIX}{target.stem}.{i:04d}.mp4"
         segments.append(Segment(i, len(starts), start, end, context_start,
                                 None if end is None else end + overlap, str(part)))
     return segments
@@ -145,6 +147,13 @@ def process_segment(pipeline: Pipeline, source: Path, segment: Segment) -> tuple
 
 def join_segments(source: Path, parts: list[Path], target: Path, keep_audio: bool, keep_metadata: bool) -> None:
     """Copy the parts' video packets and the source's audio packets into the target (atomically)."""
+    try:
+        _join(source, parts, target, keep_audio, keep_metadata)
+    except (av.error.FFmpegError, OSError) as exc:
+        raise ProcessingError(f"{source}: the segments could not be joined ({exc}); nothing was written") from None
+
+
+def _join(source: Path, parts: list[Path], target: Path, keep_audio: bool, keep_metadata: bool) -> None:
     with atomic_output(target) as tmp, av.open(str(source), metadata_errors="ignore") as original:
         inputs = [av.open(str(p)) for p in parts]
         try:

@@ -21,6 +21,7 @@ from urllib.parse import unquote, urlparse
 from ..errors import InputError, OptionError
 from ..io.paths import IMAGE_EXTS, TEMP_PREFIX, VIDEO_EXTS
 from ..io.video import output_extension
+from .segments import PART_PREFIX
 
 MEDIA_EXTS = IMAGE_EXTS | VIDEO_EXTS
 MANIFEST_EXTS = {".txt", ".csv", ".lst", ".list"}
@@ -94,7 +95,7 @@ def _remote_fingerprint(info: dict[str, Any]) -> str:
 
 
 def _is_media(name: str) -> bool:
-    return media_ext(name) in MEDIA_EXTS and not PurePosixPath(name).name.startswith(TEMP_PREFIX)
+    return media_ext(name) in MEDIA_EXTS and not PurePosixPath(name).name.startswith((TEMP_PREFIX, PART_PREFIX))
 
 
 def list_inputs(location: str, storage_options: dict[str, Any] | None = None,
@@ -251,8 +252,8 @@ def existing_outputs(root: str, storage_options: dict[str, Any]) -> set[str]:
     return {str(Path(dirpath) / name) for dirpath, _, names in os.walk(base) for name in names}
 
 
-def remove_partials(root: str) -> int:
-    """Delete temporary files a killed run left in a local output folder; returns how many."""
+def remove_partials(root: str, prefixes: tuple[str, ...] = (TEMP_PREFIX,)) -> int:
+    """Delete temporary files that killed workers left in a local output folder; returns how many."""
     if is_remote(root):
         return 0  # remote outputs are uploaded whole; nothing partial is ever visible there
     base = local_path(root)
@@ -260,7 +261,7 @@ def remove_partials(root: str) -> int:
     if base.is_dir():
         for dirpath, _, names in os.walk(base):
             for name in names:
-                if name.startswith(TEMP_PREFIX):
+                if name.startswith(prefixes):
                     (Path(dirpath) / name).unlink(missing_ok=True)
                     removed += 1
     return removed
