@@ -57,7 +57,7 @@ def main() -> None:
         print(f"{'run':<18} {'seconds':>8} {'files/s':>8} {'frames/s':>9}")
         for name, engine, workers in runs:
             options = BatchOptions(str(source), str(Path(tmp) / f"out-{engine}-{workers}"), JobOptions(),
-                                   workers=workers, engine=engine, quiet=True)
+                                   workers=workers, engine=engine)
             summary = run_batch(options)
             assert summary.failed == 0, summary.failures
             print(f"{name:<18} {summary.seconds:>8.1f} {summary.files_per_second:>8.2f} {summary.frames_per_second:>9.1f}")

@@ -116,6 +116,8 @@ def test_manifest_text_and_csv(tmp_path, tree):
         ["day0/photo0.jpg", "day1/photo1.png"]
     listed = list_inputs(str(tmp_path / "list.csv"))
     assert [s.key for s in listed.sources] == ["day0/photo2.jpg", "clips/walk.mov"]
+    as_url = list_inputs(source.as_uri())
+    assert [s.key for s in as_url.sources] == sorted(files)
 
 
 def test_output_inside_input_is_not_read_back(tmp_path, tree):
@@ -285,3 +287,13 @@ def test_killed_worker_is_replaced_and_the_batch_goes_on(tmp_path):
     for i in range(8):
         assert cv2.imread(str(out / f"img{i}.png")).shape == photo.shape
     assert not list(out.glob(".veil-*"))
+
+
+def test_manifest_never_overwrites_its_inputs(tmp_path, tree):
+    source, files = tree
+    before = files["day0/photo0.jpg"].read_bytes()
+    (tmp_path / "self.txt").write_text(f"{files['day0/photo0.jpg']}\n")
+    assert batch_main([str(tmp_path / "self.txt"), "-o", str(files["day0/photo0.jpg"].parent), "-q"]) == 1
+    summary = json.loads((files["day0/photo0.jpg"].parent / "veil-batch-summary.json").read_text())
+    assert "refusing to overwrite the input" in summary["failures"][0]["error"]
+    assert files["day0/photo0.jpg"].read_bytes() == before

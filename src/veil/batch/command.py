@@ -129,7 +129,7 @@ def main(argv: Sequence[str]) -> int:
     options = BatchOptions(
         input=args.input, output=args.output, job=job_options_from_args(args), workers=args.workers,
         engine=args.engine, address=args.address, journal=args.journal, summary=args.summary,
-        storage_options=dict(args.storage_option), quiet=args.quiet, segment_seconds=args.segment_seconds,
+        storage_options=dict(args.storage_option), segment_seconds=args.segment_seconds,
         segment_overlap=args.segment_overlap)
     progress = Progress(args.quiet)
     try:

@@ -32,6 +32,8 @@ SUMMARY_NAME = "veil-batch-summary.json"
 
 @dataclass(frozen=True)
 class BatchOptions:
+    """One batch: where from, where to, with which settings, on which engine."""
+
     input: str
     output: str
     job: JobOptions = JobOptions()
@@ -41,13 +43,14 @@ class BatchOptions:
     journal: Path | None = None
     summary: Path | None = None
     storage_options: dict[str, Any] = field(default_factory=dict, hash=False)
-    quiet: bool = False
     segment_seconds: float | None = None
     segment_overlap: float = DEFAULT_OVERLAP
 
 
 @dataclass
 class Summary:
+    """What a run did; printed at the end and written as JSON."""
+
     input: str
     output: str
     engine: str
@@ -124,6 +127,12 @@ def _check_locations(options: BatchOptions) -> Path | None:
     return target if source.is_dir() and target.is_relative_to(source) else None
 
 
+def _same_file(source: str, target: str) -> bool:
+    if is_remote(source) or is_remote(target):
+        return source == target
+    return local_path(source).resolve() == local_path(target).resolve()
+
+
 def _needs_work(entry: Entry | None, source: Source, target: str, settings: str, present: set[str]) -> bool:
     return not (entry is not None and entry.state == "done" and entry.settings == settings
                 and entry.fingerprint == source.fingerprint and entry.target == target and target in present)
@@ -153,8 +162,12 @@ def run_batch(options: BatchOptions, progress=None) -> Summary:
             target = output_location(options.output, source.key)
             wanted = settings + _segment_tag(options, source.key)
             owner = owners.setdefault(target, source)
+            error = None
             if owner is not source:  # e.g. clip.avi and clip.mp4 would both become clip.mp4
                 error = f"{source.location}: its output {target} is already the output of {owner.location}"
+            elif _same_file(source.location, target):  # a manifest naming files in the output folder
+                error = f"{source.location}: refusing to overwrite the input with its output"
+            if error:
                 _record(journal, summary, Outcome(source.key, False, error=error), (source, target, wanted))
             elif _needs_work(entries.get(source.key), source, target, wanted, present):
                 plan[source.key] = (source, target, wanted)
