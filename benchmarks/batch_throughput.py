@@ -60,7 +60,8 @@ def main() -> None:
                                    workers=workers, engine=engine)
             summary = run_batch(options)
             assert summary.failed == 0, summary.failures
-            print(f"{name:<18} {summary.seconds:>8.1f} {summary.files_per_second:>8.2f} {summary.frames_per_second:>9.1f}")
+            print(f"{name:<18} {summary.seconds:>8.1f} {summary.files_per_second:>8.2f} "
+                  f"{summary.frames_per_second:>9.1f}")
 
 
 if __name__ == "__main__":

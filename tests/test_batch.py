@@ -50,7 +50,8 @@ def test_folder_mirrored_failures_reported_and_summary(tmp_path, tree):
     summary = json.loads((out / "veil-batch-summary.json").read_text())
     assert summary["files"] == 5 and summary["processed"] == 4 and summary["failed"] == 1
     assert summary["frames"] == 3 + 15 and summary["faces"] >= 2 + 15
-    assert summary["failures"][0]["file"].endswith("broken.jpg") and "not a readable image" in summary["failures"][0]["error"]
+    failure = summary["failures"][0]
+    assert failure["file"].endswith("broken.jpg") and "not a readable image" in failure["error"]
     assert summary["files_per_second"] > 0 and summary["frames_per_second"] > 0
     rows = journal_rows(out / "veil-batch.sqlite")
     assert rows["day0/broken.jpg"]["state"] == "failed" and rows["day1/photo1.png"]["state"] == "done"

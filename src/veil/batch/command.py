@@ -70,11 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--engine", choices=ENGINES, default="local",
                        help="local process pool, or tasks on a Ray cluster (default %(default)s)")
     group.add_argument("--address", metavar="ADDR",
-                       help="Ray cluster address (default: RAY_ADDRESS, a cluster on this machine, else a new local one)")
+                       help="Ray cluster address (default: RAY_ADDRESS, a cluster on this machine, "
+                            "else a new local one)")
     group.add_argument("--journal", type=Path, metavar="PATH",
                        help="SQLite journal of finished files (default: veil-batch.sqlite in a local output folder, "
                             "or in the current folder for remote outputs)")
-    group.add_argument("--summary", type=Path, metavar="PATH", help="where to write the JSON summary (default: beside the journal)")
+    group.add_argument("--summary", type=Path, metavar="PATH",
+                       help="where to write the JSON summary (default: beside the journal)")
     group.add_argument("--storage-option", type=_storage_option, action="append", default=[], metavar="KEY=VALUE",
                        help="fsspec option for object storage, e.g. endpoint_url=http://127.0.0.1:9000 (repeatable)")
     group.add_argument("--keep-metadata", action="store_true",

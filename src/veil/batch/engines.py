@@ -106,7 +106,8 @@ def ray_outcomes(items: Sequence[WorkItem], address: str | None, cpus_per_task: 
         except ConnectionError as exc:
             raise OptionError(f"cannot reach the Ray cluster at {address or 'the default address'} ({exc})") from None
     task = ray.remote(num_cpus=cpus_per_task, max_retries=CRASHES_BEFORE_FAILED - 1)(process_item)
-    slots = max(1, int(ray.cluster_resources().get("CPU", 1) // cpus_per_task))
+    # Two tasks per slot keep every CPU busy while results travel back; the rest waits here, not in Ray.
+    slots = 2 * max(1, int(ray.cluster_resources().get("CPU", 1) // cpus_per_task))
     todo = list(reversed(items))
     running: dict = {}
     try:

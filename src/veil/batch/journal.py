@@ -44,7 +44,8 @@ def settings_hash(options) -> str:
 
     def strip(value):
         if dataclasses.is_dataclass(value):
-            return {f.name: strip(getattr(value, f.name)) for f in dataclasses.fields(value) if f.name not in NOT_IN_HASH}
+            fields = [f.name for f in dataclasses.fields(value) if f.name not in NOT_IN_HASH]
+            return {name: strip(getattr(value, name)) for name in fields}
         if isinstance(value, (list, tuple)):
             return [strip(v) for v in value]
         return value

@@ -54,7 +54,7 @@ class Summary:
     input: str
     output: str
     engine: str
-    workers: int
+    workers: int | None  # local pool size; Ray decides its own
     settings: str
     journal: str
     files: int = 0
@@ -152,7 +152,8 @@ def run_batch(options: BatchOptions, progress=None) -> Summary:
     threads = (options.job.detector.threads or 1) if options.engine == "ray" \
         else worker_threads(options.job.detector.threads, options.workers)
     job = dataclasses.replace(options.job, detector=dataclasses.replace(options.job.detector, threads=threads))
-    summary = Summary(options.input, options.output, options.engine, options.workers, settings, str(journal_path),
+    summary = Summary(options.input, options.output, options.engine,
+                      options.workers if options.engine == "local" else None, settings, str(journal_path),
                       files=len(inputs.sources))
     with Journal(journal_path) as journal:
         entries = journal.entries()
