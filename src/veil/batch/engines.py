@@ -27,7 +27,7 @@ WORKER_DIED = "the worker process died while processing this file (out of memory
 
 def local_outcomes(items: Sequence[WorkItem], workers: int,
                    after_crash: Callable[[], None] | None = None) -> Iterator[Outcome]:
-    """Run items on `workers` spawned processes (spawn: no inherited threads or open sessions).
+    """Run items on `workers` spawned processes (spawn: no inherited threads or inference state).
 
     after_crash runs once a broken pool's workers are all gone, before a fresh pool starts:
     the place to delete what they left half-written.
