@@ -28,6 +28,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("veil.cli:demo_main", "anonymize the bundled sample photo (a quick check that all works)"),
     "serve": ("veil.web.server:main", "start the local web app (drag and drop in a browser; needs the 'web' extra)"),
     "config": ("veil.config:main", "show the effective settings (defaults, --config FILE, flags) as TOML"),
+    "batch": ("veil.batch.command:main", "folders, manifests or object storage at scale; resumable; local pool or Ray"),
 }
 
 EXAMPLES = """\

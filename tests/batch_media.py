@@ -1,0 +1,107 @@
+"""Small real inputs for the batch tests: scikit-image photos and short clips made from them."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import skimage.data
+
+from conftest import panning_frames, read_video, write_video
+
+
+def small_astronaut() -> np.ndarray:
+    image = np.ascontiguousarray(skimage.data.astronaut()[:, :, ::-1])
+    return cv2.resize(image, (256, 256), interpolation=cv2.INTER_AREA)
+
+
+def small_camera() -> np.ndarray:
+    gray = cv2.resize(skimage.data.camera(), (256, 256), interpolation=cv2.INTER_AREA)
+    return cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)
+
+
+def make_tree(root: Path, images: int = 3, video: bool = True, bad: bool = True) -> dict[str, Path]:
+    """A folder with subfolders: photos, a 1.5 s clip with audio, and optionally a broken file."""
+    files: dict[str, Path] = {}
+    photos = [small_astronaut(), small_camera()]
+    for i in range(images):
+        rel = f"day{i % 2}/photo{i}.{'jpg' if i % 2 == 0 else 'png'}"
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # each photo differs a little, so outputs cannot be confused with each other
+        cv2.imwrite(str(path), np.roll(photos[i % 2], i * 7, axis=1))
+        files[rel] = path
+    if video:
+        path = root / "clips" / "walk.mov"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_video(path, panning_frames(small_astronaut(), 15, step=2), fps=10, audio_seconds=1.5)
+        files["clips/walk.mov"] = path
+    if bad:
+        path = root / "day0" / "broken.jpg"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"\xff\xd8\xff this is not really a jpeg")
+        files["day0/broken.jpg"] = path
+    return files
+
+
+def journal_rows(path: Path) -> dict[str, dict]:
+    """Rows of a batch journal (empty while the run has not created its table yet)."""
+    db = sqlite3.connect(str(path), timeout=30)
+    try:
+        db.row_factory = sqlite3.Row
+        return {row["key"]: dict(row) for row in db.execute("SELECT * FROM items")}
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return {}
+        raise
+    finally:
+        db.close()
+
+
+def audio_packets(path: Path) -> int:
+    with av.open(str(path)) as container:
+        if not container.streams.audio:
+            return 0
+        return sum(1 for p in container.demux(container.streams.audio[0]) if p.size)
+
+
+def face_hidden(original: np.ndarray, output: np.ndarray, shift: int = 0) -> bool:
+    """The astronaut's face (at 256 px, moved `shift` px right) no longer looks like the input."""
+    x1, y1, x2, y2 = 100 + shift, 40, 125 + shift, 80
+    diff = np.abs(original[y1:y2, x1:x2].astype(int) - output[y1:y2, x1:x2].astype(int)).mean()
+    return diff > 8
+
+
+def video_frames(path: Path) -> list[np.ndarray]:
+    return read_video(path)[0]
+
+
+def write_gop_video(path: Path, frames: list[np.ndarray], fps: int, gop: int, audio_seconds: float) -> Path:
+    """Like conftest.write_video, with a keyframe every `gop` frames (where long videos can be cut)."""
+    container = av.open(str(path), "w")
+    h, w = frames[0].shape[:2]
+    stream = container.add_stream("libx264", rate=fps)
+    stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+    stream.codec_context.gop_size = gop
+    stream.options = {"crf": "12", "preset": "ultrafast", "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0"}
+    audio = container.add_stream("aac", rate=44100)
+    for image in frames:
+        for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="bgr24")):
+            container.mux(packet)
+    for packet in stream.encode(None):
+        container.mux(packet)
+    n = 1024
+    for i in range(int(audio_seconds * 44100 / n)):
+        t = (np.arange(n) + i * n) / 44100
+        frame = av.AudioFrame.from_ndarray((0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None],
+                                           format="fltp", layout="mono")
+        frame.sample_rate, frame.pts = 44100, i * n
+        for packet in audio.encode(frame):
+            container.mux(packet)
+    for packet in audio.encode(None):
+        container.mux(packet)
+    container.close()
+    return path
