@@ -26,19 +26,24 @@ STRUCTURE_MAX = 0.5
 DISABLED = 1.0
 
 
-def colour_histogram(image: np.ndarray) -> np.ndarray:
-    thumb = cv2.resize(image, (THUMB, THUMB), interpolation=cv2.INTER_AREA)
+def thumbnail(image: np.ndarray) -> np.ndarray:
+    """64x64 average of the frame; strided first so a 4K frame costs no more than a small one."""
+    step = max(1, min(image.shape[:2]) // (4 * THUMB))
+    return cv2.resize(image[::step, ::step], (THUMB, THUMB), interpolation=cv2.INTER_AREA)
+
+
+def colour_histogram(thumb: np.ndarray) -> np.ndarray:
     hsv = cv2.cvtColor(thumb, cv2.COLOR_BGR2HSV)
     hist = cv2.calcHist([hsv], [0, 1, 2], None, list(BINS), [0, 180, 0, 256, 0, 256])
     return cv2.normalize(hist, hist, 1.0, 0.0, cv2.NORM_L1)
 
 
-def layout(image: np.ndarray) -> np.ndarray:
+def layout(thumb: np.ndarray) -> np.ndarray:
     """Zero-mean, unit-norm grey thumbnail: invariant to brightness and contrast."""
-    grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-    thumb = cv2.resize(grey, (LAYOUT_THUMB, LAYOUT_THUMB), interpolation=cv2.INTER_AREA).astype(np.float32)
-    thumb -= thumb.mean()
-    return thumb / max(float(np.linalg.norm(thumb)), 1e-6)
+    grey = cv2.cvtColor(thumb, cv2.COLOR_BGR2GRAY)
+    small = cv2.resize(grey, (LAYOUT_THUMB, LAYOUT_THUMB), interpolation=cv2.INTER_AREA).astype(np.float32)
+    small -= small.mean()
+    return small / max(float(np.linalg.norm(small)), 1e-6)
 
 
 def histogram_distance(a: np.ndarray, b: np.ndarray) -> float:
@@ -55,7 +60,8 @@ class SceneCutDetector:
     def is_cut(self, image: np.ndarray) -> bool:
         if self.threshold >= DISABLED:
             return False
-        current = (colour_histogram(image), layout(image))
+        thumb = thumbnail(image)
+        current = (colour_histogram(thumb), layout(thumb))
         previous, self._previous = self._previous, current
         if previous is None:
             return False
