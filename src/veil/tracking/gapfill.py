@@ -34,7 +34,7 @@ from ..detections import Detections
 from ..frame import Frame
 from ..hide.masks import scale_box
 from .scenecut import SceneCutDetector
-from .tracker import MIN_HITS, Tracker, boxes_detections, growth_scale, usable_fps
+from .tracker import MIN_HITS, Tracker, filled_detections, growth_scale, in_frame, usable_fps
 
 MAX_WINDOW_BYTES = 1 << 30
 VELOCITY_SPAN = 5  # observations used to estimate a track's velocity at its ends
@@ -105,7 +105,7 @@ class GapFiller:
         if self.cuts.is_cut(frame.image):
             self.tracker.reset()
             self.segment += 1
-        seen = self.tracker.step(self.pos, frame.time, detections)
+        seen, support = self.tracker.step(self.pos, frame.time, detections)
         for row in range(len(seen)):
             tid = int(seen.track_id[row])
             history = self.histories.get(tid)
@@ -113,6 +113,7 @@ class GapFiller:
                 history = self.histories[tid] = TrackHistory(tid, int(seen.class_id[row]), self.segment)
             history.positions.append(self.pos)
             history.boxes.append(seen.xyxy[row].astype(np.float32))
+        seen = Detections.merge([seen, support])
         self.pending.append(Pending(frame.index, frame.time, self.pos, self.segment, frame.width, frame.height, seen))
         self.pos += 1
         released = []
@@ -134,8 +135,9 @@ class GapFiller:
                 ids.append(history.id)
                 classes.append(history.class_id)
         self._forget_before(item.pos)
-        filled = boxes_detections(boxes, ids, classes, item.width, item.height)
-        return item.index, Detections.merge([item.seen, filled])
+        added = in_frame(Detections.merge([item.seen[item.seen.score == 0], filled_detections(boxes, ids, classes)]),
+                         item.width, item.height)
+        return item.index, Detections.merge([item.seen[item.seen.score > 0], added])
 
     def _fill(self, history: TrackHistory, item: Pending) -> np.ndarray | None:
         """The box this track adds to a frame it was not detected in, or None."""

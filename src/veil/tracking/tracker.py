@@ -9,6 +9,11 @@ below the threshold (IoU only): a face half hidden behind a hand often scores
 just under the threshold, and those weak boxes are kept only where they
 continue a known face, so they add no false positives elsewhere.
 
+A weak detection is often a fragment (half a face beside a post): it keeps its
+track alive and is hidden, but it does not steer the motion model, and the
+track's predicted box is hidden with it, grown with the time since the last
+confident detection.
+
 A track that finds no detection is "lost". The online tracker keeps hiding it
 at its predicted position for `hold` seconds, with a box that grows with the
 time lost (twice as fast while the track is unconfirmed, as its velocity is
@@ -43,7 +48,7 @@ class Track:
     kf: BoxKalman
     last_pos: int
     last_time: float
-    last_box: np.ndarray
+    last_strong_time: float
     hits: int = 1
     matched: bool = True
 
@@ -96,9 +101,13 @@ class Tracker:
         same_class = np.array([t.class_id for t in tracks])[:, None] == dets.class_id[None, :]
         return np.where(same_class, cost, UNMATCHABLE)
 
-    def step(self, pos: int, time: float, dets: Detections) -> Detections:
-        """Advance one frame; returns the detections kept (all confident ones, plus weak
-        ones that continue a track), each with its track id."""
+    def step(self, pos: int, time: float, dets: Detections) -> tuple[Detections, Detections]:
+        """Advance one frame.
+
+        Returns the detections kept (all confident ones, plus weak ones that
+        continue a track), each with its track id, and the support boxes: the
+        predicted boxes of tracks matched only by a weak detection (score 0).
+        """
         for track in self.tracks:
             track.kf.predict()
             track.matched = False
@@ -106,15 +115,22 @@ class Tracker:
         weak = np.flatnonzero(dets.score < self.threshold)
         kept_rows: list[int] = []
         kept_ids: list[int] = []
+        support: tuple[list, list, list] = ([], [], [])
 
         def match(candidates: list[Track], rows: np.ndarray, is_weak: bool) -> tuple[list[Track], list[int]]:
             subset = dets[rows]
             pairs, free_t, free_d = assign(self._costs(candidates, subset, pos, weak=is_weak))
             for ti, di in pairs:
                 track, row = candidates[ti], int(rows[di])
-                track.kf.update(dets.xyxy[row])
-                track.last_pos, track.last_time, track.last_box = pos, time, dets.xyxy[row].copy()
-                track.hits += 1
+                if is_weak:
+                    support[0].append(self.predicted_box(track, time))
+                    support[1].append(track.id)
+                    support[2].append(track.class_id)
+                else:
+                    track.kf.update(dets.xyxy[row])
+                    track.last_strong_time = time
+                    track.hits += 1
+                track.last_pos, track.last_time = pos, time
                 track.matched = True
                 kept_rows.append(row)
                 kept_ids.append(track.id)
@@ -125,32 +141,41 @@ class Tracker:
             match(unmatched, weak, True)
         for row in new_rows:
             box = dets.xyxy[row].copy()
-            self.tracks.append(Track(self.next_id, int(dets.class_id[row]), BoxKalman(box), pos, time, box))
+            self.tracks.append(Track(self.next_id, int(dets.class_id[row]), BoxKalman(box), pos, time, time))
             kept_rows.append(row)
             kept_ids.append(self.next_id)
             self.next_id += 1
         self.tracks = [t for t in self.tracks if not self._expired(t, pos, time)]
         order = np.argsort(kept_rows, kind="stable")
         rows = np.asarray(kept_rows, np.int64)[order]
-        return dets[rows].with_(track_id=np.asarray(kept_ids, np.int64)[order])
+        seen = dets[rows].with_(track_id=np.asarray(kept_ids, np.int64)[order])
+        return seen, filled_detections(*support)
 
     def _expired(self, track: Track, pos: int, time: float) -> bool:
         if self.max_lost_frames is not None and pos - track.last_pos > self.max_lost_frames:
             return True
         return self.max_lost_seconds is not None and time - track.last_time > self.max_lost_seconds
 
+    def predicted_box(self, track: Track, time: float) -> np.ndarray:
+        """Where the track should be now, grown with the time since it was last seen clearly."""
+        unsure = min(time - track.last_strong_time, REID_SECONDS)
+        return scale_box(track.kf.box, growth_scale(unsure, self.growth, track.confirmed))[0]
+
     def lost(self) -> list[Track]:
         return [t for t in self.tracks if not t.matched]
 
 
-def boxes_detections(boxes: list[np.ndarray], ids: list[int], classes: list[int], width: int,
-                     height: int) -> Detections:
+def filled_detections(boxes: list[np.ndarray], ids: list[int], classes: list[int]) -> Detections:
     """Filled-in boxes as Detections: score 0 marks "not seen by the detector in this frame"."""
     if not boxes:
         return Detections.empty()
-    out = Detections(np.array(boxes, np.float32), score=np.zeros(len(boxes)), class_id=classes,
-                     track_id=ids).clipped(width, height)
-    return out[out.area > 0]
+    return Detections(np.array(boxes, np.float32), score=np.zeros(len(boxes)), class_id=classes, track_id=ids)
+
+
+def in_frame(dets: Detections, width: int, height: int) -> Detections:
+    """Boxes clipped to the frame; those wholly outside it dropped."""
+    clipped = dets.clipped(width, height)
+    return clipped[clipped.area > 0]
 
 
 class OnlineTracker:
@@ -166,17 +191,15 @@ class OnlineTracker:
     def push(self, frame: Frame, detections: Detections) -> list[tuple[int, Detections]]:
         if self.cuts.is_cut(frame.image):
             self.tracker.reset()
-        seen = self.tracker.step(frame.index, frame.time, detections)
+        seen, support = self.tracker.step(frame.index, frame.time, detections)
         boxes, ids, classes = [], [], []
         for track in self.tracker.lost():
-            lost_for = frame.time - track.last_time
-            if lost_for > self.hold:
+            if frame.time - track.last_time > self.hold:
                 continue
-            scale = growth_scale(lost_for, self.growth, track.confirmed)
-            boxes.append(scale_box(track.kf.box, scale)[0])
+            boxes.append(self.tracker.predicted_box(track, frame.time))
             ids.append(track.id)
             classes.append(track.class_id)
-        held = boxes_detections(boxes, ids, classes, frame.width, frame.height)
+        held = in_frame(Detections.merge([support, filled_detections(boxes, ids, classes)]), frame.width, frame.height)
         return [(frame.index, Detections.merge([seen, held]))]
 
     def flush(self) -> list[tuple[int, Detections]]:
