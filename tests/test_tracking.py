@@ -144,7 +144,9 @@ def test_scene_cut_detector_ignores_pans_and_flashes(astronaut, camera):
     assert not detector.is_cut((astronaut * 0.2).astype(np.uint8))  # a flash or a dark frame is no cut
     assert not detector.is_cut(astronaut)
     assert detector.is_cut(camera)
-    assert not SceneCutDetector(1.0).is_cut(astronaut) and not SceneCutDetector(1.0).is_cut(camera)
+    disabled = SceneCutDetector(1.0)
+    assert not disabled.is_cut(astronaut) and not disabled.is_cut(camera)
+    assert detector.is_cut(camera[:256]) and disabled.is_cut(camera[:256])  # a new frame size starts a new shot
 
 
 def test_lookahead_window_bounds_memory():

@@ -50,7 +50,7 @@ def bar_video(tmp_path_factory, bar_frames):
 @pytest.fixture(scope="module")
 def tracked(tmp_path_factory, bar_video):
     """The default job (gap filling for files) with a review report."""
-    options = JobOptions(review=True)
+    options = JobOptions(review=True, export_format="csv")
     return options, Pipeline(options).process(bar_video, tmp_path_factory.mktemp("out") / "bar_out.mp4")
 
 
@@ -73,6 +73,20 @@ def test_gap_filling_covers_the_face_in_every_frame(tracked, bar_frames):
         assert mean_abs_diff(bar_frames[i][left_half], after[i][left_half]) > 8, f"frame {i} face pixels unchanged"
     hidden_ids = {int(result.per_frame[i].track_id[0]) for i in HIDDEN}
     assert len(hidden_ids) == 1 and hidden_ids <= set(result.per_frame[0].track_id.tolist())
+    rows = [line.split(",") for line in result.export.read_text().splitlines()[1:]]
+    exported = {(int(r[1]), int(r[-1])) for r in rows}
+    assert {(i, next(iter(hidden_ids))) for i in range(len(bar_frames))} <= exported  # track ids reach the export
+
+
+def test_review_of_an_image(tmp_path, astronaut):
+    source = tmp_path / "portrait.png"
+    cv2.imwrite(str(source), astronaut)
+    result = Pipeline(JobOptions(review=True)).process(source, tmp_path / "portrait_out.png")
+    assert result.review == tmp_path / "portrait_out_review"
+    report = json.loads((result.review / "review.json").read_text())
+    assert report["frames"] == 1 and report["boxes"] == 1 and report["review_frames"] == []
+    assert cv2.imread(str(result.review / "contact_sheet.png")) is not None
+    assert cv2.imread(str(result.review / "heatmap.png")).shape[:2] == (256, 256)
 
 
 def test_review_report(tracked, bar_frames):

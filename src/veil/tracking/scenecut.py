@@ -9,6 +9,8 @@ Within a shot the colours barely move while the camera pans (the layout may),
 and a flash, a fade step or a darkened frame changes the colours while the
 layout stays put; a hard cut changes both.
 
+A change of frame size (a stream switching resolution) is always a cut.
+
 Both limits err towards "no cut" on purpose: a missed cut only keeps a box
 alive a little longer in the next shot (extra blur), while a false cut stops
 gap filling at that frame (a possible leak).
@@ -56,15 +58,20 @@ class SceneCutDetector:
     def __init__(self, threshold: float = 0.4) -> None:
         self.threshold = threshold
         self._previous: tuple[np.ndarray, np.ndarray] | None = None
+        self._shape: tuple[int, ...] | None = None
 
     def is_cut(self, image: np.ndarray) -> bool:
+        resized = self._shape is not None and image.shape != self._shape
+        self._shape = image.shape
         if self.threshold >= DISABLED:
-            return False
+            return resized
         thumb = thumbnail(image)
         current = (colour_histogram(thumb), layout(thumb))
         previous, self._previous = self._previous, current
         if previous is None:
             return False
+        if resized:
+            return True
         if histogram_distance(previous[0], current[0]) <= self.threshold:
             return False
         return float((previous[1] * current[1]).sum()) < STRUCTURE_MAX
