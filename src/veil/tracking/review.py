@@ -149,8 +149,8 @@ class ReviewReport:
             colour = FILLED if reason == "filled" else WEAK if reason else DETECTED
             cv2.rectangle(thumb, (int(box[0]), int(box[1])), (int(box[2]), int(box[3])), colour, 2)
         label = f"frame {frame.index}  {frame.time:.2f}s"
-        cv2.rectangle(thumb, (0, 0), (THUMB_WIDTH, 18), (0, 0, 0), -1)
-        cv2.putText(thumb, label, (4, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
+        cv2.rectangle(thumb, (0, th - 18), (THUMB_WIDTH, th), (0, 0, 0), -1)
+        cv2.putText(thumb, label, (4, th - 5), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
         return thumb
 
     # -- output ----------------------------------------------------------------------------
