@@ -38,6 +38,7 @@ examples:
   veil photos/ -r -o anonymized/       a folder tree, mirrored into anonymized/
   veil clip.mp4 --method pixelate --shape rect --mask-scale 1.5
   veil clip.mp4 --export csv           also write clip_anonymized.csv (boxes per frame)
+  veil clip.mp4 --review               also write clip_anonymized_review/ for human sign-off
   veil demo                            try it on the bundled sample photo
 """
 
@@ -122,9 +123,30 @@ def add_anonymize_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_tracking_arguments(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("tracking (videos)")
+    group = parser.add_argument_group("tracking and review (videos)")
     group.add_argument("--tracking", choices=MODES, default=TrackingOptions.mode,
-                       help="how detections are carried across frames (default %(default)s)")
+                       help="how faces are followed across frames so a missed detection does not leak: "
+                            "none (each frame alone), online (hold lost faces, what live streams use), "
+                            "both (also look ahead, fill gaps and extend tracks; default %(default)s)")
+    group.add_argument("--hold", type=float, default=TrackingOptions.hold, metavar="SECONDS",
+                       help="online: keep hiding a lost face at its predicted place this long (default %(default)s)")
+    group.add_argument("--lookahead", type=float, default=TrackingOptions.lookahead, metavar="SECONDS",
+                       help="both: fill gaps up to this long using later frames; holds that many frames "
+                            "in memory (default %(default)s)")
+    group.add_argument("--extend", type=int, default=TrackingOptions.extend, metavar="FRAMES",
+                       help="both: also hide a face this many frames before it is first and after it is "
+                            "last detected (default %(default)s)")
+    group.add_argument("--scene-cut-threshold", type=float, default=TrackingOptions.scene_cut_threshold,
+                       metavar="X", help="colour change (0..1) between frames taken as a hard cut; no box is "
+                                         "carried across a cut; 1 disables (default %(default)s)")
+    group.add_argument("--low-threshold", type=_score, default=TrackingOptions.low_threshold, metavar="SCORE",
+                       help="weakest detection score still used to continue a tracked face (default %(default)s)")
+    group.add_argument("--growth", type=float, default=TrackingOptions.growth, metavar="X",
+                       help="how fast the box of a face not seen grows, in box sizes per second (default %(default)s)")
+    group.add_argument("--review", action="store_true",
+                       help="also write OUTPUT-STEM_review/ with review.json (frames that relied on filling or "
+                            "weak detections), contact_sheet.png (those frames, anonymized, boxes outlined) "
+                            "and heatmap.png (where faces were)")
 
 
 def add_encoder_arguments(parser: argparse.ArgumentParser) -> None:
@@ -176,12 +198,18 @@ def job_options_from_args(args: argparse.Namespace):
                                    draw_boxes=get("draw_boxes", False), draw_scores=get("draw_scores", False)),
         encoder=EncoderOptions(codec=get("codec", EncoderOptions.codec), crf=get("crf", EncoderOptions.crf),
                                preset=get("preset", EncoderOptions.preset), keep_audio=not get("no_audio", False)),
-        tracking=TrackingOptions(mode=get("tracking", TrackingOptions.mode)),
+        tracking=TrackingOptions(mode=get("tracking", TrackingOptions.mode), hold=get("hold", TrackingOptions.hold),
+                                 lookahead=get("lookahead", TrackingOptions.lookahead),
+                                 extend=get("extend", TrackingOptions.extend),
+                                 scene_cut_threshold=get("scene_cut_threshold", TrackingOptions.scene_cut_threshold),
+                                 low_threshold=get("low_threshold", TrackingOptions.low_threshold),
+                                 growth=get("growth", TrackingOptions.growth)),
         keep_metadata=get("keep_metadata", False),
         overwrite=get("overwrite", False),
         suffix=get("suffix", DEFAULT_SUFFIX),
         recursive=get("recursive", False),
         export_format=get("export"),
+        review=get("review", False),
     )
 
 

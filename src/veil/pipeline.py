@@ -15,7 +15,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
@@ -31,7 +31,8 @@ from .io import images as image_io
 from .io import video as video_io
 from .io.export import DataExport
 from .io.paths import DEFAULT_SUFFIX, collect_inputs, media_kind, plan_output
-from .tracking import TrackingOptions, create_filter
+from .tracking import TrackingOptions, create_filter, detection_threshold
+from .tracking.review import ReviewReport, review_folder
 
 ProgressCallback = Callable[[str, int, "int | None"], None]
 
@@ -97,18 +98,24 @@ class Pipeline:
     @property
     def detector(self) -> Detector:
         if self._detector is None:
-            self._detector = create_detector(self.options.detector)
+            # Trackers continue faces from detections under the threshold, so ask for those too.
+            wanted = detection_threshold(self.options.tracking, self.options.detector.threshold)
+            self._detector = create_detector(replace(self.options.detector, threshold=wanted))
         return self._detector
 
     # -- single frames -------------------------------------------------------------------
-    def detect(self, images: Sequence[np.ndarray]) -> list[Detections]:
+    def detect(self, images: Sequence[np.ndarray], keep_weak: bool = False) -> list[Detections]:
+        """Detections per image at the threshold; keep_weak also returns those under it."""
         try:
             found = self.detector.detect(list(images))
-            return [self._filter(image, dets) for image, dets in zip(images, found)]
+            found = [self._filter(image, dets) for image, dets in zip(images, found)]
         except VeilError:
             raise
         except Exception as exc:
             raise ProcessingError(f"face detection failed ({type(exc).__name__}: {exc}); nothing was written") from exc
+        if keep_weak:
+            return found
+        return [d[d.score >= self.options.detector.threshold] for d in found]
 
     def anonymize_image(self, image: np.ndarray) -> tuple[np.ndarray, Detections]:
         """Pixels in, anonymized pixels and the detections out (no files)."""
@@ -141,6 +148,12 @@ class Pipeline:
         fmt = self.options.export_format
         return DataExport(target.with_suffix(f".{fmt}"), fmt) if fmt else None
 
+    def _review_for(self, source: Path, target: Path) -> ReviewReport | None:
+        if not self.options.review:
+            return None
+        return ReviewReport(review_folder(target), self.options.detector.threshold,
+                            self.options.anonymize.mask_scale, source, target)
+
     def process_image(self, source: Path, target: Path) -> JobResult:
         start = time.perf_counter()
         loaded = image_io.read_image(source)
@@ -150,10 +163,14 @@ class Pipeline:
         if export:
             export.add(0, 0.0, dets)
             export.write()
+        review = self._review_for(source, target)
+        if review:
+            review.add(Frame(0, 0.0, result_image), dets)
+            review.write()
         if self.progress:
             self.progress(str(source), 1, 1)
         return JobResult(Path(source), target, "image", 1, len(dets), time.perf_counter() - start,
-                         export.target if export else None, per_frame=[dets])
+                         export.target if export else None, review.folder if review else None, per_frame=[dets])
 
     def process_video(self, source: Path, target: Path) -> JobResult:
         start = time.perf_counter()
@@ -164,17 +181,21 @@ class Pipeline:
             if src.audio_stream is not None and self.options.encoder.keep_audio:
                 src.on_audio_packet = sink.add_audio_packet
             export = self._export_for(target)
+            review = self._review_for(source, target)
             try:
                 per_frame = self._run_frames(src.frames(), float(src.info.fps), sink.write, str(source),
-                                             src.info.frame_count or None, export)
+                                             src.info.frame_count or None, export, review)
                 sink.finish()
             except BaseException:
                 sink.abort()
                 raise
         if export:
             export.write()
+        if review:
+            review.write()
         return JobResult(Path(source), target, "video", len(per_frame), sum(len(d) for d in per_frame),
-                         time.perf_counter() - start, export.target if export else None, per_frame=per_frame)
+                         time.perf_counter() - start, export.target if export else None,
+                         review.folder if review else None, per_frame=per_frame)
 
     # -- the frame loop ------------------------------------------------------------------
     def iter_anonymized(self, frames: Iterable[Frame], fps: float, live: bool = False) -> Iterator[tuple[Frame, Detections]]:
@@ -203,7 +224,7 @@ class Pipeline:
 
         reader = threading.Thread(target=decode, name="veil-decode", daemon=True)
         reader.start()
-        temporal = create_filter(self.options.tracking, fps, live=live)
+        temporal = create_filter(self.options.tracking, fps, live=live, threshold=self.options.detector.threshold)
         held: dict[int, Frame] = {}
         carry: list = []
         try:
@@ -216,7 +237,7 @@ class Pipeline:
                 if self.cancel.is_set():
                     raise Cancelled("cancelled; the partial output was removed")
                 if batch:
-                    for frame, dets in zip(batch, self.detect([f.image for f in batch])):
+                    for frame, dets in zip(batch, self.detect([f.image for f in batch], keep_weak=True)):
                         held[frame.index] = frame
                         for index, final in temporal.push(frame, dets):
                             yield self._finish(held.pop(index), final)
@@ -253,7 +274,7 @@ class Pipeline:
         return frame, dets
 
     def _run_frames(self, frames: Iterable[Frame], fps: float, write: Callable[[Frame], None], name: str,
-                    total: int | None, export: DataExport | None) -> list[Detections]:
+                    total: int | None, export: DataExport | None, review: ReviewReport | None = None) -> list[Detections]:
         """Drive iter_anonymized into a writer running in its own thread."""
         out_q: queue.Queue = queue.Queue(maxsize=self.options.queue_size)
         errors: list[BaseException] = []
@@ -274,6 +295,8 @@ class Pipeline:
             for frame, dets in self.iter_anonymized(frames, fps):
                 if errors:
                     break
+                if review:
+                    review.add(frame, dets)
                 out_q.put(frame)
                 per_frame.append(dets)
                 if export:

@@ -1,0 +1,62 @@
+"""Matching predicted track boxes to detections.
+
+IoU is the first choice. Faces are small and move fast relative to their size,
+so a predicted box can miss its detection entirely (IoU 0) after a quick pan or
+a few lost frames; pairs without enough overlap may still match on centre
+distance measured in box sizes, inside a gate that widens the longer a track
+has been lost. Any IoU match is preferred to any distance match.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from ..detections import box_iou
+
+UNMATCHABLE = 1e6
+
+
+def centre_distance(tracks: np.ndarray, dets: np.ndarray) -> np.ndarray:
+    """[T, D] distance between centres, in units of the track box's larger side."""
+    tc = (tracks[:, None, :2] + tracks[:, None, 2:]) / 2
+    dc = (dets[None, :, :2] + dets[None, :, 2:]) / 2
+    size = np.maximum(tracks[:, 2:] - tracks[:, :2], 1.0).max(axis=1)[:, None]
+    return np.linalg.norm(tc - dc, axis=2) / size
+
+
+def size_ratio(tracks: np.ndarray, dets: np.ndarray) -> np.ndarray:
+    """[T, D] ratio of the larger to the smaller box side length (>= 1)."""
+    ts = np.sqrt(np.maximum((tracks[:, 2] - tracks[:, 0]) * (tracks[:, 3] - tracks[:, 1]), 1.0))[:, None]
+    ds = np.sqrt(np.maximum((dets[:, 2] - dets[:, 0]) * (dets[:, 3] - dets[:, 1]), 1.0))[None, :]
+    return np.maximum(ts / ds, ds / ts)
+
+
+def cost_matrix(tracks: np.ndarray, dets: np.ndarray, *, min_iou: float, distance_gate: np.ndarray | None,
+                max_size_ratio: float = 2.0) -> np.ndarray:
+    """[T, D] cost: 1 - IoU for overlapping pairs, 1 + distance for gated distance pairs,
+    UNMATCHABLE otherwise. distance_gate [T] (box sizes) or None to allow IoU matches only."""
+    tracks = np.asarray(tracks, np.float32).reshape(-1, 4)
+    dets = np.asarray(dets, np.float32).reshape(-1, 4)
+    iou = box_iou(tracks, dets)
+    cost = np.where(iou >= min_iou, 1.0 - iou, UNMATCHABLE)
+    if distance_gate is not None and len(tracks) and len(dets):
+        dist = centre_distance(tracks, dets)
+        ok = (dist <= np.asarray(distance_gate)[:, None]) & (size_ratio(tracks, dets) <= max_size_ratio)
+        cost = np.where((cost >= UNMATCHABLE) & ok, 1.0 + dist, cost)
+    return cost
+
+
+def assign(cost: np.ndarray) -> tuple[list[tuple[int, int]], list[int], list[int]]:
+    """Minimum-cost one-to-one matching; pairs at UNMATCHABLE are never matched.
+
+    Returns (matches as (row, col), unmatched rows, unmatched cols).
+    """
+    rows_n, cols_n = cost.shape
+    if rows_n == 0 or cols_n == 0:
+        return [], list(range(rows_n)), list(range(cols_n))
+    rows, cols = linear_sum_assignment(cost)
+    matches = [(int(r), int(c)) for r, c in zip(rows, cols) if cost[r, c] < UNMATCHABLE]
+    matched_r = {r for r, _ in matches}
+    matched_c = {c for _, c in matches}
+    return (matches, [r for r in range(rows_n) if r not in matched_r], [c for c in range(cols_n) if c not in matched_c])
