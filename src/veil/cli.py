@@ -26,6 +26,7 @@ from .tracking import MODES, TrackingOptions
 # Sub-command name -> "module:function" taking argv (after the name) and returning an exit code.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("veil.cli:demo_main", "anonymize the bundled sample photo (a quick check that all works)"),
+    "live": ("veil.livestream:main", "anonymize a camera or stream live: preview, record, restream"),
 }
 
 EXAMPLES = """\

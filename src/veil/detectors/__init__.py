@@ -15,6 +15,8 @@ from .base import Detector, DetectorOptions
 # name -> "module:factory"; each factory takes DetectorOptions.
 REGISTRY: dict[str, str] = {
     "centerface": "veil.detectors.centerface:CenterFace",
+    "blazeface": "veil.detectors.blazeface:BlazeFace",
+    "blazeface-fast": "veil.detectors.blazeface:BlazeFaceFast",
 }
 
 
