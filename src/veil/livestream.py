@@ -46,6 +46,7 @@ class LiveOptions:
     reuse the last boxes (faster, but a face that moves more than the mask
     margin between two detections is partly uncovered on those frames).
     buffer: newest frames kept waiting; older ones are dropped.
+    timeout: seconds without data after which the source counts as lost.
     """
 
     max_latency: float = 1.0
@@ -53,6 +54,7 @@ class LiveOptions:
     detect_every: int = 1
     buffer: int = 2
     reconnect: bool = True
+    timeout: float = 3.0
     give_up_after: float | None = None
     duration: float | None = None
     max_frames: int | None = None
@@ -216,12 +218,20 @@ class LiveAnonymizer:
                         last, since_detect = item, 0
                         continue
                     yield item
+                    self._delivered(item)
                 since_detect += 1
-            yield from self._release(temporal.flush(), held)
+            for item in self._release(temporal.flush(), held):
+                yield item
+                self._delivered(item)
         finally:
             self.source.stop()
             self._sync_source_stats()
             self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _delivered(self, item: LiveFrame) -> None:
+        """Runs when the consumer asks for the next frame, i.e. after it showed, wrote or sent this one."""
+        self.stats.frames_out += 1
+        self.stats.latencies.append(time.monotonic() - item.captured_at)
 
     def _limit_reached(self) -> bool:
         if self.live.duration is not None and self.stats.elapsed() >= self.live.duration:
@@ -294,10 +304,7 @@ class LiveStream:
         self.anonymizer.stop()
 
     def __iter__(self) -> Iterator[LiveFrame]:
-        for item in self.anonymizer.frames():
-            self.stats.frames_out += 1
-            self.stats.latencies.append(time.monotonic() - item.captured_at)
-            yield item
+        return self.anonymizer.frames()
 
     def __enter__(self) -> "LiveStream":
         return self
@@ -312,7 +319,8 @@ def open_live(source: str | int, options: JobOptions | None = None, live: LiveOp
     """A live stream of anonymized frames from a camera index, /dev/video path, URL or file."""
     live = live or LiveOptions()
     spec = parse_source(source, input_format, input_options)
-    src = LiveSource(spec, buffer=live.buffer, reconnect=live.reconnect, give_up_after=live.give_up_after, log=log)
+    src = LiveSource(spec, buffer=live.buffer, reconnect=live.reconnect, read_timeout=live.timeout,
+                     give_up_after=live.give_up_after, log=log)
     return LiveStream(LiveAnonymizer(src, options or JobOptions(), live, detector=detector, log=log))
 
 
@@ -353,6 +361,8 @@ def build_parser() -> argparse.ArgumentParser:
     rt.add_argument("--buffer", type=int, default=LiveOptions.buffer, metavar="N",
                     help="newest frames kept when behind; older ones are dropped (default %(default)s)")
     rt.add_argument("--no-reconnect", action="store_true", help="stop when the source ends instead of reconnecting")
+    rt.add_argument("--timeout", type=float, default=LiveOptions.timeout, metavar="S",
+                    help="seconds without data before the source counts as lost and is reopened (default %(default)g)")
     rt.add_argument("--give-up", type=float, default=None, metavar="S",
                     help="stop after S seconds without a source (default: keep retrying)")
     rt.add_argument("--duration", type=float, default=None, metavar="S", help="stop after S seconds")
@@ -393,8 +403,8 @@ def main(argv: Sequence[str]) -> int:
     options = job_options_from_args(args)
     options = dataclasses.replace(options, detector=dataclasses.replace(options.detector, name=args.detector))
     live = LiveOptions(max_latency=args.max_latency / 1000, on_miss=args.on_miss, detect_every=args.detect_every,
-                       buffer=args.buffer, reconnect=not args.no_reconnect, give_up_after=args.give_up,
-                       duration=args.duration, max_frames=args.frames)
+                       buffer=args.buffer, reconnect=not args.no_reconnect, timeout=args.timeout,
+                       give_up_after=args.give_up, duration=args.duration, max_frames=args.frames)
     log = (lambda message: None) if args.quiet else (lambda message: print(f"veil live: {message}", file=sys.stderr,
                                                                           flush=True))
     stream = open_live(args.source, options, live, args.input_format, _input_options(args.input_option), log=log)
