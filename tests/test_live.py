@@ -317,3 +317,32 @@ def test_source_parsing():
     assert parse_source("rtsp://127.0.0.1/cam").options["rtsp_transport"] == "tcp"
     with pytest.raises(OptionError):
         parse_source("gopher://127.0.0.1/x")
+
+
+def free_tcp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.parametrize("scheme", ["rtsp", "rtmp"])
+def test_restream_to_a_listening_server(clip, detector, astronaut, tmp_path, scheme):
+    """ffmpeg listens as the server (RTSP ANNOUNCE/RECORD, RTMP publish) and saves what veil sends."""
+    port = free_tcp_port()
+    url = f"{scheme}://127.0.0.1:{port}/live" + ("/key" if scheme == "rtmp" else "")
+    listen = ["-rtsp_flags", "listen", "-listen_timeout", "60"] if scheme == "rtsp" else ["-listen", "1"]
+    received = tmp_path / "received.ts"
+    server = subprocess.Popen([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", *listen,
+                               "-i", url, "-c", "copy", "-f", "mpegts", str(received)], stdin=subprocess.DEVNULL)
+    try:
+        time.sleep(1.0)
+        result = run_veil(str(clip), "-o", url, "--max-size", "320")
+        assert result.returncode == 0, result.stderr
+        server.wait(timeout=30)
+    finally:
+        if server.poll() is None:
+            server.kill()
+    images, _ = read_all(received)
+    assert len(images) >= 3
+    original = _frame(astronaut)
+    assert all(face_hidden(image, original, detector) for image in images)

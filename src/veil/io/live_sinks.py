@@ -29,6 +29,7 @@ from .video import EncoderOptions, VideoInfo, VideoSink
 RESTREAM_FORMATS = {"udp": "mpegts", "srt": "mpegts", "tcp": "mpegts", "rtp": "rtp_mpegts",
                     "rtsp": "rtsp", "rtsps": "rtsp", "rtmp": "flv", "rtmps": "flv"}
 TIME_BASE = Fraction(1, 90000)
+KEYFRAME_SECONDS = 1.0
 
 
 class LiveSink(Protocol):
@@ -110,6 +111,7 @@ class RestreamSink:
         self._stream = None
         self._t0: float | None = None
         self._last_pts = -1
+        self._last_key: float | None = None
         self._retry_at = 0.0
         self._backoff = 0.5
 
@@ -154,6 +156,10 @@ class RestreamSink:
         pts = max(int(round((frame.time - self._t0) / TIME_BASE)), self._last_pts + 1)
         self._last_pts = pts
         vf.pts, vf.time_base = pts, TIME_BASE
+        if self._last_key is None or frame.time - self._last_key >= KEYFRAME_SECONDS:
+            # By time, not frame count: output fps varies with load, a viewer joining waits at most this long.
+            vf.pict_type = av.video.frame.PictureType.I
+            self._last_key = frame.time
         try:
             for packet in self._stream.encode(vf):
                 self._container.mux(packet)
@@ -177,6 +183,7 @@ class RestreamSink:
             except (av.error.FFmpegError, OSError):
                 pass
         self._container = self._stream = None
+        self._last_key = None
 
     def close(self) -> None:
         if self._container is not None:
