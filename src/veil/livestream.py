@@ -203,7 +203,7 @@ class LiveAnonymizer:
         since_detect = 0
         self.source.start()
         try:
-            self.detector  # load the model before the clock matters
+            self._detector = self.detector  # load the model before the clock matters
             while not self.stop_event.is_set() and not self._limit_reached():
                 try:
                     captured = self.source.get(timeout=0.25)
@@ -395,7 +395,7 @@ def _input_options(pairs: Sequence[str]) -> dict[str, str]:
 
 def main(argv: Sequence[str]) -> int:
     from .cli import job_options_from_args
-    from .io.live_sinks import PreviewSink, RecordingSink, RestreamSink, is_url
+    from .io.live_sinks import LiveSink, PreviewSink, RecordingSink, RestreamSink, is_url
 
     args = build_parser().parse_args(list(argv))
     if not args.output and not args.preview:
@@ -409,7 +409,7 @@ def main(argv: Sequence[str]) -> int:
                                                                           flush=True))
     stream = open_live(args.source, options, live, args.input_format, _input_options(args.input_option), log=log)
     fps = stream.anonymizer.source.fps_hint
-    sinks: list = []
+    sinks: list[LiveSink] = []
     recordings: list[RecordingSink] = []
     try:
         if args.preview:

@@ -81,10 +81,6 @@ class RecordingSink:
         if self._sink is not None:
             self._sink.finish()
 
-    def abort(self) -> None:
-        if self._sink is not None:
-            self._sink.abort()
-
 
 class RestreamSink:
     """H.264 to a URL (mpegts over udp/srt/tcp, RTSP to a server, FLV to RTMP).
@@ -153,7 +149,7 @@ class RestreamSink:
             self._t0 = frame.time
         image = _fit(frame.image, self._stream.width, self._stream.height)
         vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="bgr24")
-        pts = max(int(round((frame.time - self._t0) / TIME_BASE)), self._last_pts + 1)
+        pts = max(round((frame.time - self._t0) / TIME_BASE), self._last_pts + 1)
         self._last_pts = pts
         vf.pts, vf.time_base = pts, TIME_BASE
         if self._last_key is None or frame.time - self._last_key >= KEYFRAME_SECONDS:
