@@ -28,38 +28,44 @@ def scene(astronaut) -> tuple[np.ndarray, tuple[int, int, int, int], tuple[int, 
     return canvas, big_face, small_face
 
 
+@pytest.fixture(scope="module")
+def both():
+    detector = create_detector(DetectorOptions(name="blazeface"))
+    yield detector
+    detector.close()
+
+
+@pytest.fixture(scope="module")
+def fast():
+    detector = create_detector(DetectorOptions(name="blazeface-fast"))
+    yield detector
+    detector.close()
+
+
 def _hits(dets, box) -> bool:
     return len(dets) > 0 and float(box_iou(dets.xyxy, np.array([box])).max()) > 0.2
 
 
-@pytest.mark.parametrize("name", ["blazeface", "blazeface-fast"])
-def test_big_and_small_faces_are_found(scene, name):
+@pytest.mark.parametrize("name", ["both", "fast"])
+def test_big_and_small_faces_are_found(scene, name, request):
     image, big, small = scene
-    detector = create_detector(DetectorOptions(name=name))
-    dets = detector.detect([image])[0]
+    dets = request.getfixturevalue(name).detect([image])[0]
     assert _hits(dets, big) and _hits(dets, small)
-    detector.close()
 
 
-def test_blazeface_alone_misses_the_small_face(scene):
+def test_blazeface_alone_misses_the_small_face(scene, both):
     """Why CenterFace is kept beside it."""
     image, big, small = scene
-    detector = create_detector(DetectorOptions(name="blazeface"))
-    blaze = detector.detect_blazeface(image)
+    blaze = both.detect_blazeface(image)
     assert _hits(blaze, big) and not _hits(blaze, small)
     assert blaze.landmarks is not None and blaze.landmarks.shape[1:] == (6, 2)
-    detector.close()
 
 
-def test_fast_variant_keeps_small_faces_across_frames(scene):
+def test_fast_variant_keeps_small_faces_across_frames(scene, fast):
     image, big, small = scene
-    detector = create_detector(DetectorOptions(name="blazeface-fast"))
-    for dets in (detector.detect([image])[0] for _ in range(5)):
+    for dets in (fast.detect([image])[0] for _ in range(4)):
         assert _hits(dets, big) and _hits(dets, small)
-    detector.close()
 
 
-def test_empty_frame_gives_no_faces():
-    detector = create_detector(DetectorOptions(name="blazeface"))
-    assert len(detector.detect([np.zeros((240, 320, 3), np.uint8)])[0]) == 0
-    detector.close()
+def test_empty_frame_gives_no_faces(both):
+    assert len(both.detect([np.zeros((240, 320, 3), np.uint8)])[0]) == 0
