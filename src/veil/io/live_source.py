@@ -52,12 +52,14 @@ def parse_source(source: str | int, input_format: str | None = None,
     if text.isdigit():
         index = int(text)
         if sys.platform.startswith("linux"):
-            return SourceSpec(f"/dev/video{index}", input_format or "v4l2", extra)
+            return parse_source(f"/dev/video{index}", input_format, input_options)
         if sys.platform == "darwin":
             return SourceSpec(f"{index}:none", input_format or "avfoundation", {"framerate": "30", **extra})
         raise OptionError("camera numbers work on Linux and macOS; on Windows give the camera as "
                           "'video=NAME' with --input-format dshow")
     if text.startswith("/dev/video"):
+        if not Path(text).exists():
+            raise InputError(f"no camera at {text} (is it plugged in? see `ls /dev/video*`)")
         return SourceSpec(text, input_format or "v4l2", extra)
     scheme = text.split("://", 1)[0].lower() if "://" in text else ""
     if scheme:
