@@ -197,13 +197,14 @@ class LiveAnonymizer:
 
     def frames(self) -> Iterator[LiveFrame]:
         """Anonymized frames until the source ends, `stop` is called or a limit is reached."""
-        temporal = create_filter(self.options.tracking, self.source.fps_hint, live=True)
+        temporal = None  # made at the first frame, when the source's frame rate is known
         held: dict[int, Captured] = {}
         last: Detections | None = None
         since_detect = 0
+        self._detector = self.detector  # load the model before the source and the clock start
+        self.stats.started = time.monotonic()
         self.source.start()
         try:
-            self._detector = self.detector  # load the model before the clock matters
             while not self.stop_event.is_set() and not self._limit_reached():
                 try:
                     captured = self.source.get(timeout=0.25)
@@ -213,6 +214,8 @@ class LiveAnonymizer:
                 if captured is None:
                     break
                 self._sync_source_stats()
+                if temporal is None:
+                    temporal = create_filter(self.options.tracking, self.source.fps_hint, live=True)
                 for item in self._process(captured, temporal, held, last, since_detect):
                     if isinstance(item, Detections):
                         last, since_detect = item, 0
@@ -220,7 +223,7 @@ class LiveAnonymizer:
                     yield item
                     self._delivered(item)
                 since_detect += 1
-            for item in self._release(temporal.flush(), held):
+            for item in self._release(temporal.flush() if temporal is not None else [], held):
                 yield item
                 self._delivered(item)
         finally:
