@@ -388,3 +388,13 @@ def test_preview_window_with_recording(clip, tmp_path, virtual_display, astronau
     images, _ = read_all(record)
     assert len(images) == 5
     assert all(face_hidden(image, _frame(astronaut)) for image in images)
+
+
+def test_gives_up_on_a_silent_source_when_asked(tmp_path):
+    port = free_udp_port()  # nobody sends here
+    record = tmp_path / "never.mp4"
+    result = run_veil(f"udp://127.0.0.1:{port}", "-o", str(record), "--timeout", "1", "--give-up", "2")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("veil: error: udp://127.0.0.1:")
+    assert "giving up" in result.stderr
+    assert not record.exists() and not list(tmp_path.glob(".veil-partial-*"))

@@ -70,7 +70,7 @@ class LiveOptions:
 
 @dataclass
 class LiveStats:
-    """Counters and end-to-end latencies (capture to output) of one session."""
+    """Counters and end-to-end latencies (capture to output) of one live run."""
 
     started: float = field(default_factory=time.monotonic)
     frames_in: int = 0

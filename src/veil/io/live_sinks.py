@@ -2,7 +2,7 @@
 
 Every sink receives only frames that already went through the fail-closed
 step, so none of them can leak an un-anonymized picture. A recording is
-written under a temporary name and renamed when the session stops; a
+written under a temporary name and renamed when the run stops; a
 restream is encoded for low delay (no B-frames, a keyframe every second so a
 viewer joining late sees a picture quickly).
 """
@@ -199,7 +199,7 @@ def display_available() -> bool:
 
 
 class PreviewSink:
-    """An OpenCV window; pressing q (or closing the window) asks the session to stop."""
+    """An OpenCV window; pressing q (or closing the window) asks the live loop to stop."""
 
     def __init__(self, title: str = "veil live (q quits)", on_quit: Callable[[], None] | None = None) -> None:
         if not display_available():

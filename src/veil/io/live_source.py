@@ -164,12 +164,13 @@ class LiveSource:
             self._cond.notify_all()
 
     def _open(self):
+        open_timeout = min(self.open_timeout, self.give_up_after or self.open_timeout)
         return av.open(self.spec.target, format=self.spec.format, options=self.spec.options,
-                       timeout=(self.open_timeout, self.read_timeout), metadata_errors="ignore")
+                       timeout=(open_timeout, self.read_timeout), metadata_errors="ignore")
 
     def _run(self) -> None:
         backoff = 0.5
-        down_since: float | None = None
+        down_since = time.monotonic()  # not yet connected counts as down, for --give-up
         opened_once = False
         try:
             while not self._stop.is_set():
@@ -186,14 +187,14 @@ class LiveSource:
                         self.log(f"reconnected to {self.spec.label}")
                     opened_once = True
                     backoff = 0.5
-                    down_since = None
                     reason = self._read(container)
                     if not self.reconnect or self._stop.is_set():
                         return
-                down_since = down_since or time.monotonic()
+                    down_since = time.monotonic()
                 if self.give_up_after is not None and time.monotonic() - down_since > self.give_up_after:
                     raise InputError(f"{self.spec.label}: no frames for {self.give_up_after:g} s ({reason}); giving up")
-                self.log(f"source lost ({reason}); retrying in {backoff:.1f} s")
+                state = "source lost" if opened_once else "source not reachable yet"
+                self.log(f"{state} ({reason}); retrying in {backoff:.1f} s")
                 if self._stop.wait(backoff):
                     return
                 backoff = min(backoff * 2, self.max_backoff)
