@@ -398,3 +398,33 @@ def test_gives_up_on_a_silent_source_when_asked(tmp_path):
     assert result.stderr.strip().splitlines()[-1].startswith("veil: error: udp://127.0.0.1:")
     assert "giving up" in result.stderr
     assert not record.exists() and not list(tmp_path.glob(".veil-partial-*"))
+
+
+def test_http_source(clip, detector, astronaut, tmp_path):
+    """ffmpeg serves the clip over HTTP (MPEG-TS) on 127.0.0.1; veil pulls it like any IP camera."""
+    port = free_tcp_port()
+    server = subprocess.Popen([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-re",
+                               "-stream_loop", "-1", "-i", str(clip), "-c:v", "libx264", "-preset", "ultrafast",
+                               "-tune", "zerolatency", "-g", str(FPS), "-f", "mpegts", "-listen", "1",
+                               f"http://127.0.0.1:{port}/live.ts"], stdin=subprocess.DEVNULL)
+    record = tmp_path / "rec.mkv"
+    try:
+        time.sleep(1.0)
+        result = run_veil(f"http://127.0.0.1:{port}/live.ts", "-o", str(record), "--duration", "3",
+                          "--max-size", "320")
+    finally:
+        server.kill()
+        server.wait(timeout=10)
+    assert result.returncode == 0, result.stderr
+    images, times = read_all(record)
+    assert len(images) >= 3
+    assert on_frame_grid(np.diff(times))
+    assert all_hidden(images, _frame(astronaut), detector)
+
+
+def test_protocol_missing_from_ffmpeg_is_one_line(tmp_path):
+    result = run_veil("srt://127.0.0.1:9", "-o", str(tmp_path / "x.mp4"), "--give-up", "5")
+    if "cannot read srt://" not in result.stderr:
+        pytest.skip("this PyAV's FFmpeg has SRT")
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1

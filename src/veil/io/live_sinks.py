@@ -30,6 +30,9 @@ RESTREAM_FORMATS = {"udp": "mpegts", "srt": "mpegts", "tcp": "mpegts", "rtp": "r
                     "rtsp": "rtsp", "rtsps": "rtsp", "rtmp": "flv", "rtmps": "flv"}
 TIME_BASE = Fraction(1, 90000)
 KEYFRAME_SECONDS = 1.0
+# Milliseconds: what Matroska/WebM impose anyway (a muxer that changes the time base after the
+# first frames would skew them), and fine enough for real capture times in mp4/mov.
+RECORDING_TIME_BASE = Fraction(1, 1000)
 
 
 class LiveSink(Protocol):
@@ -66,7 +69,7 @@ class RecordingSink:
     def write(self, frame: Frame) -> None:
         if self._sink is None:
             fps = Fraction(round(self.fps_hint * 1000), 1000) if self.fps_hint > 0 else Fraction(25)
-            info = VideoInfo(frame.width, frame.height, fps, 0, None, TIME_BASE, False, 0)
+            info = VideoInfo(frame.width, frame.height, fps, 0, None, RECORDING_TIME_BASE, False, 0)
             self._sink = VideoSink(self.target, info, self.encoder)
             self._t0 = frame.time
         image = _fit(frame.image, self._sink.width, self._sink.height)
@@ -140,6 +143,10 @@ class RestreamSink:
             width, height = self.size or (frame.width, frame.height)
             try:
                 self._open(width, height)
+            except av.error.ProtocolNotFoundError:
+                scheme = self.url.split("://", 1)[0]
+                raise OutputError(f"this FFmpeg build cannot send to {scheme}:// (the PyAV wheels come without "
+                                  "it; install PyAV built against an FFmpeg that has it)") from None
             except (av.error.FFmpegError, OSError) as exc:
                 self._failed(exc)
                 return

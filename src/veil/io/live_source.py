@@ -176,6 +176,10 @@ class LiveSource:
             while not self._stop.is_set():
                 try:
                     container = self._open()
+                except av.error.ProtocolNotFoundError:
+                    scheme = self.spec.target.split("://", 1)[0]
+                    raise InputError(f"this FFmpeg build cannot read {scheme}:// (the PyAV wheels come without "
+                                     "it; install PyAV built against an FFmpeg that has it)") from None
                 except (av.error.FFmpegError, OSError) as exc:
                     if not self.reconnect and not opened_once:
                         raise InputError(f"{self.spec.label}: cannot open ({_reason(exc)})") from None
