@@ -94,5 +94,24 @@ def annotate(frame: Any, detections: "Detections", names: dict[int, str] | None 
     return draw(frame.copy(), detections, names=names, color=color)
 
 
-__all__ = ["__version__", "anonymize", "annotate", "anonymize_image", "anonymize_video", "Detections", "Pipeline",
+def live(source: "str | int", options: "JobOptions | None" = None, **overrides: Any):
+    """Anonymized frames of a camera (index or /dev/video path) or stream URL, as they arrive.
+
+        for frame in veil.live("rtsp://camera/stream"):
+            use(frame.image)             # BGR, already anonymized (or blurred whole if too late)
+
+    Keyword overrides name fields of AnonymizeOptions, JobOptions or LiveOptions
+    (max_latency, on_miss, detect_every, duration, max_frames, ...).
+    """
+    import dataclasses
+
+    from .livestream import LiveOptions, open_live
+
+    live_fields = {f.name for f in dataclasses.fields(LiveOptions)}
+    live_options = LiveOptions(**{k: v for k, v in overrides.items() if k in live_fields})
+    job = _job_options(options, {k: v for k, v in overrides.items() if k not in live_fields})
+    return open_live(source, job, live_options)
+
+
+__all__ = ["__version__", "anonymize", "annotate", "live", "anonymize_image", "anonymize_video", "Detections", "Pipeline",
            "JobOptions", "JobResult", "AnonymizeOptions", "DetectorOptions", "VeilError"]

@@ -29,6 +29,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("veil.web.server:main", "start the local web app (drag and drop in a browser; needs the 'web' extra)"),
     "config": ("veil.config:main", "show the effective settings (defaults, --config FILE, flags) as TOML"),
     "batch": ("veil.batch.command:main", "folders, manifests or object storage at scale; resumable; local pool or Ray"),
+    "live": ("veil.livestream:main", "anonymize a camera or stream live: preview, record, restream"),
 }
 
 EXAMPLES = """\

@@ -19,6 +19,8 @@ REGISTRY: dict[str, str] = {
     "selfie": "veil.detectors.selfie_segmentation:SelfieSegmentation",
     "text": "veil.detectors.ppocr_text:PpocrText",
     "onnx": "veil.detectors.yolo_onnx:from_spec",
+    "blazeface": "veil.detectors.blazeface:BlazeFace",
+    "blazeface-fast": "veil.detectors.blazeface:BlazeFaceFast",
 }
 TARGETS = ("face", "person", "text")
 PERSON_BACKENDS = ("hog", "selfie")

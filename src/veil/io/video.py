@@ -247,11 +247,13 @@ class VideoSink:
             image = np.pad(image, ((0, max(pad_y, 0)), (0, max(pad_x, 0)), (0, 0)), mode="edge")
             image = image[: self.stream.height, : self.stream.width]
         vf = av.VideoFrame.from_ndarray(image, format="bgr24")
-        pts = int(round(frame.time / self.stream.time_base))
+        # The encoder's time base: some muxers (Matroska) change the stream's once the header is written.
+        time_base = self.stream.codec_context.time_base
+        pts = int(round(frame.time / time_base))
         pts = max(pts, self._last_pts + 1)  # encoders need strictly increasing timestamps
         self._last_pts = pts
         vf.pts = pts
-        vf.time_base = self.stream.time_base
+        vf.time_base = time_base
         for packet in self.stream.encode(vf):
             self._mux_video(packet)
         self.frames_written += 1
