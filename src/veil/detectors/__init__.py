@@ -14,7 +14,7 @@ from .base import Detector, DetectorOptions
 
 # name -> "module:factory"; each factory takes DetectorOptions.
 REGISTRY: dict[str, str] = {
-    "centerface": "veil.detectors.centerface:CenterFace",
+    "centerface": "veil.detectors.presets:create",
 }
 
 
