@@ -6,12 +6,16 @@ often dlib's detector still finds a face, and how often the face is re-identifie
 (found and closer than 0.6). Faces: the scikit-image astronaut plus every labelled
 face of an image folder (default ../shared/data/dlib_pascal_faces).
 
-    python benchmarks/reid_sweep.py [FOLDER]
+    python benchmarks/reid_sweep.py [FOLDER] [--part settings|masks|all]
+
+The `masks` part repeats fill and the default blur (with the Wiener attack) at
+several mask scales: what is left outside the mask (hair, ears, jaw line) is
+what keeps a hidden face near its original in embedding space.
 """
 
 from __future__ import annotations
 
-import sys
+import argparse
 import tempfile
 from pathlib import Path
 
@@ -23,6 +27,9 @@ from veil.hide.methods import DEFAULT_BLUR_STRENGTH, DEFAULT_PIXEL_CELLS
 
 BLUR = (0.03, 0.05, 0.08, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4)
 CELLS = (16, 12, 10, 8, 6, 5, 4)
+MASK_SCALES = (1.0, 1.3, 1.5, 1.7)
+HEADER = ("| method, setting | min distance | median distance | distance <= 0.6 | dlib finds a face | re-identified |\n"
+          "|---|---|---|---|---|---|")
 
 
 def row(label: str, attempts) -> str:
@@ -34,15 +41,16 @@ def row(label: str, attempts) -> str:
             f"| {100 * reid:.0f}% |")
 
 
-def main() -> None:
-    folder = Path(sys.argv[1]) if len(sys.argv) > 1 else Path("../shared/data/dlib_pascal_faces")
-    embedder = Embedder()
-    faces = [astronaut_face(embedder)]
-    if (folder / "annotations.json").is_file():
-        faces += labelled_faces(embedder, folder)
-    print(f"{len(faces)} faces; defaults: blur {DEFAULT_BLUR_STRENGTH}, pixelate {DEFAULT_PIXEL_CELLS} cells\n")
-    print("| method, setting | min distance | median distance | distance <= 0.6 | dlib finds a face | re-identified |")
-    print("|---|---|---|---|---|---|")
+def masks(embedder: Embedder, faces) -> None:
+    print(HEADER)
+    for scale in MASK_SCALES:
+        print(row(f"fill, mask scale {scale}", check(embedder, faces, AnonymizeOptions(method="fill", mask_scale=scale))))
+        blur = AnonymizeOptions(method="blur", mask_scale=scale)
+        print(row(f"blur default + Wiener, mask scale {scale}", check(embedder, faces, blur, wiener=True)), flush=True)
+
+
+def settings(embedder: Embedder, faces) -> None:
+    print(HEADER)
     for strength in BLUR:
         options = AnonymizeOptions(method="blur", strength=strength)
         print(row(f"blur sigma {strength} x face", check(embedder, faces, options)), flush=True)
@@ -54,6 +62,22 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         overlay = default_overlay(str(Path(tmp) / "overlay.png"))
         print(row("image overlay", check(embedder, faces, AnonymizeOptions(method="image", overlay_path=overlay))))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("folder", nargs="?", type=Path, default=Path("../shared/data/dlib_pascal_faces"))
+    parser.add_argument("--part", choices=("settings", "masks", "all"), default="all")
+    args = parser.parse_args()
+    embedder = Embedder()
+    faces = [astronaut_face(embedder)]
+    if (args.folder / "annotations.json").is_file():
+        faces += labelled_faces(embedder, args.folder)
+    print(f"{len(faces)} faces; defaults: blur {DEFAULT_BLUR_STRENGTH}, pixelate {DEFAULT_PIXEL_CELLS} cells\n")
+    if args.part in ("settings", "all"):
+        settings(embedder, faces)
+    if args.part in ("masks", "all"):
+        masks(embedder, faces)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -76,7 +77,7 @@ def main(argv: Sequence[str]) -> int:
     if args.limit is not None and args.limit <= 0:
         raise OptionError("--limit must be a positive number")
     options = job_options_from_args(args)
-    report = {"settings": {"detector": vars(options.detector) if hasattr(options.detector, "__dict__") else {},
+    report = {"settings": {"detector": dataclasses.asdict(options.detector),
                            "tracking": options.tracking.mode, "mask_shape": options.anonymize.shape,
                            "mask_scale": options.anonymize.mask_scale, "subset": args.subset, "limit": args.limit},
               "datasets": {}}
