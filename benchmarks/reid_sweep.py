@@ -21,7 +21,14 @@ from pathlib import Path
 
 import numpy as np
 
-from veil.evaluation.reid import SAME_PERSON, Embedder, astronaut_face, check, default_overlay, labelled_faces
+from veil.evaluation.reid import (
+    SAME_PERSON,
+    Embedder,
+    astronaut_face,
+    check,
+    default_overlay,
+    labelled_faces,
+)
 from veil.hide import AnonymizeOptions
 from veil.hide.methods import DEFAULT_BLUR_STRENGTH, DEFAULT_PIXEL_CELLS
 

@@ -3,8 +3,8 @@ import json
 import cv2
 import numpy as np
 import pytest
-
 from conftest import panning_frames, write_video
+
 from veil.cli import main
 
 ASTRONAUT = [178, 55, 272, 182]

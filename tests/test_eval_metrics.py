@@ -1,7 +1,14 @@
 import numpy as np
 import pytest
 
-from veil.evaluation.metrics import ImageResult, average_precision, bucket_of, covered_fraction, match, summarize
+from veil.evaluation.metrics import (
+    ImageResult,
+    average_precision,
+    bucket_of,
+    covered_fraction,
+    match,
+    summarize,
+)
 
 SHAPE = (400, 600)
 FACES = np.array([[10, 10, 20, 20],  # 10 px tall

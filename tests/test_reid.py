@@ -5,7 +5,7 @@ import pytest
 pytest.importorskip("dlib")
 pytest.importorskip("face_recognition_models")
 
-from veil.evaluation.reid import (  # noqa: E402
+from veil.evaluation.reid import (
     SAME_PERSON,
     Embedder,
     astronaut_face,
@@ -14,7 +14,7 @@ from veil.evaluation.reid import (  # noqa: E402
     labelled_faces,
     method_options,
 )
-from veil.hide import AnonymizeOptions  # noqa: E402
+from veil.hide import AnonymizeOptions
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ its confidence: for privacy a face seen once is a face.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import cv2
 import numpy as np

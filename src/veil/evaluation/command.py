@@ -6,10 +6,15 @@ import argparse
 import dataclasses
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
-from ..cli import add_anonymize_arguments, add_detector_arguments, add_tracking_arguments, job_options_from_args
+from ..cli import (
+    add_anonymize_arguments,
+    add_detector_arguments,
+    add_tracking_arguments,
+    job_options_from_args,
+)
 from ..errors import OptionError, OutputError
 from .datasets import DATA_ROOT_ENV, load, resolve
 from .metrics import BUCKETS, summarize
@@ -52,8 +57,8 @@ def _fmt(value, percent: bool = True) -> str:
 
 def format_table(dataset: str, rows: list[dict]) -> str:
     header = ["system", "AP50", "recall", "prec", *[f"R{b}" for b in BUCKETS], "leak", "fps"]
-    lines = [f"{dataset}: {rows[0]['faces']} faces in {rows[0]['images']} labelled images/frames "
-             f"(threshold, recall, precision and leaks at each system's operating threshold; % except fps)"]
+    lines = [(f"{dataset}: {rows[0]['faces']} faces in {rows[0]['images']} labelled images/frames "
+              "(recall, precision and leaks at each system's operating threshold; % except fps)")]
     table = [header]
     for row in rows:
         table.append([row["system"], _fmt(row["ap50"]), _fmt(row["recall"]), _fmt(row["precision"]),

@@ -15,9 +15,9 @@ Needs the `reid` extra (dlib-bin, face-recognition-models); imported lazily.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Sequence
 
 import cv2
 import numpy as np
@@ -68,17 +68,17 @@ class Embedder:
         return np.array([[r.left(), r.top(), r.right(), r.bottom()] for r in rects], np.float32).reshape(-1, 4)
 
     def landmarks(self, bgr: np.ndarray, box: Sequence[float]):
-        rect = self.dlib.rectangle(*(int(round(v)) for v in box))
+        rect = self.dlib.rectangle(*(round(float(v)) for v in box))
         return self.aligner(np.ascontiguousarray(bgr[:, :, ::-1]), rect)
 
     def embed(self, bgr: np.ndarray, shape) -> np.ndarray:
         return np.array(self.model.compute_face_descriptor(np.ascontiguousarray(bgr[:, :, ::-1]), shape))
 
-    def face(self, image: np.ndarray, box: Sequence[float]) -> "Face":
+    def face(self, image: np.ndarray, box: Sequence[float]) -> Face:
         shape = self.landmarks(image, box)
         return Face(image, np.asarray(box, np.float32), shape, self.embed(image, shape))
 
-    def attempt(self, face: "Face", anonymized: np.ndarray) -> Attempt:
+    def attempt(self, face: Face, anonymized: np.ndarray) -> Attempt:
         """Distance with the original's alignment; detection looked for near the face only."""
         distance = float(np.linalg.norm(face.embedding - self.embed(anonymized, face.shape)))
         x1, y1, x2, y2 = face.box
