@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import io
+import itertools
 import time
 from dataclasses import dataclass, field
 
@@ -77,7 +78,7 @@ def run_veil(dataset: Dataset, options: JobOptions, limit: int | None = None) ->
         with VideoSource(video.path) as source:
             frames = source.frames()
             if limit:
-                frames = (f for f in frames if f.index < limit)
+                frames = itertools.takewhile(lambda f: f.index < limit, frames)
             start = time.perf_counter()
             for frame, dets in pipeline.iter_anonymized(frames, video.fps or float(source.info.fps)):
                 run.frames += 1
