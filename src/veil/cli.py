@@ -17,6 +17,7 @@ from . import __version__
 from .hide import SHAPES, AnonymizeOptions
 from .hide.methods import METHODS, parse_color
 from .detectors import DetectorOptions
+from .detectors.presets import QUALITIES
 from .errors import VeilError
 from .io.export import FORMATS
 from .io.paths import DEFAULT_SUFFIX
@@ -30,6 +31,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "config": ("veil.config:main", "show the effective settings (defaults, --config FILE, flags) as TOML"),
     "batch": ("veil.batch.command:main", "folders, manifests or object storage at scale; resumable; local pool or Ray"),
     "live": ("veil.livestream:main", "anonymize a camera or stream live: preview, record, restream"),
+    "eval": ("veil.evaluation.command:main", "score detection and hiding on labelled data (AP, recall, leaks, fps)"),
 }
 
 EXAMPLES = """\
@@ -71,6 +73,9 @@ def add_detector_arguments(parser: argparse.ArgumentParser) -> None:
                        help="minimum detection score; lower finds more faces but also false ones (default %(default)s)")
     group.add_argument("--max-size", type=_positive_int, default=None, metavar="PX",
                        help="cap the detector input's longer side (default: native resolution, best for small faces)")
+    group.add_argument("--quality", choices=QUALITIES, default=DetectorOptions.quality,
+                       help="fast: downscaled input; balanced: native resolution; max: adds a mirrored and an "
+                            "upscaled pass for tiny faces, about 6x slower (default %(default)s)")
     group.add_argument("--device", choices=("cpu", "cuda", "auto"), default=DetectorOptions.device,
                        help="inference device (default %(default)s)")
     group.add_argument("--threads", type=int, default=0, help="inference threads (default: all cores)")
@@ -184,7 +189,8 @@ def job_options_from_args(args: argparse.Namespace):
     targets = tuple(t.strip() for t in get("targets", "face").split(",") if t.strip())
     return JobOptions(
         detector=DetectorOptions(threshold=get("threshold", DetectorOptions.threshold), max_size=get("max_size"),
-                                 device=get("device", "cpu"), threads=get("threads", 0), targets=targets,
+                                 quality=get("quality", DetectorOptions.quality), device=get("device", "cpu"),
+                                 threads=get("threads", 0), targets=targets,
                                  name=get("detector", DetectorOptions.name), person=get("person", DetectorOptions.person),
                                  classes=get("classes")),
         filters=FilterOptions(min_face=get("min_face_size", 0.0), max_face=get("max_face_size"),

@@ -14,7 +14,7 @@ from .base import Detector, DetectorOptions
 
 # name -> "module:factory"; each factory takes DetectorOptions.
 REGISTRY: dict[str, str] = {
-    "centerface": "veil.detectors.centerface:CenterFace",
+    "centerface": "veil.detectors.presets:create",
     "hog": "veil.detectors.hog_people:HogPeople",
     "selfie": "veil.detectors.selfie_segmentation:SelfieSegmentation",
     "text": "veil.detectors.ppocr_text:PpocrText",

@@ -1,0 +1,85 @@
+import cv2
+import numpy as np
+import pytest
+
+from veil.detections import Detections, box_iou
+from veil.detectors import DetectorOptions, create_detector
+from veil.detectors.presets import QUALITIES, PresetDetector, fuse, mirror
+from veil.errors import OptionError
+
+ASTRONAUT_TIGHT = np.array([178, 55, 272, 182], np.float32)
+
+
+@pytest.fixture(scope="module")
+def detectors():
+    return {q: create_detector(DetectorOptions(quality=q, threads=2)) for q in QUALITIES}
+
+
+def small_face_canvas(astronaut, side=64, at=(500, 600)):
+    """The astronaut shrunk to side x side px (face about side/4 px tall) on a large plain canvas."""
+    canvas = np.full((1280, 1280, 3), (90, 110, 100), np.uint8)
+    x, y = at
+    canvas[y : y + side, x : x + side] = cv2.resize(astronaut, (side, side), interpolation=cv2.INTER_AREA)
+    box = ASTRONAUT_TIGHT * side / 512 + np.array([x, y, x, y], np.float32)
+    return canvas, box
+
+
+def best_iou(box, dets):
+    return float(box_iou(box[None], dets.xyxy)[0].max()) if len(dets) else 0.0
+
+
+@pytest.mark.parametrize("quality", QUALITIES)
+def test_presets_give_valid_detections(detectors, astronaut, quality):
+    dets = detectors[quality].detect([astronaut, astronaut[:, ::-1].copy()])
+    assert len(dets) == 2 and all(isinstance(d, Detections) for d in dets)
+    for d in dets:
+        h, w = astronaut.shape[:2]
+        assert len(d) >= 1 and np.all(d.score >= 0.2)
+        assert np.all(d.xyxy[:, :2] >= 0) and np.all(d.xyxy[:, 2] <= w) and np.all(d.xyxy[:, 3] <= h)
+        assert np.all(d.xyxy[:, 2:] > d.xyxy[:, :2])
+    assert best_iou(ASTRONAUT_TIGHT, dets[0]) > 0.7
+    mirrored = ASTRONAUT_TIGHT[[2, 1, 0, 3]] * np.array([-1, 1, -1, 1]) + np.array([512, 0, 512, 0])
+    assert best_iou(mirrored.astype(np.float32), dets[1]) > 0.7
+
+
+def test_max_finds_a_small_face_fast_misses(detectors, astronaut):
+    canvas, box = small_face_canvas(astronaut)
+    assert box[3] - box[1] < 17
+    assert best_iou(box, detectors["fast"].detect([canvas])[0]) < 0.3
+    found = detectors["max"].detect([canvas])[0]
+    assert best_iou(box, found) >= 0.5
+
+
+def test_max_keeps_landmarks_on_the_face(detectors, astronaut):
+    dets = detectors["max"].detect([astronaut])[0]
+    best = int(np.argmax(box_iou(ASTRONAUT_TIGHT[None], dets.xyxy)[0]))
+    lm = dets.landmarks[best]
+    x1, y1, x2, y2 = dets.xyxy[best]
+    assert np.all((lm[:, 0] > x1) & (lm[:, 0] < x2) & (lm[:, 1] > y1) & (lm[:, 1] < y2))
+    assert lm[0, 0] < lm[1, 0]  # the image's left eye stays left after mirroring back
+
+
+def test_fuse_merges_overlaps_and_keeps_the_rest():
+    a = Detections(np.array([[0, 0, 10, 10], [50, 50, 60, 60]]), score=np.array([0.9, 0.4]))
+    b = Detections(np.array([[2, 0, 12, 10], [100, 100, 110, 110]]), score=np.array([0.3, 0.8]))
+    out = fuse([a, b])
+    assert len(out) == 3
+    order = np.argsort(out.xyxy[:, 0])
+    merged = out[order[0]]
+    assert merged.score[0] == pytest.approx(0.9)
+    assert merged.xyxy[0, 0] == pytest.approx(2 * 0.3 / 1.2)  # score-weighted mean of 0 and 2
+    assert sorted(np.round(out.score, 2)) == [0.4, 0.8, 0.9]
+
+
+def test_mirror_maps_boxes_and_swaps_landmark_sides():
+    lm = np.array([[[2, 3], [8, 3], [5, 5], [3, 8], [7, 8]]], np.float32)
+    d = Detections(np.array([[1, 2, 9, 10]]), landmarks=lm)
+    m = mirror(d, 100)
+    assert np.allclose(m.xyxy, [[91, 2, 99, 10]])
+    assert np.allclose(m.landmarks[0, 0], [92, 3]) and np.allclose(m.landmarks[0, 1], [98, 3])
+    assert np.allclose(mirror(m, 100).xyxy, d.xyxy) and np.allclose(mirror(m, 100).landmarks, lm)
+
+
+def test_unknown_quality_is_a_user_error():
+    with pytest.raises(OptionError, match="quality"):
+        PresetDetector(DetectorOptions(quality="ultra"))
