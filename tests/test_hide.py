@@ -86,7 +86,7 @@ def test_feather_only_extends_outward():
 
 
 def test_coverage_matches_what_is_hidden(astronaut):
-    cov = coverage(astronaut.shape[:2], FACE.xyxy, "ellipse", 1.3)
+    cov = coverage(astronaut.shape[:2], FACE.xyxy, "ellipse", AnonymizeOptions.mask_scale)
     out = apply(astronaut, FACE, AnonymizeOptions(method="fill", color=(1, 2, 3)))
     painted = (out == [1, 2, 3]).all(axis=2)
     assert (painted == cov).mean() > 0.999

@@ -75,10 +75,10 @@ def _anonymize_file(path: str, output: str | None, options: "JobOptions | None",
 
 
 def anonymize(frame: Any, detections: "Detections", method: str = "blur", shape: str = "ellipse",
-              padding: float = 1.3, **options: Any) -> Any:
+              padding: float = 1.6, **options: Any) -> Any:
     """Hide `detections` in a BGR frame and return a new frame (the input is untouched).
 
-    padding is the mask scale: 1.0 hides exactly the boxes, 1.3 grows them by 30%.
+    padding is the mask scale: 1.0 hides exactly the boxes, 1.6 (the default) grows them by 60%.
     """
     from . import hide as anon
 
