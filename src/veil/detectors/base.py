@@ -23,6 +23,9 @@ class DetectorOptions:
     detector input in pixels (None = native resolution, best for small faces).
     quality: preset name (fast, balanced, max) chosen by the detector backend.
     device: "cpu", "cuda" or "auto". threads: inference threads (0 = all cores).
+    full_every: in videos, a full-resolution pass every this many frames and a
+    coarse pass plus full-resolution crops around small faces between (1 = full
+    resolution on every frame); see detectors/scan.py.
     """
 
     name: str = "centerface"
@@ -31,6 +34,7 @@ class DetectorOptions:
     quality: str = "balanced"
     device: str = "cpu"
     threads: int = 0
+    full_every: int = 8
 
 
 @runtime_checkable
