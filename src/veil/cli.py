@@ -69,6 +69,10 @@ def add_detector_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--device", choices=("cpu", "cuda", "auto"), default=DetectorOptions.device,
                        help="inference device (default %(default)s)")
     group.add_argument("--threads", type=int, default=0, help="inference threads (default: all cores)")
+    group.add_argument("--full-every", type=_positive_int, default=DetectorOptions.full_every, metavar="N",
+                       help="videos: full-resolution detection every N frames, a coarse pass plus full-resolution "
+                            "crops around small faces between; 1 = full resolution on every frame, slowest "
+                            "(default %(default)s)")
 
 
 def add_anonymize_arguments(parser: argparse.ArgumentParser) -> None:
@@ -126,7 +130,8 @@ def job_options_from_args(args: argparse.Namespace):
     get = lambda name, default=None: getattr(args, name, default)  # noqa: E731
     return JobOptions(
         detector=DetectorOptions(threshold=get("threshold", DetectorOptions.threshold), max_size=get("max_size"),
-                                 device=get("device", "cpu"), threads=get("threads", 0)),
+                                 device=get("device", "cpu"), threads=get("threads", 0),
+                                 full_every=get("full_every", DetectorOptions.full_every)),
         anonymize=AnonymizeOptions(method=get("method", "blur"), shape=get("shape", "ellipse"),
                                    mask_scale=get("mask_scale", AnonymizeOptions.mask_scale),
                                    strength=get("strength"), color=get("color", (0, 0, 0)),

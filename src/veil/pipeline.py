@@ -54,7 +54,7 @@ class JobOptions:
     suffix: str = DEFAULT_SUFFIX
     recursive: bool = False
     export_format: str | None = None
-    batch_size: int = 4
+    batch_size: int = 0  # frames per detector call; 0 = what the detector prefers
     queue_size: int = 8
 
 
@@ -180,7 +180,8 @@ class Pipeline:
         """
         scanner = getattr(self.detector, "stream", lambda: None)()
         detect = scanner.detect if scanner is not None else None
-        batch_size = max(self.options.batch_size, scanner.batch_size if scanner is not None else 1)
+        batch_size = self.options.batch_size or max(scanner.batch_size if scanner is not None else 1,
+                                                    getattr(self.detector, "preferred_batch", 1))
         in_q: queue.Queue = queue.Queue(maxsize=self.options.queue_size)
         stop = threading.Event()
 

@@ -175,6 +175,8 @@ class CenterFace:
         self.model_path = Path(model_path) if model_path else bundled_model_path()
         self.session = make_session(self.model_path, options.device, options.threads)
         self.provider = self.session.get_providers()[0]
+        # A GPU amortises each call over a batch; on a CPU a batch only multiplies memory.
+        self.preferred_batch = 1 if self.provider == "CPUExecutionProvider" else 8
 
     def preprocess(self, frames: Sequence[np.ndarray], max_size: int | None) -> tuple[np.ndarray, float]:
         h, w = frames[0].shape[:2]
