@@ -205,7 +205,8 @@ class CenterFace:
 
     def stream(self) -> KeyframeScanner | None:
         """A detector for consecutive frames of one video (see scan.py), or None to
-        detect every frame as given (an explicit --max-size, or keyframes switched off)."""
-        if self.options.max_size or self.options.full_every <= 1:
+        detect every frame as given: an explicit --max-size, keyframes switched
+        off, or a GPU, where full resolution on every frame is cheap enough."""
+        if self.options.max_size or self.options.full_every <= 1 or self.provider != "CPUExecutionProvider":
             return None
         return KeyframeScanner(self.infer, self.options.threshold, ScanPolicy(full_every=self.options.full_every))
