@@ -103,7 +103,7 @@ class KeyframeScanner:
             return []
         h, w = frames[0].shape[:2]
         if not self.policy.applies_to(h, w):
-            return self._infer(frames, None, self.threshold)
+            return self._each(frames, None)
         n = len(frames)
         keys = set(range(n - 1, -1, -self.policy.full_every))
         previous = self._last_key[1] if self._last_key and self._last_key[0] == (h, w) else None
@@ -111,11 +111,11 @@ class KeyframeScanner:
             keys.add(0)
         key_list = sorted(keys)
         results: list[Detections | None] = [None] * n
-        for i, dets in zip(key_list, self._infer([frames[i] for i in key_list], None, self.threshold)):
+        for i, dets in zip(key_list, self._each([frames[i] for i in key_list], None)):
             results[i] = dets
         between = [i for i in range(n) if results[i] is None]
         if between:
-            coarse = self._infer([frames[i] for i in between], self.policy.coarse_size, self.threshold)
+            coarse = self._each([frames[i] for i in between], self.policy.coarse_size)
             scale = self.policy.coarse_size / max(h, w)
             for i, found in zip(between, coarse):
                 before = max((k for k in key_list if k < i), default=None)
@@ -124,6 +124,11 @@ class KeyframeScanner:
                 results[i] = self._add_small_faces(frames[i], found, bracket, scale)
         self._last_key = ((h, w), results[key_list[-1]])  # type: ignore[assignment]
         return results  # type: ignore[return-value]
+
+    def _each(self, frames: Sequence[np.ndarray], max_size: int | None) -> list[Detections]:
+        """One inference call per frame: the scan runs on CPUs, where a batch costs
+        more time per frame than single frames and multiplies memory."""
+        return [self._infer([frame], max_size, self.threshold)[0] for frame in frames]
 
     def _add_small_faces(self, frame: np.ndarray, found: Detections, bracket: Detections, scale: float) -> Detections:
         if len(bracket) == 0:
