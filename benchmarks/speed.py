@@ -85,11 +85,11 @@ def runs(clip: Path, out: Path, quick: bool) -> list[tuple[str, list[str], Path]
         ("veil (default)", [py, "-m", "veil", str(clip), "-o", str(out / "veil.mp4"), "--overwrite", "-q"],
          out / "veil.mp4"),
     ]
-    variants = [("veil full resolution every frame", ["full_every=1"])]
+    variants = [("veil --full-every 8 (keyframe scan)", ["full_every=8"])]
     if not quick:
         variants += [(f"veil --quality {q}", [f"quality={q}"]) for q in ("fast", "balanced", "max")]
     for name, args in variants:
-        target = out / f"{name.split()[-1]}.mp4"
+        target = out / f"{args[0].replace('=', '_')}.mp4"
         table.append((name, [py, "-c", VEIL, str(clip), str(target), *args], target))
     deface = shutil.which("deface")
     if deface:

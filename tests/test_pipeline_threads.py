@@ -23,7 +23,7 @@ def small_faces(astronaut, n, size=(960, 540), scale=0.3, step=4):
 
 @pytest.fixture(scope="module")
 def pipeline():
-    return Pipeline(JobOptions(detector=DetectorOptions(threads=1)))
+    return Pipeline(JobOptions(detector=DetectorOptions(threads=1, full_every=8)))
 
 
 def sequential_reference(pipeline, images):

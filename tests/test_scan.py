@@ -110,10 +110,10 @@ def test_crop_windows_merge_overlaps_and_stay_in_the_frame():
     assert first[0] == 0 and first[2] >= 60 + 20  # both left faces inside one window, with context
 
 
-def test_detector_offers_a_stream_scanner_unless_capped_or_disabled():
-    assert create_detector(DetectorOptions()).stream() is not None
-    assert create_detector(DetectorOptions(full_every=1)).stream() is None
-    assert create_detector(DetectorOptions(max_size=640)).stream() is None
+def test_detector_offers_a_stream_scanner_only_when_asked_and_uncapped():
+    assert create_detector(DetectorOptions()).stream() is None  # full resolution on every frame by default
+    assert create_detector(DetectorOptions(full_every=8)).stream() is not None
+    assert create_detector(DetectorOptions(full_every=8, max_size=640)).stream() is None
 
 
 @pytest.mark.skipif("CUDAExecutionProvider" in onnxruntime.get_available_providers(), reason="a GPU is present")

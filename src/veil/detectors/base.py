@@ -34,7 +34,7 @@ class DetectorOptions:
     quality: str = "balanced"
     device: str = "cpu"
     threads: int = 0
-    full_every: int = 8
+    full_every: int = 1
 
 
 @runtime_checkable

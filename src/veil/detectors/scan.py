@@ -34,6 +34,8 @@ Window = tuple[int, int, int, int]
 
 # Overlap at which a crop detection is taken to be a face the coarse pass already found.
 SAME_FACE_IOU = 0.3
+# Pixels from a crop's edge within which a detection is taken to be cut off by the crop.
+EDGE = 2
 
 
 @dataclass(frozen=True)
@@ -141,18 +143,29 @@ class KeyframeScanner:
         windows = crop_windows(small, w, h, self.policy.crop_context, self.policy.min_crop)
         if sum((x2 - x1) * (y2 - y1) for x1, y1, x2, y2 in windows) >= h * w / 2:
             return self._infer([frame], None, self.threshold)[0]
-        parts = []
+        whole, cut = [], []
         for x1, y1, x2, y2 in windows:
             crop = np.ascontiguousarray(frame[y1:y2, x1:x2])
             dets = self._infer([crop], None, self.threshold)[0]
-            if len(dets):
-                parts.append(dets.with_(xyxy=dets.xyxy + np.array([x1, y1, x1, y1], np.float32),
-                                        landmarks=None if dets.landmarks is None
-                                        else dets.landmarks + np.array([x1, y1], np.float32)))
-        extra = Detections.merge(parts)
-        if len(extra) == 0:
-            return found
-        extra = extra[nms(extra.xyxy, extra.score, SAME_FACE_IOU)]
-        if len(found):
-            extra = extra[box_iou(extra.xyxy, found.xyxy).max(axis=1) < SAME_FACE_IOU]
-        return Detections.merge([found, extra])
+            if not len(dets):
+                continue
+            dets = dets.with_(xyxy=dets.xyxy + np.array([x1, y1, x1, y1], np.float32),
+                              landmarks=None if dets.landmarks is None
+                              else dets.landmarks + np.array([x1, y1], np.float32))
+            b = dets.xyxy
+            # A face touching a window edge inside the frame is only partly in the crop.
+            edge = (((b[:, 0] <= x1 + EDGE) & (x1 > 0)) | ((b[:, 1] <= y1 + EDGE) & (y1 > 0))
+                    | ((b[:, 2] >= x2 - EDGE) & (x2 < w)) | ((b[:, 3] >= y2 - EDGE) & (y2 < h)))
+            whole.append(dets[~edge])
+            cut.append(dets[edge])
+        inside, partial = Detections.merge(whole), Detections.merge(cut)
+        # Whole faces seen at full resolution replace the coarse pass's rougher boxes of them;
+        # partial ones only add faces the coarse pass has not boxed at all.
+        if len(inside) and len(found):
+            found = found[box_iou(found.xyxy, inside.xyxy).max(axis=1) < SAME_FACE_IOU]
+        if len(partial):
+            partial = partial[nms(partial.xyxy, partial.score, SAME_FACE_IOU)]
+            seen = Detections.merge([found, inside])
+            if len(seen):
+                partial = partial[box_iou(partial.xyxy, seen.xyxy).max(axis=1) < SAME_FACE_IOU]
+        return Detections.merge([found, inside, partial])
