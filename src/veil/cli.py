@@ -79,6 +79,10 @@ def add_detector_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--device", choices=("cpu", "cuda", "auto"), default=DetectorOptions.device,
                        help="inference device (default %(default)s)")
     group.add_argument("--threads", type=int, default=0, help="inference threads (default: all cores)")
+    group.add_argument("--full-every", type=_positive_int, default=DetectorOptions.full_every, metavar="N",
+                       help="videos: full-resolution detection every N frames, a coarse pass plus full-resolution "
+                            "crops around small faces between (8 is 3-4x faster but can miss small faces; "
+                            "default %(default)s = full resolution on every frame)")
 
 
 def add_target_arguments(parser: argparse.ArgumentParser) -> None:
@@ -192,7 +196,7 @@ def job_options_from_args(args: argparse.Namespace):
                                  quality=get("quality", DetectorOptions.quality), device=get("device", "cpu"),
                                  threads=get("threads", 0), targets=targets,
                                  name=get("detector", DetectorOptions.name), person=get("person", DetectorOptions.person),
-                                 classes=get("classes")),
+                                 classes=get("classes"), full_every=get("full_every", DetectorOptions.full_every)),
         filters=FilterOptions(min_face=get("min_face_size", 0.0), max_face=get("max_face_size"),
                               min_score=parse_min_scores(get("min_score")),
                               include=tuple(parse_region(r) for r in get("include_region", [])),

@@ -58,7 +58,7 @@ class JobOptions:
     recursive: bool = False
     export_format: str | None = None
     review: bool = False
-    batch_size: int = 4
+    batch_size: int = 0  # frames per detector call; 0 = what the detector prefers
     queue_size: int = 8
 
 
@@ -104,10 +104,14 @@ class Pipeline:
         return self._detector
 
     # -- single frames -------------------------------------------------------------------
-    def detect(self, images: Sequence[np.ndarray], keep_weak: bool = False) -> list[Detections]:
-        """Detections per image at the threshold; keep_weak also returns those under it."""
+    def detect(self, images: Sequence[np.ndarray], keep_weak: bool = False,
+               detect: Callable[[list[np.ndarray]], list[Detections]] | None = None) -> list[Detections]:
+        """Detections per image at the threshold; keep_weak also returns those under it.
+
+        detect replaces the detector's own call (a per-stream scanner, see detectors/scan.py).
+        """
         try:
-            found = self.detector.detect(list(images))
+            found = (detect or self.detector.detect)(list(images))
             found = [self._filter(image, dets) for image, dets in zip(images, found)]
         except VeilError:
             raise
@@ -202,8 +206,14 @@ class Pipeline:
         """Anonymized frames in order, with the detections used on each.
 
         Decoding runs in a background thread; detection is batched; the
-        temporal filter may hold frames back to look ahead.
+        temporal filter may hold frames back to look ahead. A detector that
+        offers a per-stream scan (keyframes at full resolution, cheaper passes
+        between) gets whole batches of its preferred size.
         """
+        scanner = getattr(self.detector, "stream", lambda: None)()
+        detect = scanner.detect if scanner is not None else None
+        batch_size = self.options.batch_size or max(scanner.batch_size if scanner is not None else 1,
+                                                    getattr(self.detector, "preferred_batch", 1))
         in_q: queue.Queue = queue.Queue(maxsize=self.options.queue_size)
         stop = threading.Event()
 
@@ -230,14 +240,14 @@ class Pipeline:
         try:
             done = False
             while not done:
-                batch = self._next_batch(in_q, carry)
+                batch = self._next_batch(in_q, carry, batch_size, wait=not live)
                 if batch and batch[-1] is _END:
                     batch.pop()
                     done = True
                 if self.cancel.is_set():
                     raise Cancelled("cancelled; the partial output was removed")
                 if batch:
-                    for frame, dets in zip(batch, self.detect([f.image for f in batch], keep_weak=True)):
+                    for frame, dets in zip(batch, self.detect([f.image for f in batch], keep_weak=True, detect=detect)):
                         held[frame.index] = frame
                         for index, final in temporal.push(frame, dets):
                             yield self._finish(held.pop(index), final)
@@ -247,11 +257,13 @@ class Pipeline:
             stop.set()
             reader.join(timeout=5)
 
-    def _next_batch(self, in_q: queue.Queue, carry: list) -> list:
-        """Up to batch_size frames of one size; stops early at the end marker.
+    def _next_batch(self, in_q: queue.Queue, carry: list, size: int, wait: bool) -> list:
+        """Up to `size` frames of one shape; stops early at the end marker.
 
-        A frame of another size (a stream that changed resolution) is carried
-        over to start the next batch, so every batch is one array shape.
+        Files wait for a full batch, so the detections never depend on thread
+        timing; live sources take what is there, to keep latency low. A frame
+        of another size (a stream that changed resolution) is carried over to
+        start the next batch, so every batch is one array shape.
         """
         batch: list = []
         item = carry.pop() if carry else in_q.get()
@@ -259,10 +271,10 @@ class Pipeline:
             if isinstance(item, BaseException):
                 raise item
             batch.append(item)
-            if item is _END or len(batch) >= self.options.batch_size:
+            if item is _END or len(batch) >= size:
                 return batch
             try:
-                item = in_q.get_nowait()
+                item = in_q.get() if wait else in_q.get_nowait()
             except queue.Empty:
                 return batch
             if isinstance(item, Frame) and item.image.shape != batch[0].image.shape:

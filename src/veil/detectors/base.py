@@ -26,6 +26,9 @@ class DetectorOptions:
     targets: what to find (face, person, text); name picks the face backend,
     or "onnx:PATH" for the user's own YOLO model whose kept classes are `classes`
     ("0,2" or "0=person,2=face"). person: "hog" or "selfie" (MediaPipe outline).
+    full_every: in videos, a full-resolution pass every this many frames and a
+    coarse pass plus full-resolution crops around small faces between (1 = full
+    resolution on every frame); see detectors/scan.py.
     """
 
     name: str = "centerface"
@@ -37,6 +40,7 @@ class DetectorOptions:
     targets: tuple[str, ...] = ("face",)
     person: str = "hog"
     classes: str | None = None
+    full_every: int = 1
 
 
 @runtime_checkable

@@ -98,6 +98,11 @@ class PresetDetector:
         self.options = options
         self.net = net or CenterFace(options)
         self.provider = self.net.provider
+        self.preferred_batch = self.net.preferred_batch
+
+    def stream(self):
+        """The per-video keyframe scan (detectors/scan.py) refines the native-resolution preset only."""
+        return self.net.stream() if self.options.quality == "balanced" else None
 
     def detect(self, frames: Sequence[np.ndarray]) -> list[Detections]:
         frames = list(frames)

@@ -1,0 +1,134 @@
+"""Frames per second and peak memory of veil and deface on the same clips, plus the I/O floor.
+
+    python benchmarks/speed.py            # 150-frame 720p and 1080p clips
+    python benchmarks/speed.py --quick    # 48 frames, fewer veil variants
+
+Every run is a separate process started from scratch (model loading included,
+as a user would see it); fps = frames / wall seconds, peak memory = the
+process's maximum resident set size (this script stays small and builds the
+clips in a child process, because Linux counts a child's peak from the
+parent's size at the fork). The floor is PyAV decoding plus libx264
+encoding with veil's encoder settings and nothing in between. Wall time
+depends on whatever else runs on the machine: compare rows of one run only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+
+FLOOR = """
+import sys, av
+from veil.io.video import EncoderOptions
+opts = EncoderOptions()
+with av.open(sys.argv[1]) as src, av.open(sys.argv[2], "w") as dst:
+    vin = src.streams.video[0]
+    vin.thread_type = "AUTO"
+    out = dst.add_stream(opts.codec, rate=vin.average_rate)
+    out.width, out.height, out.pix_fmt = vin.width, vin.height, "yuv420p"
+    out.options = {"crf": str(opts.crf), "preset": opts.preset}
+    for frame in src.decode(vin):
+        frame.pts = None
+        for packet in out.encode(frame):
+            dst.mux(packet)
+    for packet in out.encode(None):
+        dst.mux(packet)
+"""
+
+VEIL = """
+import sys, dataclasses
+from pathlib import Path
+from veil.detectors import DetectorOptions
+from veil.pipeline import JobOptions, Pipeline
+detector = dict(arg.split("=", 1) for arg in sys.argv[3:])
+for key in ("full_every", "threads", "max_size"):
+    if key in detector:
+        detector[key] = int(detector[key])
+options = JobOptions(detector=DetectorOptions(**detector), overwrite=True)
+Pipeline(options).process(Path(sys.argv[1]), Path(sys.argv[2]))
+"""
+
+
+def measure(cmd: list[str], frames: int, output: Path) -> dict[str, float | str]:
+    """Run one command; fps, peak RSS (MiB) and output size (MiB)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+    if proc.returncode != 0 or not output.is_file():
+        return {"error": (err.strip().splitlines() or ["failed"])[-1][:100]}
+    return {
+        "fps": frames / seconds,
+        "seconds": seconds,
+        "cpu_s": usage.ru_utime + usage.ru_stime,
+        "rss_mib": usage.ru_maxrss / 1024,
+        "size_mib": output.stat().st_size / 2**20,
+    }
+
+
+def runs(clip: Path, out: Path, quick: bool) -> list[tuple[str, list[str], Path]]:
+    py = sys.executable
+    table = [
+        ("floor: decode + encode", [py, "-c", FLOOR, str(clip), str(out / "floor.mp4")], out / "floor.mp4"),
+        ("veil (default)", [py, "-m", "veil", str(clip), "-o", str(out / "veil.mp4"), "--overwrite", "-q"],
+         out / "veil.mp4"),
+    ]
+    variants = [("veil --full-every 8 (keyframe scan)", ["full_every=8"])]
+    if not quick:
+        variants += [(f"veil --quality {q}", [f"quality={q}"]) for q in ("fast", "balanced", "max")]
+    for name, args in variants:
+        target = out / f"{args[0].replace('=', '_')}.mp4"
+        table.append((name, [py, "-c", VEIL, str(clip), str(target), *args], target))
+    deface = shutil.which("deface")
+    if deface:
+        table.append(("deface 1.5 (defaults)", [deface, str(clip), "-o", str(out / "deface.mp4")], out / "deface.mp4"))
+    return table
+
+
+def prepare(folder: Path, frames: int) -> dict[str, tuple[Path, int]]:
+    """Build (or reuse) the clips in a child process; name -> (path, frame count)."""
+    code = (f"import sys; sys.path.insert(0, {str(HERE)!r}); import av, clips; "
+            f"paths = clips.build_clips(__import__('pathlib').Path({str(folder)!r}), {frames}); "
+            "[print(k, p, av.open(str(p)).streams.video[0].frames) for k, p in paths.items()]")
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    return {name: (Path(path), int(count)) for name, path, count in (line.split() for line in out.splitlines())}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="48-frame clips and only the default variants")
+    parser.add_argument("--frames", type=int, default=None, help="frames per clip (default 150, quick 48)")
+    parser.add_argument("--clips", type=Path, default=HERE / ".clips", help="where the built clips are cached")
+    args = parser.parse_args(argv)
+    n = args.frames or (48 if args.quick else 150)
+    clips = prepare(args.clips, n)
+    print(f"cpu cores: {os.cpu_count()}; load average at start: {os.getloadavg()[0]:.1f}; {n} frames per clip")
+    header = "| clip | run | fps | CPU s | peak RSS MiB | output MiB |"
+    print("\n" + header + "\n|---|---|---:|---:|---:|---:|")
+    for name, (clip, frames) in clips.items():
+        with tempfile.TemporaryDirectory(prefix="veil-bench-") as tmp:
+            for label, cmd, target in runs(clip, Path(tmp), args.quick):
+                r = measure(cmd, frames, target)
+                if "error" in r:
+                    print(f"| {name} | {label} | failed: {r['error']} | | | |", flush=True)
+                    continue
+                print(f"| {name} | {label} | {r['fps']:.1f} | {r['cpu_s']:.1f} | {r['rss_mib']:.0f} | "
+                      f"{r['size_mib']:.1f} |", flush=True)
+    print(f"\nload average at end: {os.getloadavg()[0]:.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

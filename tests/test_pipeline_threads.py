@@ -1,0 +1,80 @@
+import cv2
+import numpy as np
+import pytest
+
+from conftest import ASTRONAUT_FACE, mean_abs_diff, read_video, write_video
+from veil import hide
+from veil.detectors import DetectorOptions, create_detector
+from veil.frame import Frame
+from veil.pipeline import JobOptions, Pipeline
+
+
+def small_faces(astronaut, n, size=(960, 540), scale=0.3, step=4):
+    """Frames larger than the coarse pass with a face small enough to need full-resolution crops."""
+    small = cv2.resize(astronaut, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    frames = []
+    for i in range(n):
+        frame = np.full((size[1], size[0], 3), 110, np.uint8)
+        x0 = 300 + step * i
+        frame[200 : 200 + small.shape[0], x0 : x0 + small.shape[1]] = small
+        frames.append(frame)
+    return frames
+
+
+@pytest.fixture(scope="module")
+def pipeline():
+    return Pipeline(JobOptions(detector=DetectorOptions(threads=1, full_every=8)))
+
+
+def sequential_reference(pipeline, images):
+    """What the threaded loop must reproduce: one scanner, batches in order, hiding after."""
+    scanner = pipeline.detector.stream()
+    out, per_frame = [], []
+    for i in range(0, len(images), scanner.batch_size):
+        batch = images[i : i + scanner.batch_size]
+        for image, dets in zip(batch, scanner.detect(batch)):
+            out.append(hide.apply(image, dets, pipeline.options.anonymize))
+            per_frame.append(dets)
+    return out, per_frame
+
+
+def test_threaded_frames_equal_a_sequential_reference(pipeline, astronaut):
+    images = small_faces(astronaut, 19)
+    expected, expected_dets = sequential_reference(pipeline, images)
+    frames = [Frame(i, i / 25, image.copy()) for i, image in enumerate(images)]
+    got = list(pipeline.iter_anonymized(iter(frames), 25.0))
+    assert [f.index for f, _ in got] == list(range(19))
+    for (frame, dets), want, want_dets in zip(got, expected, expected_dets):
+        assert np.array_equal(frame.image, want), f"frame {frame.index} differs"
+        assert dets == want_dets
+    assert all(len(d) >= 1 for _, d in got)
+
+
+def test_live_sources_do_not_wait_for_full_batches(pipeline, astronaut):
+    images = small_faces(astronaut, 5)
+    frames = (Frame(i, i / 25, image.copy()) for i, image in enumerate(images))
+    got = list(pipeline.iter_anonymized(frames, 25.0, live=True))
+    assert [f.index for f, _ in got] == list(range(5)) and all(len(d) >= 1 for _, d in got)
+
+
+def test_video_with_small_faces_is_hidden_on_every_frame(tmp_path, astronaut, pipeline):
+    images = small_faces(astronaut, 12)
+    src = write_video(tmp_path / "small.mp4", images, fps=25)
+    result = pipeline.process(src, tmp_path / "small_out.mp4")
+    after, _ = read_video(result.output)
+    decoded, _ = read_video(src)
+    x1, y1, x2, y2 = (np.array(ASTRONAUT_FACE) * 0.3).astype(int)
+    for i, (b, a, d) in enumerate(zip(images, after, decoded)):
+        face = (slice(200 + y1 + 10, 200 + y2 - 10), slice(300 + 4 * i + x1 + 8, 300 + 4 * i + x2 - 8))
+        assert mean_abs_diff(b[face], a[face]) > 8, f"frame {i} face not hidden"
+        assert mean_abs_diff(d[450:], a[450:]) < 4  # the background only goes through the codec again
+
+
+def test_full_resolution_every_frame_option_runs_one_frame_per_call(astronaut):
+    calls = []
+    det = create_detector(DetectorOptions(full_every=1, threads=1))
+    infer = det.infer
+    det.infer = lambda frames, max_size, threshold: calls.append(len(frames)) or infer(frames, max_size, threshold)
+    frames = [Frame(i, i / 25, image) for i, image in enumerate(small_faces(astronaut, 3))]
+    got = list(Pipeline(JobOptions(detector=det.options), detector=det).iter_anonymized(iter(frames), 25.0))
+    assert len(got) == 3 and calls == [1, 1, 1]

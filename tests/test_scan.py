@@ -1,0 +1,132 @@
+import logging
+
+import cv2
+import numpy as np
+import onnxruntime
+import pytest
+
+from conftest import ASTRONAUT_FACE
+from veil.detections import box_iou
+from veil.detectors import DetectorOptions, create_detector
+from veil.detectors.scan import KeyframeScanner, ScanPolicy, crop_windows
+
+
+@pytest.fixture(scope="module")
+def detector():
+    return create_detector(DetectorOptions(threads=1))
+
+
+class Recorder:
+    """The real detector's infer, with a log of which input size each frame ran at."""
+
+    def __init__(self, detector):
+        self.detector = detector
+        self.calls: list[tuple[tuple[int, int], int | None, int]] = []
+
+    def __call__(self, frames, max_size, threshold):
+        self.calls.append((frames[0].shape[:2], max_size, len(frames)))
+        return self.detector.infer(frames, max_size, threshold)
+
+    def full_frames(self, shape):
+        return sum(n for s, m, n in self.calls if s == shape and m is None)
+
+
+def small_face_pan(astronaut, n, scale=0.4, step=5):
+    """1920x1080 frames with the astronaut shrunk so the face is small, panning right."""
+    small = cv2.resize(astronaut, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    frames = []
+    for i in range(n):
+        frame = np.full((1080, 1920, 3), 90, np.uint8)
+        x0, y0 = 700 + step * i, 500
+        frame[y0 : y0 + small.shape[0], x0 : x0 + small.shape[1]] = small
+        frames.append(frame)
+    face = np.array(ASTRONAUT_FACE, np.float32) * scale
+    return frames, [face + [700 + step * i, 500, 700 + step * i, 500] for i in range(n)]
+
+
+def run(scanner, frames):
+    out = []
+    for i in range(0, len(frames), scanner.batch_size):
+        out += scanner.detect(frames[i : i + scanner.batch_size])
+    return out
+
+
+def test_frames_within_the_coarse_size_always_run_at_full_resolution(detector, astronaut):
+    rec = Recorder(detector)
+    frames = [astronaut, np.roll(astronaut, 20, axis=1), np.roll(astronaut, 40, axis=1)]
+    found = KeyframeScanner(rec, 0.2, ScanPolicy(coarse_size=640)).detect(frames)
+    assert all(m is None for _, m, _ in rec.calls)
+    for a, b in zip(found, detector.infer(frames, None, 0.2)):
+        assert np.allclose(a.xyxy, b.xyxy, atol=0.5)
+
+
+def test_full_every_one_is_full_resolution_on_every_frame(detector, astronaut):
+    frames, _ = small_face_pan(astronaut, 3)
+    rec = Recorder(detector)
+    KeyframeScanner(rec, 0.2, ScanPolicy(full_every=1)).detect(frames)
+    assert rec.full_frames((1080, 1920)) == 3
+
+
+def test_small_moving_face_is_found_on_every_frame_with_few_full_passes(detector, astronaut):
+    frames, faces = small_face_pan(astronaut, 16)
+    rec = Recorder(detector)
+    scanner = KeyframeScanner(rec, 0.2, ScanPolicy(full_every=8, coarse_size=640))
+    found = run(scanner, frames)
+    # Keyframes: first frame of the stream, then the last of each batch of 8.
+    assert rec.full_frames((1080, 1920)) == 3
+    assert any(m == 640 for _, m, _ in rec.calls)
+    assert any(s[0] < 1080 for s, _, _ in rec.calls), "small faces are searched in full-resolution crops"
+    for i, (dets, face) in enumerate(zip(found, faces)):
+        assert len(dets) >= 1 and box_iou(face, dets.xyxy).max() > 0.4, f"frame {i}: face missed"
+
+
+def test_scan_matches_full_resolution_on_a_face_the_coarse_pass_misses(detector, astronaut):
+    frames, faces = small_face_pan(astronaut, 8, scale=0.22)
+    full = [detector.infer([f], None, 0.2)[0] for f in frames]
+    coarse = [detector.infer([f], 640, 0.2)[0] for f in frames]
+    hits = lambda dets: sum(len(d) > 0 and box_iou(face, d.xyxy).max() >= 0.5 for d, face in zip(dets, faces))  # noqa: E731
+    assert hits(full) == 8 and hits(coarse) < 8  # the face is too small for a downscaled pass alone
+    scan = KeyframeScanner(detector.infer, 0.2, ScanPolicy(full_every=8, coarse_size=640)).detect(frames)
+    assert hits(scan) == 8
+
+
+def test_a_new_stream_starts_with_a_keyframe(detector, astronaut):
+    frames, _ = small_face_pan(astronaut, 4)
+    rec = Recorder(detector)
+    scanner = KeyframeScanner(rec, 0.2, ScanPolicy(full_every=8))
+    scanner.detect(frames)
+    assert rec.full_frames((1080, 1920)) == 2  # first and last
+    scanner.detect(frames)
+    assert rec.full_frames((1080, 1920)) == 3  # the previous batch's last keyframe brackets this one
+
+
+def test_crop_windows_merge_overlaps_and_stay_in_the_frame():
+    boxes = np.array([[10, 10, 30, 30], [40, 10, 60, 30], [900, 500, 920, 520]], np.float32)
+    windows = crop_windows(boxes, 960, 540, context=4.0, min_side=64)
+    assert len(windows) == 2
+    for x1, y1, x2, y2 in windows:
+        assert 0 <= x1 < x2 <= 960 and 0 <= y1 < y2 <= 540
+    first = min(windows)
+    assert first[0] == 0 and first[2] >= 60 + 20  # both left faces inside one window, with context
+
+
+def test_detector_offers_a_stream_scanner_only_when_asked_and_uncapped():
+    assert create_detector(DetectorOptions()).stream() is None  # full resolution on every frame by default
+    assert create_detector(DetectorOptions(full_every=8)).stream() is not None
+    assert create_detector(DetectorOptions(full_every=8, max_size=640)).stream() is None
+
+
+@pytest.mark.skipif("CUDAExecutionProvider" in onnxruntime.get_available_providers(), reason="a GPU is present")
+def test_cuda_falls_back_to_cpu_with_one_warning_line(caplog, astronaut):
+    with caplog.at_level(logging.WARNING, logger="veil"):
+        det = create_detector(DetectorOptions(device="cuda"))
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "running on the CPU" in warnings[0] and "\n" not in warnings[0]
+    assert det.provider == "CPUExecutionProvider"
+    assert len(det.detect([astronaut])[0]) == 1
+
+
+def test_auto_device_is_quiet(caplog):
+    with caplog.at_level(logging.WARNING, logger="veil"):
+        create_detector(DetectorOptions(device="auto"))
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
