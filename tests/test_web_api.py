@@ -119,7 +119,7 @@ def test_video_job_with_progress_events(server, face_video, astronaut):
     conn.close()
     assert events[-1]["status"] == "done" and events[-1]["frames"] == 30
     assert events[-1]["done_frames"] == 30 and events[-1]["total_frames"] == 30
-    assert events[-1]["has_review"] is False
+    assert events[-1]["has_review"] is True  # videos are processed with a review report
     status, headers, data = server.request("GET", f"/api/jobs/{job['id']}/result")
     assert status == 200 and disposition_name(headers["content-disposition"]) == "clip_anonymized.mp4"
     out = server.data_dir / "result_clip.mp4"
@@ -129,8 +129,9 @@ def test_video_job_with_progress_events(server, face_video, astronaut):
     assert len(after) == 30
     for i in (0, 15, 29):
         assert_face_hidden(before[i], after[i], shift=3 * i)
-    status, _, _ = server.request("GET", f"/api/jobs/{job['id']}/review/contact_sheet.png")
-    assert status == 404
+    for name in ("contact_sheet.png", "heatmap.png"):
+        status, headers, data = server.request("GET", f"/api/jobs/{job['id']}/review/{name}")
+        assert status == 200 and data.startswith(b"\x89PNG")
 
 
 def test_cancel_running_video(server, tmp_path, astronaut):

@@ -125,11 +125,11 @@ def _own(segment: Segment, time: float) -> bool:
 
 def process_segment(pipeline: Pipeline, source: Path, segment: Segment) -> tuple[int, int]:
     """Anonymize one segment into its part file; returns (frames written, detections on them)."""
-    options = dataclasses.replace(pipeline.options.encoder, keep_audio=False)
+    # No B-frames: decode order = presentation order, so the parts join cleanly.
+    options = dataclasses.replace(pipeline.options.encoder, keep_audio=False, b_frames=0)
     frames = faces = 0
     with VideoSource(source) as src:
         sink = VideoSink(Path(segment.part), src.info, options)
-        sink.stream.codec_context.max_b_frames = 0  # decode order = presentation order: parts join cleanly
         try:
             for frame, dets in pipeline.iter_anonymized(_context_frames(src, segment), float(src.info.fps)):
                 if _own(segment, frame.time):

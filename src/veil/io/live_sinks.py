@@ -69,10 +69,10 @@ class RecordingSink:
     def write(self, frame: Frame) -> None:
         if self._sink is None:
             fps = Fraction(round(self.fps_hint * 1000), 1000) if self.fps_hint > 0 else Fraction(25)
-            info = VideoInfo(frame.width, frame.height, fps, 0, None, RECORDING_TIME_BASE, False, 0)
+            info = VideoInfo(frame.width, frame.height, fps, 0, None, RECORDING_TIME_BASE, False)
             self._sink = VideoSink(self.target, info, self.encoder)
             self._t0 = frame.time
-        image = _fit(frame.image, self._sink.width, self._sink.height)
+        image = _fit(frame.image, self._sink.info.width, self._sink.info.height)
         self._sink.write(Frame(frame.index, frame.time - (self._t0 or 0.0), image))
 
     @property

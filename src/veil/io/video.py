@@ -47,6 +47,7 @@ class EncoderOptions:
     crf: int = 21
     preset: str = "superfast"
     keep_audio: bool = True
+    b_frames: int | None = None  # None: the encoder's choice; 0 makes decode order = presentation order
 
 
 @dataclass(frozen=True)
@@ -200,6 +201,8 @@ class VideoSink:
             opts["preset"] = self.options.preset
         if codec == "libvpx-vp9":
             opts.update({"b": "0", "deadline": "realtime", "cpu-used": "8", "row-mt": "1"})
+        if self.options.b_frames is not None:
+            stream.codec_context.max_b_frames = self.options.b_frames
         stream.options = opts
         return stream
 
