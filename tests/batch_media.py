@@ -77,31 +77,3 @@ def face_hidden(original: np.ndarray, output: np.ndarray, shift: int = 0) -> boo
 
 def video_frames(path: Path) -> list[np.ndarray]:
     return read_video(path)[0]
-
-
-def write_gop_video(path: Path, frames: list[np.ndarray], fps: int, gop: int, audio_seconds: float) -> Path:
-    """Like conftest.write_video, with a keyframe every `gop` frames (where long videos can be cut)."""
-    container = av.open(str(path), "w")
-    h, w = frames[0].shape[:2]
-    stream = container.add_stream("libx264", rate=fps)
-    stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-    stream.codec_context.gop_size = gop
-    stream.options = {"crf": "12", "preset": "ultrafast", "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0"}
-    audio = container.add_stream("aac", rate=44100)
-    for image in frames:
-        for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="bgr24")):
-            container.mux(packet)
-    for packet in stream.encode(None):
-        container.mux(packet)
-    n = 1024
-    for i in range(int(audio_seconds * 44100 / n)):
-        t = (np.arange(n) + i * n) / 44100
-        frame = av.AudioFrame.from_ndarray((0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None],
-                                           format="fltp", layout="mono")
-        frame.sample_rate, frame.pts = 44100, i * n
-        for packet in audio.encode(frame):
-            container.mux(packet)
-    for packet in audio.encode(None):
-        container.mux(packet)
-    container.close()
-    return path

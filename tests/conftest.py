@@ -38,8 +38,8 @@ def shared_data() -> Path:
 
 
 def write_video(path: Path, frames: list[np.ndarray], fps: int = 25, audio_seconds: float = 0.0,
-                metadata: dict[str, str] | None = None, codec: str = "libx264") -> Path:
-    """Encode BGR frames (plus an optional 440 Hz tone) with PyAV."""
+                metadata: dict[str, str] | None = None, codec: str = "libx264", gop: int | None = None) -> Path:
+    """Encode BGR frames (plus an optional 440 Hz tone) with PyAV; gop fixes the keyframe interval."""
     container = av.open(str(path), "w")
     if metadata:
         container.metadata.update(metadata)
@@ -47,6 +47,9 @@ def write_video(path: Path, frames: list[np.ndarray], fps: int = 25, audio_secon
     stream = container.add_stream(codec, rate=fps)
     stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
     stream.options = {"crf": "12", "preset": "ultrafast"}
+    if gop:
+        stream.codec_context.gop_size = gop
+        stream.options = {**stream.options, "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0"}
     audio = container.add_stream("aac", rate=44100) if audio_seconds else None
     for image in frames:
         for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="bgr24")):

@@ -15,8 +15,7 @@ import cv2
 import numpy as np
 import pytest
 
-from batch_media import (audio_packets, face_hidden, journal_rows, make_tree, small_astronaut, video_frames,
-                         write_gop_video)
+from batch_media import audio_packets, face_hidden, journal_rows, make_tree, small_astronaut, video_frames
 from conftest import ROOT, panning_frames, read_video, write_video
 from veil.batch.command import main as batch_main
 from veil.batch.journal import settings_hash
@@ -203,7 +202,7 @@ def test_long_video_split_at_keyframes_and_joined_by_copy(tmp_path):
     source = tmp_path / "in"
     source.mkdir()
     frames = panning_frames(small_astronaut(), 30, step=2)
-    video = write_gop_video(source / "talk.mp4", frames, fps=10, gop=5, audio_seconds=3.0)
+    video = write_video(source / "talk.mp4", frames, fps=10, gop=5, audio_seconds=3.0)
     segments = plan_segments(video, tmp_path / "out" / "talk.mp4", 1.0, 0.5)
     assert [(s.start, s.end, s.context_start, s.context_end) for s in segments] == \
         [(None, 1.0, None, 1.5), (1.0, 2.0, 0.5, 2.5), (2.0, None, 1.5, None)]

@@ -25,7 +25,7 @@ from veil.io.live_source import LiveSource, parse_source
 from veil.livestream import LiveAnonymizer, LiveOptions
 from veil.pipeline import JobOptions
 
-from conftest import ROOT, write_video
+from conftest import ROOT, read_video, write_video
 
 imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
 
@@ -138,16 +138,6 @@ def all_hidden(images: list[np.ndarray], original: np.ndarray, detector) -> bool
     return all(face_hidden(image, original, detector if i in probes else None) for i, image in enumerate(images))
 
 
-def read_all(path: Path) -> tuple[list[np.ndarray], list[float]]:
-    images, times = [], []
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        for frame in container.decode(stream):
-            images.append(frame.to_ndarray(format="bgr24"))
-            times.append(float(frame.pts * stream.time_base))
-    return images, times
-
-
 def on_frame_grid(deltas: np.ndarray) -> bool:
     """Gaps are whole numbers of source frame intervals: times come from the stream, not the clock."""
     steps = deltas * FPS
@@ -156,7 +146,7 @@ def on_frame_grid(deltas: np.ndarray) -> bool:
 
 def test_unhidden_face_is_found(clip, detector, astronaut):
     """The check below means something: the face in the clip is detected when not hidden."""
-    images, _ = read_all(clip)
+    images, _ = read_video(clip)
     dets = detector.detect([images[0]])[0]
     assert dets.score.max() > 0.7
     assert not face_hidden(images[0], _frame(astronaut), detector)
@@ -179,7 +169,7 @@ def test_udp_stream_is_recorded_and_restreamed_anonymized(clip, detector, astron
     assert record.is_file() and not list(tmp_path.glob(".veil-partial-*"))
 
     original = _frame(astronaut)
-    images, times = read_all(record)
+    images, times = read_video(record)
     assert len(images) >= 3
     assert all_hidden(images, original, detector)
     deltas = np.diff(times)
@@ -220,7 +210,7 @@ def test_sender_restart_leads_to_reconnect(clip, detector, astronaut, tmp_path):
     assert proc.returncode == 0, stderr
     assert "source lost" in stderr and "reconnected" in stderr
     assert int(re.search(r"reconnects (\d+)", stderr).group(1)) >= 1
-    images, times = read_all(record)
+    images, times = read_video(record)
     gaps = np.diff(times)
     outage = int(np.argmax(gaps))
     assert gaps[outage] > 1.0  # the recording keeps the real time the source was away
@@ -356,7 +346,7 @@ def test_restream_to_a_listening_server(clip, detector, astronaut, tmp_path, sch
     finally:
         if server.poll() is None:
             server.kill()
-    images, _ = read_all(received)
+    images, _ = read_video(received)
     assert len(images) >= 3
     original = _frame(astronaut)
     assert all_hidden(images, original, detector)
@@ -385,7 +375,7 @@ def test_preview_window_with_recording(clip, tmp_path, virtual_display, astronau
                              "--frames", "5", "--max-size", "320"], env={**ENV, "DISPLAY": virtual_display},
                             capture_output=True, text=True, timeout=90)
     assert result.returncode == 0, result.stderr
-    images, _ = read_all(record)
+    images, _ = read_video(record)
     assert len(images) == 5
     assert all(face_hidden(image, _frame(astronaut)) for image in images)
 
@@ -416,7 +406,7 @@ def test_http_source(clip, detector, astronaut, tmp_path):
         server.kill()
         server.wait(timeout=10)
     assert result.returncode == 0, result.stderr
-    images, times = read_all(record)
+    images, times = read_video(record)
     assert len(images) >= 3
     assert on_frame_grid(np.diff(times))
     assert all_hidden(images, _frame(astronaut), detector)
