@@ -4,9 +4,11 @@ import pytest
 
 from conftest import ASTRONAUT_FACE, mean_abs_diff, read_video, write_video
 from veil import hide
-from veil.detectors import DetectorOptions, create_detector
+from veil.detectors import DetectorOptions
+from veil.detectors.centerface import CenterFace
 from veil.frame import Frame
 from veil.pipeline import JobOptions, Pipeline
+from veil.tracking import TrackingOptions
 
 
 def small_faces(astronaut, n, size=(960, 540), scale=0.3, step=4):
@@ -23,7 +25,8 @@ def small_faces(astronaut, n, size=(960, 540), scale=0.3, step=4):
 
 @pytest.fixture(scope="module")
 def pipeline():
-    return Pipeline(JobOptions(detector=DetectorOptions(threads=1, full_every=8)))
+    """Without tracking, so the threaded loop can be compared with a plain sequential one."""
+    return Pipeline(JobOptions(detector=DetectorOptions(threads=1, full_every=8), tracking=TrackingOptions(mode="none")))
 
 
 def sequential_reference(pipeline, images):
@@ -72,7 +75,7 @@ def test_video_with_small_faces_is_hidden_on_every_frame(tmp_path, astronaut, pi
 
 def test_full_resolution_every_frame_option_runs_one_frame_per_call(astronaut):
     calls = []
-    det = create_detector(DetectorOptions(full_every=1, threads=1))
+    det = CenterFace(DetectorOptions(full_every=1, threads=1))
     infer = det.infer
     det.infer = lambda frames, max_size, threshold: calls.append(len(frames)) or infer(frames, max_size, threshold)
     frames = [Frame(i, i / 25, image) for i, image in enumerate(small_faces(astronaut, 3))]

@@ -8,12 +8,13 @@ import pytest
 from conftest import ASTRONAUT_FACE
 from veil.detections import box_iou
 from veil.detectors import DetectorOptions, create_detector
+from veil.detectors.centerface import CenterFace
 from veil.detectors.scan import KeyframeScanner, ScanPolicy, crop_windows
 
 
 @pytest.fixture(scope="module")
 def detector():
-    return create_detector(DetectorOptions(threads=1))
+    return CenterFace(DetectorOptions(threads=1))
 
 
 class Recorder:
