@@ -26,11 +26,11 @@ import numpy as np
 
 from . import hide
 from .detections import Detections
-from .detectors import Detector, create_detector
+from .detectors import Detector
 from .errors import OptionError
 from .frame import Frame
 from .io.live_source import Captured, LiveSource, parse_source
-from .pipeline import JobOptions
+from .pipeline import JobOptions, Pipeline
 from .tracking import create_filter
 
 MISS_POLICIES = ("blur", "drop")
@@ -139,7 +139,9 @@ class LiveAnonymizer:
         self.source = source
         self.options = options
         self.live = live
-        self._detector = detector
+        # Detection goes through the file pipeline's detect step, so the same filters
+        # (sizes, regions, --keep-face) apply and weak detections reach the tracker.
+        self.pipeline = Pipeline(options, detector=detector)
         self.log = log or (lambda message: None)
         self.stats = LiveStats()
         self.stop_event = threading.Event()
@@ -149,15 +151,13 @@ class LiveAnonymizer:
 
     @property
     def detector(self) -> Detector:
-        if self._detector is None:
-            self._detector = create_detector(self.options.detector)
-        return self._detector
+        return self.pipeline.detector
 
     def stop(self) -> None:
         self.stop_event.set()
 
     def _detect(self, image: np.ndarray) -> Detections:
-        return self.detector.detect([image])[0]
+        return self.pipeline.detect([image], keep_weak=True)[0]
 
     def _hidden_whole(self, captured: Captured, late: bool) -> LiveFrame | None:
         if late:
@@ -201,7 +201,7 @@ class LiveAnonymizer:
         held: dict[int, Captured] = {}
         last: Detections | None = None
         since_detect = 0
-        self._detector = self.detector  # load the model before the source and the clock start
+        _ = self.detector  # load the model before the source and the clock start
         self.stats.started = time.monotonic()
         self.source.start()
         try:
@@ -215,7 +215,8 @@ class LiveAnonymizer:
                     break
                 self._sync_source_stats()
                 if temporal is None:
-                    temporal = create_filter(self.options.tracking, self.source.fps_hint, live=True)
+                    temporal = create_filter(self.options.tracking, self.source.fps_hint, live=True,
+                                             threshold=self.options.detector.threshold)
                 for item in self._process(captured, temporal, held, last, since_detect):
                     if isinstance(item, Detections):
                         last, since_detect = item, 0

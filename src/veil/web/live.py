@@ -46,7 +46,8 @@ class LiveSession:
 
     def __init__(self, pipeline: Pipeline) -> None:
         self.pipeline = pipeline
-        self.temporal = create_filter(pipeline.options.tracking, LIVE_FPS, live=True)
+        self.temporal = create_filter(pipeline.options.tracking, LIVE_FPS, live=True,
+                                      threshold=pipeline.options.detector.threshold)
         self.index = 0
         self.started = time.monotonic()
 
@@ -59,7 +60,7 @@ class LiveSession:
         frame = Frame(self.index, time.monotonic() - self.started, image)
         self.index += 1
         try:
-            dets = self.pipeline.detect([image])[0]
+            dets = self.pipeline.detect([image], keep_weak=True)[0]
             released = dict(self.temporal.push(frame, dets))
             out = anon.apply(image, released[frame.index], self.pipeline.options.anonymize)
         except Exception:
