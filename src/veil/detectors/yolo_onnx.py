@@ -76,7 +76,7 @@ class YoloOnnx:
     """A user-supplied YOLO ONNX model on onnxruntime."""
 
     def __init__(self, options: DetectorOptions, path: str | Path) -> None:
-        from .centerface import providers_for
+        from .centerface import providers_for, session_options
 
         import onnxruntime as ort
 
@@ -86,10 +86,8 @@ class YoloOnnx:
         if not path.is_file():
             raise DetectorError(f"model file not found: {path}")
         try:
-            so = ort.SessionOptions()
-            so.intra_op_num_threads = options.threads
-            so.log_severity_level = 3
-            self.session = ort.InferenceSession(str(path), so, providers=providers_for(options.device))
+            self.session = ort.InferenceSession(str(path), session_options(options.threads),
+                                                providers=providers_for(options.device))
         except DetectorError:
             raise
         except Exception as exc:
