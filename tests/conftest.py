@@ -12,6 +12,9 @@ import numpy as np
 import pytest
 import skimage.data
 
+# The web tests' `server` fixture lives beside the Server class it starts.
+pytest_plugins = ["webserver"]
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 

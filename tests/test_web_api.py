@@ -24,13 +24,6 @@ from webserver import ROOT, Server, disposition_name, jpeg_bytes  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    srv = Server(tmp_path_factory.mktemp("web"))
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture(scope="module")
 def photo(astronaut) -> bytes:
     buf = io.BytesIO()
     exif = Image.Exif()

@@ -36,13 +36,6 @@ def write_y4m(path: Path, bgr: np.ndarray, frames: int = 10) -> Path:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    srv = Server(tmp_path_factory.mktemp("web"))
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture(scope="module")
 def browser(tmp_path_factory, astronaut):
     camera = write_y4m(tmp_path_factory.mktemp("cam") / "astronaut.y4m", astronaut)
     with sync_api.sync_playwright() as pw:

@@ -12,7 +12,17 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """One real server per test module that asks for it."""
+    srv = Server(tmp_path_factory.mktemp("web"))
+    yield srv
+    srv.stop()
 
 
 class Server:
