@@ -104,9 +104,19 @@ def mean_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.abs(a.astype(np.int16) - b.astype(np.int16)).mean())
 
 
+def astronaut_face_hidden(original: np.ndarray, result: np.ndarray, shift: int = 0,
+                          background: float = 5.0) -> bool:
+    """The astronaut's inner face (moved `shift` px right) changed strongly while the lower
+    part of the picture changed no more than `background` (re-encoding noise)."""
+    x1, y1, x2, y2 = ASTRONAUT_FACE
+    inner = (slice(y1 + 40, y2 - 40), slice(x1 + 30 + shift, x2 - 30 + shift))
+    return mean_abs_diff(original[inner], result[inner]) > 12 and mean_abs_diff(original[380:], result[380:]) < background
+
+
 def load_json(path: Path):
     return json.loads(Path(path).read_text())
 
 
-__all__ = ["write_video", "read_video", "panning_frames", "mean_abs_diff", "ASTRONAUT_FACE", "CAMERA_FACE",
+__all__ = ["write_video", "read_video", "panning_frames", "mean_abs_diff", "astronaut_face_hidden",
+           "ASTRONAUT_FACE", "CAMERA_FACE",
            "Fraction", "load_json"]
