@@ -37,6 +37,8 @@ from veil.detectors.scan import KeyframeScanner, ScanPolicy  # noqa: E402
 DATA = HERE.parent.parent / "shared" / "data"
 THRESHOLD = DetectorOptions.threshold
 IOU = 0.5
+SCAN = "veil scan (default)"
+FULL = "veil full resolution (--full-every 1)"
 
 
 class Score:
@@ -85,18 +87,18 @@ def ytf(cf: CenterFace, deface, limit: int | None) -> None:
     import av
 
     labels = json.loads((DATA / "ytf" / "video_annotations.json").read_text())
-    scores = {"veil scan (--full-every 8)": Score(), "veil full resolution (default)": Score(), "deface": Score()}
+    scores = {SCAN: Score(), FULL: Score(), "deface": Score()}
     for rel, info in list(labels.items())[:limit]:
         with av.open(str(DATA / "ytf" / rel)) as c:
             frames = [f.to_ndarray(format="bgr24") for f in c.decode(video=0)]
         truth = {f["index"]: f["boxes"] for f in info["frames"]}
-        scan = timed(scores["veil scan (--full-every 8)"], run_scan, KeyframeScanner(cf.infer, THRESHOLD), frames)
-        full = timed(scores["veil full resolution (default)"], lambda: [cf.infer([f], None, THRESHOLD)[0] for f in frames])
+        scan = timed(scores[SCAN], run_scan, KeyframeScanner(cf.infer, THRESHOLD), frames)
+        full = timed(scores[FULL], lambda: [cf.infer([f], None, THRESHOLD)[0] for f in frames])
         ref = timed(scores["deface"], lambda: [deface(f) for f in frames])
         for index, boxes in truth.items():
             if index < len(frames):
-                scores["veil scan (--full-every 8)"].add(boxes, scan[index])
-                scores["veil full resolution (default)"].add(boxes, full[index])
+                scores[SCAN].add(boxes, scan[index])
+                scores[FULL].add(boxes, full[index])
                 scores["deface"].add(boxes, ref[index])
     print("\nytf clips (320x240 to 640x480; per-frame recall of the labelled subject)")
     for name, s in scores.items():
@@ -126,19 +128,19 @@ def panning(image: np.ndarray, boxes: np.ndarray, n: int, step: int = 4):
 def wider_1080p(cf: CenterFace, limit: int, n: int) -> None:
     labels = json.loads((DATA / "wider_dev" / "annotations.json").read_text())
     policy = ScanPolicy()
-    scores = {"veil scan (--full-every 8)": Score(), "veil full resolution (default)": Score(),
+    scores = {SCAN: Score(), FULL: Score(),
               f"veil capped at {policy.coarse_size} px": Score()}
     for rel, boxes in sorted(labels.items())[:limit]:
         image = cv2.imread(str(DATA / "wider_dev" / rel))
         frames, truths = panning(image, np.asarray(boxes, np.float32).reshape(-1, 4), n)
-        scan = timed(scores["veil scan (--full-every 8)"], run_scan, KeyframeScanner(cf.infer, THRESHOLD, policy), frames)
-        full = timed(scores["veil full resolution (default)"],
+        scan = timed(scores[SCAN], run_scan, KeyframeScanner(cf.infer, THRESHOLD, policy), frames)
+        full = timed(scores[FULL],
                      lambda: [cf.infer([f], None, THRESHOLD)[0] for f in frames])
         cap = timed(scores[f"veil capped at {policy.coarse_size} px"],
                     lambda: [cf.infer([f], policy.coarse_size, THRESHOLD)[0] for f in frames])
         for truth, a, b, c in zip(truths, scan, full, cap):
-            scores["veil scan (--full-every 8)"].add(truth, a)
-            scores["veil full resolution (default)"].add(truth, b)
+            scores[SCAN].add(truth, a)
+            scores[FULL].add(truth, b)
             scores[f"veil capped at {policy.coarse_size} px"].add(truth, c)
     print(f"\nWIDER photos panning in 1920x1080 ({limit} photos x {n} frames; faces at their own size)")
     for name, s in scores.items():

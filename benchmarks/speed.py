@@ -82,10 +82,10 @@ def runs(clip: Path, out: Path, quick: bool) -> list[tuple[str, list[str], Path]
     py = sys.executable
     table = [
         ("floor: decode + encode", [py, "-c", FLOOR, str(clip), str(out / "floor.mp4")], out / "floor.mp4"),
-        ("veil (default)", [py, "-m", "veil", str(clip), "-o", str(out / "veil.mp4"), "--overwrite", "-q"],
+        ("veil (default: keyframe scan)", [py, "-m", "veil", str(clip), "-o", str(out / "veil.mp4"), "--overwrite", "-q"],
          out / "veil.mp4"),
     ]
-    variants = [("veil --full-every 8 (keyframe scan)", ["full_every=8"])]
+    variants = [("veil --full-every 1 (full resolution on every frame)", ["full_every=1"])]
     if not quick:
         variants += [(f"veil --quality {q}", [f"quality={q}"]) for q in ("fast", "balanced", "max")]
     for name, args in variants:

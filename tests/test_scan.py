@@ -91,6 +91,27 @@ def test_scan_matches_full_resolution_on_a_face_the_coarse_pass_misses(detector,
     assert hits(scan) == 8
 
 
+def test_crops_see_what_the_full_pass_sees(detector, astronaut):
+    """Crops snap to the network's stride, so a face inside one gets the full pass's box, not a shifted guess."""
+    frames, _ = small_face_pan(astronaut, 8, scale=0.22, step=7)
+    full = [detector.infer([f], None, 0.2)[0] for f in frames]
+    scan = KeyframeScanner(detector.infer, 0.2, ScanPolicy(full_every=8, coarse_size=640)).detect(frames)
+    for i, (a, b) in enumerate(zip(scan, full)):
+        assert len(b) == 1 and len(a) >= 1, f"frame {i}"
+        same = int(box_iou(b.xyxy, a.xyxy)[0].argmax())
+        assert np.abs(a.xyxy[same] - b.xyxy[0]).max() < 0.5 and abs(a.score[same] - b.score[0]) < 0.02, f"frame {i}"
+
+
+def test_fast_pan_finds_a_small_face_on_its_path_between_keyframes(detector, astronaut):
+    """At 40 px a frame the face is beyond a crop's margin around both keyframes for most frames between."""
+    frames, faces = small_face_pan(astronaut, 16, scale=0.22, step=40)
+    hits = lambda dets: [len(d) > 0 and box_iou(face, d.xyxy).max() >= 0.5 for d, face in zip(dets, faces)]  # noqa: E731
+    full = hits([detector.infer([f], None, 0.2)[0] for f in frames])
+    scan = hits(run(KeyframeScanner(detector.infer, 0.2, ScanPolicy(full_every=8, coarse_size=640)), frames))
+    assert sum(full) >= 14
+    assert scan == full
+
+
 def test_a_new_stream_starts_with_a_keyframe(detector, astronaut):
     frames, _ = small_face_pan(astronaut, 4)
     rec = Recorder(detector)
@@ -111,10 +132,11 @@ def test_crop_windows_merge_overlaps_and_stay_in_the_frame():
     assert first[0] == 0 and first[2] >= 60 + 20  # both left faces inside one window, with context
 
 
-def test_detector_offers_a_stream_scanner_only_when_asked_and_uncapped():
-    assert create_detector(DetectorOptions()).stream() is None  # full resolution on every frame by default
-    assert create_detector(DetectorOptions(full_every=8)).stream() is not None
-    assert create_detector(DetectorOptions(full_every=8, max_size=640)).stream() is None
+def test_detector_scans_videos_by_default_unless_switched_off_or_capped():
+    assert create_detector(DetectorOptions()).stream() is not None
+    assert create_detector(DetectorOptions(full_every=1)).stream() is None
+    assert create_detector(DetectorOptions(max_size=640)).stream() is None
+    assert create_detector(DetectorOptions(quality="max")).stream() is None
 
 
 @pytest.mark.skipif("CUDAExecutionProvider" in onnxruntime.get_available_providers(), reason="a GPU is present")

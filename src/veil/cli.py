@@ -81,8 +81,8 @@ def add_detector_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--threads", type=int, default=0, help="inference threads (default: all cores)")
     group.add_argument("--full-every", type=_positive_int, default=DetectorOptions.full_every, metavar="N",
                        help="videos: full-resolution detection every N frames, a coarse pass plus full-resolution "
-                            "crops around small faces between (8 is 3-4x faster but can miss small faces; "
-                            "default %(default)s = full resolution on every frame)")
+                            "crops around small faces between (default %(default)s; 1 = full resolution on every "
+                            "frame, about 3x slower)")
 
 
 def add_target_arguments(parser: argparse.ArgumentParser) -> None:
