@@ -17,6 +17,7 @@ from . import __version__
 from .hide import SHAPES, AnonymizeOptions
 from .hide.methods import METHODS, parse_color
 from .detectors import DetectorOptions
+from .detectors.centerface import PRECISIONS
 from .detectors.presets import QUALITIES
 from .errors import VeilError
 from .io.export import FORMATS
@@ -78,6 +79,8 @@ def add_detector_arguments(parser: argparse.ArgumentParser) -> None:
                             "upscaled pass for tiny faces, about 6x slower (default %(default)s)")
     group.add_argument("--device", choices=("cpu", "cuda", "auto"), default=DetectorOptions.device,
                        help="inference device (default %(default)s)")
+    group.add_argument("--precision", choices=PRECISIONS, default=DetectorOptions.precision,
+                       help="network arithmetic: auto = float16 on a GPU, float32 on a CPU (default %(default)s)")
     group.add_argument("--threads", type=int, default=0, help="inference threads (default: all cores)")
     group.add_argument("--full-every", type=_positive_int, default=DetectorOptions.full_every, metavar="N",
                        help="videos: full-resolution detection every N frames, a coarse pass plus full-resolution "
@@ -194,6 +197,7 @@ def job_options_from_args(args: argparse.Namespace):
     return JobOptions(
         detector=DetectorOptions(threshold=get("threshold", DetectorOptions.threshold), max_size=get("max_size"),
                                  quality=get("quality", DetectorOptions.quality), device=get("device", "cpu"),
+                                 precision=get("precision", DetectorOptions.precision),
                                  threads=get("threads", 0), targets=targets,
                                  name=get("detector", DetectorOptions.name), person=get("person", DetectorOptions.person),
                                  classes=get("classes"), full_every=get("full_every", DetectorOptions.full_every)),

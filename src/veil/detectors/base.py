@@ -23,6 +23,7 @@ class DetectorOptions:
     detector input in pixels (None = native resolution, best for small faces).
     quality: preset name (fast, balanced, max) chosen by the detector backend.
     device: "cpu", "cuda" or "auto". threads: inference threads (0 = all cores).
+    precision: "auto" (float16 on a GPU, float32 on a CPU), "fp32" or "fp16".
     targets: what to find (face, person, text); name picks the face backend,
     or "onnx:PATH" for the user's own YOLO model whose kept classes are `classes`
     ("0,2" or "0=person,2=face"). person: "hog" or "selfie" (MediaPipe outline).
@@ -37,6 +38,7 @@ class DetectorOptions:
     max_size: int | None = None
     quality: str = "balanced"
     device: str = "cpu"
+    precision: str = "auto"
     threads: int = 0
     targets: tuple[str, ...] = ("face",)
     person: str = "hog"

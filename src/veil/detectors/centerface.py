@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from ..detections import FACE, Detections, nms
-from ..errors import DetectorError
+from ..errors import DetectorError, OptionError
 from .base import DetectorOptions
 from .scan import KeyframeScanner, ScanPolicy
 
@@ -29,6 +29,7 @@ ALIGN = 32
 NMS_IOU = 0.3
 INPUT_NAME = "input.1"
 OUTPUT_NAMES = ("537", "538", "539", "540")  # heatmap, scale, offset, landmarks
+PRECISIONS = ("auto", "fp32", "fp16")
 
 
 def bundled_model_path() -> Path:
@@ -42,12 +43,38 @@ def bundled_model_path() -> Path:
     return path
 
 
+def half_precision(model) -> None:
+    """Weights and arithmetic in float16, the graph's inputs and outputs still float32.
+
+    A GPU runs float16 convolutions on its tensor cores at about twice the speed
+    and half the memory traffic; the casts at the edges keep the caller's
+    arrays and the output decoding unchanged. CenterFace is plain convolutions,
+    batch norms, ReLUs and one sigmoid, all of which have float16 kernels.
+    """
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = model.graph
+    for init in graph.initializer:
+        if init.data_type == TensorProto.FLOAT:
+            init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float16), init.name))
+    inputs = {v.name for v in graph.input if v.type.tensor_type.elem_type == TensorProto.FLOAT}
+    outputs = {v.name for v in graph.output if v.type.tensor_type.elem_type == TensorProto.FLOAT}
+    for node in graph.node:
+        node.input[:] = [f"{name}_fp16" if name in inputs else name for name in node.input]
+        node.output[:] = [f"{name}_fp16" if name in outputs else name for name in node.output]
+    for name in sorted(inputs):
+        graph.node.insert(0, helper.make_node("Cast", [name], [f"{name}_fp16"], to=TensorProto.FLOAT16))
+    for name in sorted(outputs):
+        graph.node.append(helper.make_node("Cast", [f"{name}_fp16"], [name], to=TensorProto.FLOAT))
+
+
 @lru_cache(maxsize=4)
-def _dynamic_model_bytes(path: str) -> bytes:
+def _dynamic_model_bytes(path: str, fp16: bool = False) -> bytes:
     """The model with symbolic batch/height/width and initializers removed from the inputs.
 
     Removing initializers from the graph inputs lets onnxruntime fold batch norms
     into convolutions, which is a large share of the CPU time of this small net.
+    fp16: see half_precision.
     """
     import onnx
 
@@ -70,6 +97,8 @@ def _dynamic_model_bytes(path: str) -> bytes:
                     dim.dim_param = new
                 else:
                     dim.dim_value = new
+    if fp16:
+        half_precision(model)
     return model.SerializeToString()
 
 
@@ -113,12 +142,21 @@ def session_options(threads: int = 0):
     return opts
 
 
-def make_session(model_path: str | os.PathLike, device: str = "cpu", threads: int = 0):
+def uses_fp16(precision: str, providers: Sequence[str]) -> bool:
+    """Whether to run in float16: "auto" chooses it on a GPU (faster, same faces) and
+    not on a CPU, where onnxruntime has few float16 kernels and casts back and forth."""
+    if precision not in PRECISIONS:
+        raise OptionError(f"unknown precision '{precision}'; choose one of: {', '.join(PRECISIONS)}")
+    return precision == "fp16" or (precision == "auto" and providers[0] != "CPUExecutionProvider")
+
+
+def make_session(model_path: str | os.PathLike, device: str = "cpu", threads: int = 0, fp16: bool = False,
+                 providers: Sequence[str] | None = None):
     import onnxruntime as ort
 
     try:
-        return ort.InferenceSession(_dynamic_model_bytes(str(model_path)), session_options(threads),
-                                    providers=providers_for(device))
+        return ort.InferenceSession(_dynamic_model_bytes(str(model_path), fp16), session_options(threads),
+                                    providers=list(providers or providers_for(device)))
     except DetectorError:
         raise
     except Exception as exc:  # onnxruntime raises its own types for corrupt files
@@ -173,7 +211,9 @@ class CenterFace:
     def __init__(self, options: DetectorOptions = DetectorOptions(), model_path: str | os.PathLike | None = None):
         self.options = options
         self.model_path = Path(model_path) if model_path else bundled_model_path()
-        self.session = make_session(self.model_path, options.device, options.threads)
+        providers = providers_for(options.device)
+        self.fp16 = uses_fp16(options.precision, providers)
+        self.session = make_session(self.model_path, options.device, options.threads, self.fp16, providers)
         self.provider = self.session.get_providers()[0]
         # A GPU amortises each call over a batch; on a CPU a batch only multiplies memory.
         self.preferred_batch = 1 if self.provider == "CPUExecutionProvider" else 8
