@@ -130,6 +130,9 @@ def test_crop_windows_merge_overlaps_and_stay_in_the_frame():
         assert 0 <= x1 < x2 <= 960 and 0 <= y1 < y2 <= 540
     first = min(windows)
     assert first[0] == 0 and first[2] >= 60 + 20  # both left faces inside one window, with context
+    for x1, y1, x2, y2 in crop_windows(boxes, 950, 540, context=4.0, min_side=64, align=32):
+        assert x1 % 32 == 0 and y1 % 32 == 0, "crops start on the network's grid"
+        assert (x2 % 32 == 0 or x2 == 950) and (y2 % 32 == 0 or y2 == 540)
 
 
 def test_detector_scans_videos_by_default_unless_switched_off_or_capped():

@@ -70,7 +70,14 @@ class ScanPolicy:
         return self.full_every > 1 and max(height, width) > self.coarse_size
 
 
-def crop_windows(boxes: np.ndarray, width: int, height: int, context: float, min_side: int, align: int = 1) -> list[Window]:
+def snapped(x1: float, y1: float, x2: float, y2: float, align: int, width: int, height: int) -> list[int]:
+    """Corners moved outwards to multiples of align, then clipped to the frame."""
+    return [max(0, math.floor(x1 / align) * align), max(0, math.floor(y1 / align) * align),
+            min(width, math.ceil(x2 / align) * align), min(height, math.ceil(y2 / align) * align)]
+
+
+def crop_windows(boxes: np.ndarray, width: int, height: int, context: float, min_side: int,
+                 align: int = 1) -> list[Window]:
     """Square windows around boxes, clipped to the frame, merged while any two overlap.
 
     With `align`, window corners snap outwards to multiples of it. A crop aligned to
@@ -81,9 +88,7 @@ def crop_windows(boxes: np.ndarray, width: int, height: int, context: float, min
     for x1, y1, x2, y2 in np.asarray(boxes, np.float64).reshape(-1, 4):
         half = max(min_side, context * max(x2 - x1, y2 - y1)) / 2
         cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
-        windows.append([max(0, math.floor((cx - half) / align) * align), max(0, math.floor((cy - half) / align) * align),
-                        min(width, math.ceil((cx + half) / align) * align),
-                        min(height, math.ceil((cy + half) / align) * align)])
+        windows.append(snapped(cx - half, cy - half, cx + half, cy + half, align, width, height))
     merged = True
     while merged:
         merged = False
