@@ -249,4 +249,5 @@ class CenterFace:
         off, or a GPU, where full resolution on every frame is cheap enough."""
         if self.options.max_size or self.options.full_every <= 1 or self.provider != "CPUExecutionProvider":
             return None
-        return KeyframeScanner(self.infer, self.options.threshold, ScanPolicy(full_every=self.options.full_every))
+        return KeyframeScanner(self.infer, self.options.threshold,
+                               ScanPolicy(full_every=self.options.full_every, align=ALIGN))
