@@ -35,10 +35,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from tracking_leaks import deface_boxes  # noqa: E402
 from veil.detections import box_iou  # noqa: E402
 from veil.detectors import DetectorOptions  # noqa: E402
 from veil.hide.masks import coverage  # noqa: E402
-from veil.io.video import VideoSource  # noqa: E402
 from veil.pipeline import JobOptions, Pipeline  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "wider_dev"
@@ -72,16 +72,6 @@ def pan_clip(image: np.ndarray, boxes: np.ndarray, size: tuple[int, int], n: int
         for packet in stream.encode(None):
             container.mux(packet)
     return truths
-
-
-def deface_boxes(detector, clip: Path) -> tuple[list[np.ndarray], float]:
-    """deface's detector on every frame at its default threshold, as deface calls it."""
-    boxes, start = [], time.perf_counter()
-    with VideoSource(clip) as source:
-        for frame in source.frames():
-            dets, _ = detector(np.ascontiguousarray(frame.image[:, :, ::-1]), threshold=0.2)
-            boxes.append(np.asarray(dets[:, :4], np.float32).reshape(-1, 4))
-    return boxes, time.perf_counter() - start
 
 
 class Tally:

@@ -131,7 +131,10 @@ def bracket_boxes(before: Detections, after: Detections, t: float) -> np.ndarray
             if i not in used_a and j not in used_b:
                 used_a.add(i)
                 used_b.add(j)
-                pairs.append((i, j))
+                # Within a face size of its start, the path lies inside the merged windows
+                # of both ends already; only faces that moved further need a window of their own.
+                if travel[i, j] >= 1:
+                    pairs.append((i, j))
         if pairs:
             ia, ib = np.array(pairs).T
             boxes.append(a[ia] + t * (b[ib] - a[ia]))
