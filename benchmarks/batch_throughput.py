@@ -20,7 +20,6 @@ import skimage.data
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from conftest import panning_frames, write_video  # noqa: E402
-
 from veil.batch import BatchOptions, run_batch  # noqa: E402
 from veil.pipeline import JobOptions  # noqa: E402
 
@@ -35,7 +34,12 @@ def build(root: Path, images: int, videos: int) -> None:
     for i in range(videos):
         path = root / "clips" / f"clip{i}.mp4"
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_video(path, panning_frames(np.roll(small, i * 20, axis=1), 45, step=2), fps=15, audio_seconds=3.0)
+        write_video(
+            path,
+            panning_frames(np.roll(small, i * 20, axis=1), 45, step=2),
+            fps=15,
+            audio_seconds=3.0,
+        )
 
 
 def main() -> None:
@@ -56,12 +60,19 @@ def main() -> None:
         print(f"{args.images} images (512x512) + {args.videos} clips (320x320, 45 frames)")
         print(f"{'run':<18} {'seconds':>8} {'files/s':>8} {'frames/s':>9}")
         for name, engine, workers in runs:
-            options = BatchOptions(str(source), str(Path(tmp) / f"out-{engine}-{workers}"), JobOptions(),
-                                   workers=workers, engine=engine)
+            options = BatchOptions(
+                str(source),
+                str(Path(tmp) / f"out-{engine}-{workers}"),
+                JobOptions(),
+                workers=workers,
+                engine=engine,
+            )
             summary = run_batch(options)
             assert summary.failed == 0, summary.failures
-            print(f"{name:<18} {summary.seconds:>8.1f} {summary.files_per_second:>8.2f} "
-                  f"{summary.frames_per_second:>9.1f}")
+            print(
+                f"{name:<18} {summary.seconds:>8.1f} {summary.files_per_second:>8.2f} "
+                f"{summary.frames_per_second:>9.1f}"
+            )
 
 
 if __name__ == "__main__":

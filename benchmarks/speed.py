@@ -60,7 +60,10 @@ Pipeline(options).process(Path(sys.argv[1]), Path(sys.argv[2]))
 
 def measure(cmd: list[str], frames: int, output: Path) -> dict[str, float | str]:
     """Run one command; fps, peak RSS (MiB) and output size (MiB)."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    }
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -81,9 +84,16 @@ def measure(cmd: list[str], frames: int, output: Path) -> dict[str, float | str]
 def runs(clip: Path, out: Path, quick: bool) -> list[tuple[str, list[str], Path]]:
     py = sys.executable
     table = [
-        ("floor: decode + encode", [py, "-c", FLOOR, str(clip), str(out / "floor.mp4")], out / "floor.mp4"),
-        ("veil (default: --quality balanced, keyframe scan)", [py, "-m", "veil", str(clip), "-o", str(out / "veil.mp4"), "--overwrite", "-q"],
-         out / "veil.mp4"),
+        (
+            "floor: decode + encode",
+            [py, "-c", FLOOR, str(clip), str(out / "floor.mp4")],
+            out / "floor.mp4",
+        ),
+        (
+            "veil (default: --quality balanced, keyframe scan)",
+            [py, "-m", "veil", str(clip), "-o", str(out / "veil.mp4"), "--overwrite", "-q"],
+            out / "veil.mp4",
+        ),
     ]
     variants = [("veil --full-every 1 (full resolution on every frame)", ["full_every=1"])]
     if not quick:
@@ -94,28 +104,49 @@ def runs(clip: Path, out: Path, quick: bool) -> list[tuple[str, list[str], Path]
         table.append((name, [py, "-c", VEIL, str(clip), str(target), *args], target))
     deface = shutil.which("deface")
     if deface:
-        table.append(("deface 1.5 (defaults)", [deface, str(clip), "-o", str(out / "deface.mp4")], out / "deface.mp4"))
+        table.append(
+            (
+                "deface 1.5 (defaults)",
+                [deface, str(clip), "-o", str(out / "deface.mp4")],
+                out / "deface.mp4",
+            )
+        )
     return table
 
 
 def prepare(folder: Path, frames: int) -> dict[str, tuple[Path, int]]:
     """Build (or reuse) the clips in a child process; name -> (path, frame count)."""
-    code = (f"import sys; sys.path.insert(0, {str(HERE)!r}); import av, clips; "
-            f"paths = clips.build_clips(__import__('pathlib').Path({str(folder)!r}), {frames}); "
-            "[print(k, p, av.open(str(p)).streams.video[0].frames) for k, p in paths.items()]")
-    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
-    return {name: (Path(path), int(count)) for name, path, count in (line.split() for line in out.splitlines())}
+    code = (
+        f"import sys; sys.path.insert(0, {str(HERE)!r}); import av, clips; "
+        f"paths = clips.build_clips(__import__('pathlib').Path({str(folder)!r}), {frames}); "
+        "[print(k, p, av.open(str(p)).streams.video[0].frames) for k, p in paths.items()]"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True
+    ).stdout
+    return {
+        name: (Path(path), int(count))
+        for name, path, count in (line.split() for line in out.splitlines())
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="48-frame clips and only the default variants")
-    parser.add_argument("--frames", type=int, default=None, help="frames per clip (default 150, quick 48)")
-    parser.add_argument("--clips", type=Path, default=HERE / ".clips", help="where the built clips are cached")
+    parser.add_argument(
+        "--quick", action="store_true", help="48-frame clips and only the default variants"
+    )
+    parser.add_argument(
+        "--frames", type=int, default=None, help="frames per clip (default 150, quick 48)"
+    )
+    parser.add_argument(
+        "--clips", type=Path, default=HERE / ".clips", help="where the built clips are cached"
+    )
     args = parser.parse_args(argv)
     n = args.frames or (48 if args.quick else 150)
     clips = prepare(args.clips, n)
-    print(f"cpu cores: {os.cpu_count()}; load average at start: {os.getloadavg()[0]:.1f}; {n} frames per clip")
+    print(
+        f"cpu cores: {os.cpu_count()}; load average at start: {os.getloadavg()[0]:.1f}; {n} frames per clip"
+    )
     header = "| clip | run | fps | CPU s | peak RSS MiB | output MiB |"
     print("\n" + header + "\n|---|---|---:|---:|---:|---:|")
     for name, (clip, frames) in clips.items():
@@ -125,8 +156,11 @@ def main(argv: list[str] | None = None) -> int:
                 if "error" in r:
                     print(f"| {name} | {label} | failed: {r['error']} | | | |", flush=True)
                     continue
-                print(f"| {name} | {label} | {r['fps']:.1f} | {r['cpu_s']:.1f} | {r['rss_mib']:.0f} | "
-                      f"{r['size_mib']:.1f} |", flush=True)
+                print(
+                    f"| {name} | {label} | {r['fps']:.1f} | {r['cpu_s']:.1f} | {r['rss_mib']:.0f} | "
+                    f"{r['size_mib']:.1f} |",
+                    flush=True,
+                )
     print(f"\nload average at end: {os.getloadavg()[0]:.1f}")
     return 0
 

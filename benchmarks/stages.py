@@ -16,17 +16,16 @@ import time
 from pathlib import Path
 
 import av
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from clips import build_clips  # noqa: E402
 
 from veil import hide  # noqa: E402
 from veil.detectors import DetectorOptions  # noqa: E402
 from veil.detectors.centerface import INPUT_NAME, OUTPUT_NAMES, CenterFace, decode  # noqa: E402
 from veil.io.video import EncoderOptions  # noqa: E402
+
+from clips import build_clips  # noqa: E402
 
 
 class Meter:
@@ -81,7 +80,10 @@ def profile(path: Path, frames: int, max_size: int | None, threads: int) -> dict
     enc.width, enc.height, enc.pix_fmt = bgr[0].shape[1], bgr[0].shape[0], "yuv420p"
     enc.options = {"crf": str(options.crf), "preset": options.preset}
     start = time.process_time()
-    converted = [av.VideoFrame.from_ndarray(image, format="bgr24").reformat(format="yuv420p") for image in bgr]
+    converted = [
+        av.VideoFrame.from_ndarray(image, format="bgr24").reformat(format="yuv420p")
+        for image in bgr
+    ]
     start = meter.add("colour: bgr -> yuv", start)
     for i, vf in enumerate(converted):
         vf.pts = i
@@ -96,23 +98,31 @@ def profile(path: Path, frames: int, max_size: int | None, threads: int) -> dict
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=48)
-    parser.add_argument("--max-size", type=int, default=None, help="detector input cap (default native)")
-    parser.add_argument("--threads", type=int, default=0, help="inference threads (default all cores)")
+    parser.add_argument(
+        "--max-size", type=int, default=None, help="detector input cap (default native)"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=0, help="inference threads (default all cores)"
+    )
     parser.add_argument("--clips", type=Path, default=Path(__file__).resolve().parent / ".clips")
     args = parser.parse_args(argv)
     clips = build_clips(args.clips, 150)
     for name, path in clips.items():
         shares, scan = profile(path, args.frames, args.max_size, args.threads)
         total = sum(shares.values())
-        print(f"\n{name} ({path.name}, detector input {'native' if not args.max_size else args.max_size}): "
-              f"{total * 1000:.0f} CPU ms per frame")
+        print(
+            f"\n{name} ({path.name}, detector input {'native' if not args.max_size else args.max_size}): "
+            f"{total * 1000:.0f} CPU ms per frame"
+        )
         for stage, seconds in sorted(shares.items(), key=lambda kv: -kv[1]):
             print(f"  {stage:24s} {seconds * 1000:7.1f} ms  {100 * seconds / total:5.1f}%")
         if scan is not None:
             detect = sum(v for k, v in shares.items() if k.startswith(("detector", "inference")))
-            print(f"  keyframe scan (--full-every 8) instead of full resolution on every frame: detection "
-                  f"{scan * 1000:.1f} ms per frame ({detect / scan:.1f}x less), whole frame "
-                  f"{(total - detect + scan) * 1000:.0f} ms")
+            print(
+                f"  keyframe scan (--full-every 8) instead of full resolution on every frame: detection "
+                f"{scan * 1000:.1f} ms per frame ({detect / scan:.1f}x less), whole frame "
+                f"{(total - detect + scan) * 1000:.0f} ms"
+            )
     return 0
 
 

@@ -74,8 +74,10 @@ def person_figures(data: Path | None) -> None:
         for name, det in backends.items():
             dets, spf = timed(det, frames)
             n = [int((d.score >= 0.3).sum()) for d in dets]
-            print(f"vtest.avi {frames[0].shape[1]}x{frames[0].shape[0]}, {len(frames)} frames, person={name}: "
-                  f"{np.mean(n):.1f} persons/frame (score>=0.3; min {min(n)}, max {max(n)}), {1 / spf:.1f} fps")
+            print(
+                f"vtest.avi {frames[0].shape[1]}x{frames[0].shape[0]}, {len(frames)} frames, person={name}: "
+                f"{np.mean(n):.1f} persons/frame (score>=0.3; min {min(n)}, max {max(n)}), {1 / spf:.1f} fps"
+            )
     if data is None:
         return
     for folder in ("dlib_pascal_faces", "wider_dev"):
@@ -91,8 +93,10 @@ def person_figures(data: Path | None) -> None:
                 hit += sum(covered(f, dets) for f in faces)
                 total += len(faces)
                 hidden.append(hidden_share(image.shape[:2], dets))
-            print(f"{folder}: person={name} covers {hit}/{total} labelled faces ({hit / total:.0%}), "
-                  f"hides {np.mean(hidden):.0%} of the image on average, {secs / len(ann) * 1000:.0f} ms/image")
+            print(
+                f"{folder}: person={name} covers {hit}/{total} labelled faces ({hit / total:.0%}), "
+                f"hides {np.mean(hidden):.0%} of the image on average, {secs / len(ann) * 1000:.0f} ms/image"
+            )
 
 
 def text_figures(data: Path | None) -> None:
@@ -101,11 +105,15 @@ def text_figures(data: Path | None) -> None:
     if path.is_file():
         image = cv2.imread(str(path))
         (dets,), spf = timed(det, [image])
-        print(f"licenseplate_motion.jpg: {len(dets)} text boxes {np.round(dets.xyxy).astype(int).tolist()} "
-              f"scores {np.round(dets.score, 2).tolist()}, {spf * 1000:.0f} ms")
+        print(
+            f"licenseplate_motion.jpg: {len(dets)} text boxes {np.round(dets.xyxy).astype(int).tolist()} "
+            f"scores {np.round(dets.score, 2).tolist()}, {spf * 1000:.0f} ms"
+        )
     if data is not None:
         ann = json.loads((data / "dlib_pascal_faces" / "annotations.json").read_text())
-        counts = [len(det.detect([cv2.imread(str(data / "dlib_pascal_faces" / rel))])[0]) for rel in ann]
+        counts = [
+            len(det.detect([cv2.imread(str(data / "dlib_pascal_faces" / rel))])[0]) for rel in ann
+        ]
         print(f"dlib_pascal_faces: {sum(counts)} text boxes over {len(counts)} photos ({counts})")
 
 
@@ -123,7 +131,11 @@ def keep_face_figures(data: Path) -> None:
     samples: dict[str, list[np.ndarray]] = {}
     for clip, meta in ann.items():
         with av.open(str(root / clip)) as container:
-            frames = [f.to_ndarray(format="bgr24") for i, f in enumerate(container.decode(video=0)) if i % 10 == 0]
+            frames = [
+                f.to_ndarray(format="bgr24")
+                for i, f in enumerate(container.decode(video=0))
+                if i % 10 == 0
+            ]
         vecs = []
         for k, image in enumerate(frames):
             truth = np.array(meta["frames"][k * 10]["boxes"][:1], float)
@@ -131,7 +143,9 @@ def keep_face_figures(data: Path) -> None:
             if len(dets) == 0 or len(truth) == 0 or box_iou(truth, dets.xyxy).max() < 0.3:
                 vecs.append(None)  # not found: hidden anyway, nothing to decide
                 continue
-            vecs.append(embed(image, dets.xyxy[int(np.argmax(box_iou(truth, dets.xyxy)[0]))][None])[0])
+            vecs.append(
+                embed(image, dets.xyxy[int(np.argmax(box_iou(truth, dets.xyxy)[0]))][None])[0]
+            )
         samples[clip] = vecs
     for tol in (0.5, 0.6):
         kept_same = n_same = kept_other = n_other = 0
@@ -150,14 +164,18 @@ def keep_face_figures(data: Path) -> None:
                     if v is not None:
                         n_other += 1
                         kept_other += np.linalg.norm(v - ref) < tol
-        print(f"keep-face tolerance {tol} (margin {MARGIN} not applied: one face per frame): "
-              f"reference person kept in {kept_same}/{n_same} frames ({kept_same / max(1, n_same):.0%}); "
-              f"another person wrongly kept in {kept_other}/{n_other} comparisons ({kept_other / max(1, n_other):.1%})")
+        print(
+            f"keep-face tolerance {tol} (margin {MARGIN} not applied: one face per frame): "
+            f"reference person kept in {kept_same}/{n_same} frames ({kept_same / max(1, n_same):.0%}); "
+            f"another person wrongly kept in {kept_other}/{n_other} comparisons ({kept_other / max(1, n_other):.1%})"
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[1].parent / "shared" / "data")
+    parser.add_argument(
+        "--data", type=Path, default=Path(__file__).resolve().parents[1].parent / "shared" / "data"
+    )
     args = parser.parse_args()
     data = args.data if args.data.is_dir() else None
     person_figures(data)

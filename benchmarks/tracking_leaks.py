@@ -40,12 +40,19 @@ COVERED = 0.9
 SCALES = (1.6, 1.3)
 
 
-def leak_frames(labels: dict, boxes_per_frame: list[np.ndarray], frame_shape: tuple[int, int], shape: str,
-                mask_scale: float) -> int:
+def leak_frames(
+    labels: dict,
+    boxes_per_frame: list[np.ndarray],
+    frame_shape: tuple[int, int],
+    shape: str,
+    mask_scale: float,
+) -> int:
     leaks = 0
     for entry in labels["frames"]:
         mask = coverage(frame_shape, boxes_per_frame[entry["index"]], shape, mask_scale)
-        for x1, y1, x2, y2 in np.round(np.asarray(entry["boxes"], float)).astype(int).reshape(-1, 4):
+        for x1, y1, x2, y2 in (
+            np.round(np.asarray(entry["boxes"], float)).astype(int).reshape(-1, 4)
+        ):
             region = mask[max(y1, 0) : y2, max(x1, 0) : x2]
             if region.size and region.mean() < COVERED:
                 leaks += 1
@@ -78,7 +85,9 @@ def run_deface(detector, clip: Path) -> tuple[list[np.ndarray], float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "ytf")
     parser.add_argument("--modes", default="none,online,both")
     parser.add_argument("--no-deface", action="store_true")
@@ -88,7 +97,9 @@ def main() -> None:
     columns = [f"{m}@{s}" for s in SCALES for m in modes] + ([] if args.no_deface else ["deface"])
     totals = {c: 0 for c in columns}
     seconds = {c: 0.0 for c in columns}
-    pipelines = {m: Pipeline(JobOptions(tracking=TrackingOptions(mode=m), overwrite=True)) for m in modes}
+    pipelines = {
+        m: Pipeline(JobOptions(tracking=TrackingOptions(mode=m), overwrite=True)) for m in modes
+    }
     for pipeline in pipelines.values():
         pipeline.detector  # loaded before timing starts
     if not args.no_deface:
@@ -115,11 +126,17 @@ def main() -> None:
             labelled += len(labels["frames"])
             for c in columns:
                 totals[c] += row[c]
-            print(f"{clip.stem:<28}{len(labels['frames']):>7}" + "".join(f"{row[c]:>14}" for c in columns), flush=True)
+            print(
+                f"{clip.stem:<28}{len(labels['frames']):>7}"
+                + "".join(f"{row[c]:>14}" for c in columns),
+                flush=True,
+            )
     print(f"{'total':<28}{labelled:>7}" + "".join(f"{totals[c]:>14}" for c in columns))
     print(f"{'fps':<35}" + "".join(f"{labelled / seconds[c]:>14.1f}" for c in columns))
-    print("veil fps: decode, detect, track, hide, encode; deface fps: decode, detect, scale boxes (no hiding, "
-          "no encoding), an upper bound for the deface command")
+    print(
+        "veil fps: decode, detect, track, hide, encode; deface fps: decode, detect, scale boxes (no hiding, "
+        "no encoding), an upper bound for the deface command"
+    )
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import skimage.data
 
-from conftest import panning_frames, read_video, write_video
+from media import panning_frames, read_video, write_video
 
 
 def small_astronaut() -> np.ndarray:

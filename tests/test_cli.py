@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import mean_abs_diff
 from veil.cli import main
 from veil.io.images import read_image
+
+from media import mean_abs_diff, run_veil
 
 
 @pytest.fixture()
@@ -16,11 +17,6 @@ def photo(tmp_path, astronaut):
     path = tmp_path / "portrait.jpg"
     Image.fromarray(astronaut[:, :, ::-1]).save(path, quality=95)
     return path
-
-
-def run_cli(*args):
-    """The installed console script, as a user runs it."""
-    return subprocess.run([sys.executable, "-m", "veil", *map(str, args)], capture_output=True, text=True, timeout=300)
 
 
 def test_image_beside_input(photo, astronaut):
@@ -48,33 +44,55 @@ def test_folder_mirrored_to_output_dir(tmp_path, photo):
     Image.open(photo).save(tmp_path / "in" / "a.png")
     Image.open(photo).save(tmp_path / "in" / "sub" / "b.jpg")
     assert main([str(tmp_path / "in"), "-r", "-o", str(tmp_path / "out"), "-q"]) == 0
-    assert (tmp_path / "out" / "a.png").exists() and (tmp_path / "out" / "sub" / "b.jpg").exists()
+    assert (tmp_path / "out" / "a.png").exists()
+    assert (tmp_path / "out" / "sub" / "b.jpg").exists()
 
 
 def test_export_and_options(photo):
-    assert main([str(photo), "-q", "--method", "fill", "--color", "#00ff00", "--shape", "rect", "--export", "json"]) == 0
+    assert (
+        main(
+            [
+                str(photo),
+                "-q",
+                "--method",
+                "fill",
+                "--color",
+                "#00ff00",
+                "--shape",
+                "rect",
+                "--export",
+                "json",
+            ]
+        )
+        == 0
+    )
     out = read_image(photo.with_name("portrait_anonymized.jpg")).image
     assert np.abs(out[118, 226].astype(int) - [0, 255, 0]).max() < 10
     assert photo.with_name("portrait_anonymized.json").exists()
 
 
 def test_video_via_console(tmp_path, face_video):
-    proc = run_cli(face_video, "-o", tmp_path / "v.mp4")
+    proc = run_veil(face_video, "-o", tmp_path / "v.mp4")
     assert proc.returncode == 0, proc.stderr
-    assert (tmp_path / "v.mp4").exists() and "30 frames" in proc.stderr
+    assert (tmp_path / "v.mp4").exists()
+    assert "30 frames" in proc.stderr
 
 
-@pytest.mark.parametrize("make, code, text", [
-    (lambda p: None, 2, "no such file"),
-    (lambda p: p.write_bytes(b""), 2, "empty"),
-    (lambda p: p.write_bytes(b"not an image"), 2, "not a readable image"),
-])
+@pytest.mark.parametrize(
+    "make, code, text",
+    [
+        (lambda p: None, 2, "no such file"),
+        (lambda p: p.write_bytes(b""), 2, "empty"),
+        (lambda p: p.write_bytes(b"not an image"), 2, "not a readable image"),
+    ],
+)
 def test_bad_input_one_line_error(tmp_path, make, code, text):
     path = tmp_path / "input.jpg"
     make(path)
-    proc = run_cli(path)
+    proc = run_veil(path)
     assert proc.returncode == code
-    assert text in proc.stderr and "Traceback" not in proc.stderr
+    assert text in proc.stderr
+    assert "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
     assert not list(tmp_path.glob("*anonymized*"))
 
@@ -83,27 +101,34 @@ def test_unreadable_path(tmp_path, photo):
     if os.geteuid() == 0:
         pytest.skip("root reads everything")
     photo.chmod(0)
-    assert run_cli(photo).returncode == 2
+    assert run_veil(photo).returncode == 2
 
 
 def test_help_version_and_bad_option():
-    proc = run_cli("--help")
-    assert proc.returncode == 0 and "examples:" in proc.stdout and "veil demo" in proc.stdout
-    proc = run_cli("--version")
-    assert proc.returncode == 0 and proc.stdout.startswith("veil ")
-    proc = run_cli("x.jpg", "--method", "smear")
-    assert proc.returncode == 2 and "invalid choice" in proc.stderr
+    proc = run_veil("--help")
+    assert proc.returncode == 0
+    assert "examples:" in proc.stdout
+    assert "veil demo" in proc.stdout
+    proc = run_veil("--version")
+    assert proc.returncode == 0
+    assert proc.stdout.startswith("veil ")
+    proc = run_veil("x.jpg", "--method", "smear")
+    assert proc.returncode == 2
+    assert "invalid choice" in proc.stderr
 
 
 def test_demo(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "veil", "demo"], cwd=tmp_path, capture_output=True, text=True)
+    proc = run_veil("demo", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert "1 face(s) found" in proc.stdout and (tmp_path / "astronaut_anonymized.jpg").exists()
+    assert "1 face(s) found" in proc.stdout
+    assert (tmp_path / "astronaut_anonymized.jpg").exists()
 
 
 def test_import_is_light():
     code = "import sys, veil; print(sorted(m for m in ('cv2', 'onnxruntime', 'av', 'numpy') if m in sys.modules))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip()
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True
+    ).stdout.strip()
     assert out == "[]"
 
 
@@ -115,5 +140,7 @@ def test_one_bad_file_among_many_is_reported_and_the_rest_go_on(tmp_path, photo,
     Image.open(photo).save(folder / "c.png")
     code = main([str(folder), "-o", str(tmp_path / "out"), "-q"])
     err = capsys.readouterr().err
-    assert code == 2 and "b.jpg: not a readable image" in err and "1 of 3 inputs failed" in err
+    assert code == 2
+    assert "b.jpg: not a readable image" in err
+    assert "1 of 3 inputs failed" in err
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.jpg", "c.png"]

@@ -5,16 +5,23 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import ASTRONAUT_FACE, CAMERA_FACE, mean_abs_diff
 from veil.cli import main
 from veil.detections import FACE, PERSON, TEXT, Detections
 from veil.errors import OptionError
 from veil.filters import DetectionFilter, FilterOptions, parse_min_scores, parse_region
 from veil.io.images import read_image
 
+from media import ASTRONAUT_FACE, CAMERA_FACE, mean_abs_diff
+
 FRAME = np.zeros((200, 400, 3), np.uint8)
 DETS = Detections(
-    [[10, 10, 20, 20], [50, 50, 150, 150], [300, 20, 340, 60], [200, 100, 260, 190], [0, 150, 40, 190]],
+    [
+        [10, 10, 20, 20],
+        [50, 50, 150, 150],
+        [300, 20, 340, 60],
+        [200, 100, 260, 190],
+        [0, 150, 40, 190],
+    ],
     score=[0.9, 0.9, 0.3, 0.4, 0.8],
     class_id=[FACE, FACE, FACE, PERSON, TEXT],
 )
@@ -37,15 +44,19 @@ def test_parse_region_forms_and_errors():
 
 def test_face_size_range_only_touches_faces():
     boxes = kept(FilterOptions(min_face=15, max_face=80))
-    assert [10, 10, 20, 20] not in boxes and [50, 50, 150, 150] not in boxes
-    assert [300, 20, 340, 60] in boxes and [200, 100, 260, 190] in boxes and [0, 150, 40, 190] in boxes
+    assert [10, 10, 20, 20] not in boxes
+    assert [50, 50, 150, 150] not in boxes
+    assert [300, 20, 340, 60] in boxes
+    assert [200, 100, 260, 190] in boxes
+    assert [0, 150, 40, 190] in boxes
     with pytest.raises(OptionError):
         FilterOptions(min_face=50, max_face=10)
 
 
 def test_score_floor_per_target():
     boxes = kept(FilterOptions(min_score=(("person", 0.5), ("face", 0.2))))
-    assert len(boxes) == 4 and [200, 100, 260, 190] not in boxes
+    assert len(boxes) == 4
+    assert [200, 100, 260, 190] not in boxes
 
 
 def test_include_and_exclude_regions_rect_polygon_fraction():
@@ -57,7 +68,8 @@ def test_include_and_exclude_regions_rect_polygon_fraction():
     # Exclude: a triangle holding the right half of the frame's top; the face at 300,20 is inside.
     triangle = parse_region("200,0;400,0;400,100")
     boxes = kept(FilterOptions(exclude=(triangle,)))
-    assert [300, 20, 340, 60] not in boxes and len(boxes) == 4
+    assert [300, 20, 340, 60] not in boxes
+    assert len(boxes) == 4
     # Half a box inside is not enough to leave it visible.
     assert len(kept(FilterOptions(exclude=(parse_region("0,0,90,200"),)))) == 3
 
@@ -72,16 +84,34 @@ def photo(tmp_path, astronaut):
 def face_changed(path, reference, box) -> float:
     x1, y1, x2, y2 = box
     img = read_image(path).image
-    return mean_abs_diff(img[y1 + 40 : y2 - 40, x1 + 20 : x2 - 20], reference[y1 + 40 : y2 - 40, x1 + 20 : x2 - 20])
+    return mean_abs_diff(
+        img[y1 + 40 : y2 - 40, x1 + 20 : x2 - 20], reference[y1 + 40 : y2 - 40, x1 + 20 : x2 - 20]
+    )
 
 
 def test_cli_regions_leave_the_face_or_hide_it(photo, astronaut, tmp_path):
     out = tmp_path / "out.png"
     assert main([str(photo), "-o", str(out), "-q", "--exclude-region", "150,20,300,220"]) == 0
     assert face_changed(out, astronaut, ASTRONAUT_FACE) < 3
-    assert main([str(photo), "-o", str(out), "-q", "--overwrite", "--include-region", "0,0.6;0.3,0.6;0.3,1;0,1"]) == 0
+    assert (
+        main(
+            [
+                str(photo),
+                "-o",
+                str(out),
+                "-q",
+                "--overwrite",
+                "--include-region",
+                "0,0.6;0.3,0.6;0.3,1;0,1",
+            ]
+        )
+        == 0
+    )
     assert face_changed(out, astronaut, ASTRONAUT_FACE) < 3
-    assert main([str(photo), "-o", str(out), "-q", "--overwrite", "--include-region", "0.3,0,0.6,0.5"]) == 0
+    assert (
+        main([str(photo), "-o", str(out), "-q", "--overwrite", "--include-region", "0.3,0,0.6,0.5"])
+        == 0
+    )
     assert face_changed(out, astronaut, ASTRONAUT_FACE) > 12
     assert main([str(photo), "-o", str(out), "-q", "--overwrite", "--min-face-size", "300"]) == 0
     assert face_changed(out, astronaut, ASTRONAUT_FACE) < 3
@@ -96,13 +126,17 @@ def reference_photo(tmp_path, astronaut):
     """Another picture of the astronaut: mirrored, smaller, brighter, recompressed."""
     pytest.importorskip("dlib")
     pytest.importorskip("face_recognition_models")
-    ref = cv2.convertScaleAbs(cv2.resize(cv2.flip(astronaut, 1), None, fx=0.7, fy=0.7), alpha=1.1, beta=10)
+    ref = cv2.convertScaleAbs(
+        cv2.resize(cv2.flip(astronaut, 1), None, fx=0.7, fy=0.7), alpha=1.1, beta=10
+    )
     path = tmp_path / "me.jpg"
     cv2.imwrite(str(path), ref, [cv2.IMWRITE_JPEG_QUALITY, 80])
     return path
 
 
-def test_keep_face_keeps_the_reference_person_and_hides_another(tmp_path, astronaut, camera, reference_photo):
+def test_keep_face_keeps_the_reference_person_and_hides_another(
+    tmp_path, astronaut, camera, reference_photo
+):
     scene = two_people(astronaut, camera)
     src = tmp_path / "scene.png"
     cv2.imwrite(str(src), scene)
@@ -112,8 +146,22 @@ def test_keep_face_keeps_the_reference_person_and_hides_another(tmp_path, astron
     assert face_changed(out, scene, (ax1 + 512, ay1, ax2 + 512, ay2)) < 3
     assert face_changed(out, scene, CAMERA_FACE) > 8
     # Uncertain matches stay hidden: a tolerance no real match meets hides both.
-    assert main([str(src), "-o", str(out), "-q", "--overwrite", "--keep-face", str(reference_photo),
-                 "--keep-tolerance", "0.05"]) == 0
+    assert (
+        main(
+            [
+                str(src),
+                "-o",
+                str(out),
+                "-q",
+                "--overwrite",
+                "--keep-face",
+                str(reference_photo),
+                "--keep-tolerance",
+                "0.05",
+            ]
+        )
+        == 0
+    )
     assert face_changed(out, scene, (ax1 + 512, ay1, ax2 + 512, ay2)) > 12
 
 

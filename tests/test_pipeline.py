@@ -2,10 +2,11 @@ import av
 import numpy as np
 import pytest
 
-from conftest import astronaut_face_hidden, mean_abs_diff, read_video, write_video
 from veil.errors import InputError, VeilError
 from veil.io.export import DataExport
 from veil.pipeline import Cancelled, JobOptions, Pipeline
+
+from media import astronaut_face_hidden, mean_abs_diff, read_video, write_video
 
 
 @pytest.fixture(scope="module")
@@ -21,12 +22,17 @@ def face_changed(before, after):
 def test_video_end_to_end(tmp_path, face_video, pipeline):
     out = tmp_path / "out.mp4"
     result = pipeline.process(face_video, out)
-    assert result.frames == 30 and result.boxes >= 30 and out.exists()
+    assert result.frames == 30
+    assert result.boxes >= 30
+    assert out.exists()
     before, t_in = read_video(face_video)
     after, t_out = read_video(out)
-    assert len(after) == len(before) and np.allclose(t_in, t_out)
+    assert len(after) == len(before)
+    assert np.allclose(t_in, t_out)
     for i, (b, a) in enumerate(zip(before, after)):
-        assert astronaut_face_hidden(b, a, shift=3 * i, background=4), f"frame {i}: face kept or background changed"
+        assert astronaut_face_hidden(b, a, shift=3 * i, background=4), (
+            f"frame {i}: face kept or background changed"
+        )
     with av.open(str(out)) as c:
         assert not {"title", "location", "artist"} & set(c.metadata)
         audio = c.streams.audio[0]
@@ -56,7 +62,8 @@ def test_video_without_audio_and_odd_size(tmp_path, astronaut, pipeline):
     src = write_video(tmp_path / "odd.mkv", frames, fps=10, codec="ffv1")
     result = pipeline.process(src, tmp_path / "odd_out.mkv")
     after, _ = read_video(result.output)
-    assert len(after) == 5 and face_changed(frames[0], after[0][:511, :509]) > 12
+    assert len(after) == 5
+    assert face_changed(frames[0], after[0][:511, :509]) > 12
 
 
 @pytest.mark.parametrize("fmt", ["csv", "tsv", "txt", "json"])
@@ -68,11 +75,13 @@ def test_export_formats(tmp_path, face_video, fmt):
         import json
 
         rows = json.loads(text)
-        assert rows[0]["frame"] == 0 and {"time_ms", "x1", "y2", "score", "track_id"} <= set(rows[0])
+        assert rows[0]["frame"] == 0
+        assert {"time_ms", "x1", "y2", "score", "track_id"} <= set(rows[0])
         assert rows[-1]["time_ms"] == pytest.approx(29 / 15 * 1000, abs=1)
     else:
         lines = text.strip().splitlines()
-        assert lines[0].startswith("time_ms") and len(lines) >= 31
+        assert lines[0].startswith("time_ms")
+        assert len(lines) >= 31
 
 
 def test_truncated_video_fails_cleanly(tmp_path, face_video, pipeline):
@@ -82,7 +91,8 @@ def test_truncated_video_fails_cleanly(tmp_path, face_video, pipeline):
     out = tmp_path / "never.mp4"
     with pytest.raises(InputError):
         pipeline.process(cut, out)
-    assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".veil")]
+    assert not out.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".veil")]
 
 
 def test_not_a_video(tmp_path, pipeline):
@@ -122,7 +132,8 @@ def test_cancel_removes_partial_output(tmp_path, face_video):
 
 def test_image_in_array_out(pipeline, astronaut):
     out, dets = pipeline.anonymize_image(astronaut)
-    assert len(dets) == 1 and face_changed(astronaut, out) > 12
+    assert len(dets) == 1
+    assert face_changed(astronaut, out) > 12
     assert np.array_equal(out[400:], astronaut[400:])
 
 
@@ -141,8 +152,22 @@ def test_rotated_phone_video_is_processed_upright(tmp_path, astronaut, pipeline)
     sideways = [np.ascontiguousarray(np.rot90(upright, -1))] * 6  # stored 384 x 512
     raw = write_video(tmp_path / "raw.mp4", sideways, fps=10, audio_seconds=0.6)
     rotated = tmp_path / "phone.mp4"
-    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", "-display_rotation", "90",
-                    "-i", str(raw), "-c", "copy", str(rotated)], check=True)
+    subprocess.run(
+        [
+            imageio_ffmpeg.get_ffmpeg_exe(),
+            "-y",
+            "-loglevel",
+            "error",
+            "-display_rotation",
+            "90",
+            "-i",
+            str(raw),
+            "-c",
+            "copy",
+            str(rotated),
+        ],
+        check=True,
+    )
     result = pipeline.process(rotated, tmp_path / "out.mp4")
     assert all(len(d) == 1 for d in result.per_frame)
     frames, _ = read_video(result.output)

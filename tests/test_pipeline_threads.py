@@ -2,13 +2,14 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import ASTRONAUT_FACE, mean_abs_diff, read_video, write_video
 from veil import hide
 from veil.detectors import DetectorOptions
 from veil.detectors.centerface import CenterFace
 from veil.frame import Frame
 from veil.pipeline import JobOptions, Pipeline
 from veil.tracking import TrackingOptions
+
+from media import ASTRONAUT_FACE, mean_abs_diff, read_video, write_video
 
 
 def small_faces(astronaut, n, size=(960, 540), scale=0.3, step=4):
@@ -26,7 +27,11 @@ def small_faces(astronaut, n, size=(960, 540), scale=0.3, step=4):
 @pytest.fixture(scope="module")
 def pipeline():
     """Without tracking, so the threaded loop can be compared with a plain sequential one."""
-    return Pipeline(JobOptions(detector=DetectorOptions(threads=1, full_every=8), tracking=TrackingOptions(mode="none")))
+    return Pipeline(
+        JobOptions(
+            detector=DetectorOptions(threads=1, full_every=8), tracking=TrackingOptions(mode="none")
+        )
+    )
 
 
 def sequential_reference(pipeline, images):
@@ -57,7 +62,8 @@ def test_live_sources_do_not_wait_for_full_batches(pipeline, astronaut):
     images = small_faces(astronaut, 5)
     frames = (Frame(i, i / 25, image.copy()) for i, image in enumerate(images))
     got = list(pipeline.iter_anonymized(frames, 25.0, live=True))
-    assert [f.index for f, _ in got] == list(range(5)) and all(len(d) >= 1 for _, d in got)
+    assert [f.index for f, _ in got] == list(range(5))
+    assert all(len(d) >= 1 for _, d in got)
 
 
 def test_video_with_small_faces_is_hidden_on_every_frame(tmp_path, astronaut, pipeline):
@@ -68,16 +74,26 @@ def test_video_with_small_faces_is_hidden_on_every_frame(tmp_path, astronaut, pi
     decoded, _ = read_video(src)
     x1, y1, x2, y2 = (np.array(ASTRONAUT_FACE) * 0.3).astype(int)
     for i, (b, a, d) in enumerate(zip(images, after, decoded)):
-        face = (slice(200 + y1 + 10, 200 + y2 - 10), slice(300 + 4 * i + x1 + 8, 300 + 4 * i + x2 - 8))
+        face = (
+            slice(200 + y1 + 10, 200 + y2 - 10),
+            slice(300 + 4 * i + x1 + 8, 300 + 4 * i + x2 - 8),
+        )
         assert mean_abs_diff(b[face], a[face]) > 8, f"frame {i} face not hidden"
-        assert mean_abs_diff(d[450:], a[450:]) < 4  # the background only goes through the codec again
+        assert (
+            mean_abs_diff(d[450:], a[450:]) < 4
+        )  # the background only goes through the codec again
 
 
 def test_full_resolution_every_frame_option_runs_one_frame_per_call(astronaut):
     calls = []
     det = CenterFace(DetectorOptions(full_every=1, threads=1))
     infer = det.infer
-    det.infer = lambda frames, max_size, threshold: calls.append(len(frames)) or infer(frames, max_size, threshold)
+    det.infer = lambda frames, max_size, threshold: (
+        calls.append(len(frames)) or infer(frames, max_size, threshold)
+    )
     frames = [Frame(i, i / 25, image) for i, image in enumerate(small_faces(astronaut, 3))]
-    got = list(Pipeline(JobOptions(detector=det.options), detector=det).iter_anonymized(iter(frames), 25.0))
-    assert len(got) == 3 and calls == [1, 1, 1]
+    got = list(
+        Pipeline(JobOptions(detector=det.options), detector=det).iter_anonymized(iter(frames), 25.0)
+    )
+    assert len(got) == 3
+    assert calls == [1, 1, 1]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -14,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from media import ENV
 
 
 @pytest.fixture(scope="module")
@@ -30,10 +29,24 @@ class Server:
 
     def __init__(self, data_dir: Path, *args: str) -> None:
         self.data_dir = data_dir
-        env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "PYTHONUNBUFFERED": "1"}
+        env = {**ENV, "PYTHONUNBUFFERED": "1"}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "veil", "serve", "--port", "0", "--data-dir", str(data_dir), *args],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+            [
+                sys.executable,
+                "-m",
+                "veil",
+                "serve",
+                "--port",
+                "0",
+                "--data-dir",
+                str(data_dir),
+                *args,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
         line = self.proc.stdout.readline()
         if not line.startswith("veil web app: "):
             self.proc.kill()
@@ -53,10 +66,17 @@ class Server:
                 time.sleep(0.1)
         raise RuntimeError("server never answered")
 
-    def request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None,
-                timeout: float = 30) -> tuple[int, dict, bytes]:
-        req = urllib.request.Request(self.base + path, data=body, method=method,
-                                     headers={**self.headers, **(headers or {})})
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: dict | None = None,
+        timeout: float = 30,
+    ) -> tuple[int, dict, bytes]:
+        req = urllib.request.Request(
+            self.base + path, data=body, method=method, headers={**self.headers, **(headers or {})}
+        )
         try:
             with urllib.request.urlopen(req, timeout=timeout) as resp:
                 return resp.status, dict(resp.headers), resp.read()
@@ -71,9 +91,16 @@ class Server:
     def upload(self, data: bytes, name: str, expect: int = 201, **params) -> dict:
         from urllib.parse import urlencode
 
-        return self.json("POST", "/api/jobs?" + urlencode({"name": name, **params}), data, expect=expect)
+        return self.json(
+            "POST", "/api/jobs?" + urlencode({"name": name, **params}), data, expect=expect
+        )
 
-    def wait(self, job_id: str, states=("done", "failed", "cancelled", "interrupted"), timeout: float = 120) -> dict:
+    def wait(
+        self,
+        job_id: str,
+        states=("done", "failed", "cancelled", "interrupted"),
+        timeout: float = 120,
+    ) -> dict:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             job = self.json("GET", f"/api/jobs/{job_id}")

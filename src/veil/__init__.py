@@ -40,7 +40,7 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'veil' has no attribute {name!r}")
 
 
-def _job_options(options: "JobOptions | None", overrides: dict[str, Any]) -> "JobOptions":
+def _job_options(options: JobOptions | None, overrides: dict[str, Any]) -> JobOptions:
     import dataclasses
 
     from .hide import AnonymizeOptions
@@ -50,10 +50,14 @@ def _job_options(options: "JobOptions | None", overrides: dict[str, Any]) -> "Jo
     anon_fields = {f.name for f in dataclasses.fields(AnonymizeOptions)}
     anon = {k: v for k, v in overrides.items() if k in anon_fields}
     job = {k: v for k, v in overrides.items() if k not in anon_fields}
-    return dataclasses.replace(options, anonymize=dataclasses.replace(options.anonymize, **anon), **job)
+    return dataclasses.replace(
+        options, anonymize=dataclasses.replace(options.anonymize, **anon), **job
+    )
 
 
-def anonymize_image(path: str, output: str | None = None, options: "JobOptions | None" = None, **overrides: Any) -> "JobResult":
+def anonymize_image(
+    path: str, output: str | None = None, options: JobOptions | None = None, **overrides: Any
+) -> JobResult:
     """Anonymize one image file; returns the result with the output path and detections.
 
     Keyword overrides name fields of AnonymizeOptions (method, shape, mask_scale, ...)
@@ -62,20 +66,30 @@ def anonymize_image(path: str, output: str | None = None, options: "JobOptions |
     return _anonymize_file(path, output, options, overrides)
 
 
-def anonymize_video(path: str, output: str | None = None, options: "JobOptions | None" = None, **overrides: Any) -> "JobResult":
+def anonymize_video(
+    path: str, output: str | None = None, options: JobOptions | None = None, **overrides: Any
+) -> JobResult:
     """Anonymize one video file (audio kept, metadata stripped); same overrides as anonymize_image."""
     return _anonymize_file(path, output, options, overrides)
 
 
-def _anonymize_file(path: str, output: str | None, options: "JobOptions | None", overrides: dict[str, Any]) -> "JobResult":
+def _anonymize_file(
+    path: str, output: str | None, options: JobOptions | None, overrides: dict[str, Any]
+) -> JobResult:
     from .pipeline import Pipeline
 
     results = Pipeline(_job_options(options, overrides)).run([path], output)
     return results[0]
 
 
-def anonymize(frame: Any, detections: "Detections", method: str = "blur", shape: str = "ellipse",
-              padding: float = 1.6, **options: Any) -> Any:
+def anonymize(
+    frame: Any,
+    detections: Detections,
+    method: str = "blur",
+    shape: str = "ellipse",
+    padding: float = 1.6,
+    **options: Any,
+) -> Any:
     """Hide `detections` in a BGR frame and return a new frame (the input is untouched).
 
     padding is the mask scale: 1.0 hides exactly the boxes, 1.6 (the default) grows them by 60%.
@@ -86,15 +100,19 @@ def anonymize(frame: Any, detections: "Detections", method: str = "blur", shape:
     return anon.apply(frame, detections, opts)
 
 
-def annotate(frame: Any, detections: "Detections", names: dict[int, str] | None = None,
-             color: tuple[int, int, int] = (0, 255, 0)) -> Any:
+def annotate(
+    frame: Any,
+    detections: Detections,
+    names: dict[int, str] | None = None,
+    color: tuple[int, int, int] = (0, 255, 0),
+) -> Any:
     """A copy of the frame with each detection outlined and labelled '#track class score'."""
     from .hide import draw
 
     return draw(frame.copy(), detections, names=names, color=color)
 
 
-def live(source: "str | int", options: "JobOptions | None" = None, **overrides: Any):
+def live(source: str | int, options: JobOptions | None = None, **overrides: Any):
     """Anonymized frames of a camera (index or /dev/video path) or stream URL, as they arrive.
 
         for frame in veil.live("rtsp://camera/stream"):
@@ -113,5 +131,18 @@ def live(source: "str | int", options: "JobOptions | None" = None, **overrides: 
     return open_live(source, job, live_options)
 
 
-__all__ = ["__version__", "anonymize", "annotate", "live", "anonymize_image", "anonymize_video", "Detections", "Pipeline",
-           "JobOptions", "JobResult", "AnonymizeOptions", "DetectorOptions", "VeilError"]
+__all__ = [
+    "__version__",
+    "anonymize",
+    "annotate",
+    "live",
+    "anonymize_image",
+    "anonymize_video",
+    "Detections",
+    "Pipeline",
+    "JobOptions",
+    "JobResult",
+    "AnonymizeOptions",
+    "DetectorOptions",
+    "VeilError",
+]

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from .errors import OptionError
 
@@ -31,8 +32,11 @@ SKIP = {"help", "version", "config"}
 
 def flag_actions(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
     """key -> action for every optional flag of the parser that holds a setting."""
-    return {a.dest.replace("_", "-"): a for a in parser._actions
-            if a.option_strings and a.dest not in SKIP and a.dest is not argparse.SUPPRESS}
+    return {
+        a.dest.replace("_", "-"): a
+        for a in parser._actions
+        if a.option_strings and a.dest not in SKIP and a.dest is not argparse.SUPPRESS
+    }
 
 
 def load(path: str | Path) -> dict[str, Any]:
@@ -51,7 +55,9 @@ def _scalar(value: Any) -> str:
     return str(value)
 
 
-def to_tokens(settings: dict[str, Any], parser: argparse.ArgumentParser, source: str = "config") -> list[str]:
+def to_tokens(
+    settings: dict[str, Any], parser: argparse.ArgumentParser, source: str = "config"
+) -> list[str]:
     """Flag tokens equivalent to a settings mapping (unknown keys are a one-line error)."""
     actions = flag_actions(parser)
     tokens: list[str] = []
@@ -59,7 +65,9 @@ def to_tokens(settings: dict[str, Any], parser: argparse.ArgumentParser, source:
         key = raw_key.replace("_", "-")
         action = actions.get(key)
         if action is None:
-            raise OptionError(f"{source}: unknown setting {raw_key!r}; run 'veil config --show' for the keys")
+            raise OptionError(
+                f"{source}: unknown setting {raw_key!r}; run 'veil config --show' for the keys"
+            )
         flag = max(action.option_strings, key=len)
         if action.nargs == 0:
             if not isinstance(value, bool):
@@ -115,6 +123,7 @@ def effective(parser: argparse.ArgumentParser, argv: Sequence[str]) -> dict[str,
         def wrapped(text: str):
             given.setdefault(dest, []).append(text)
             return convert(text) if convert else text
+
         return wrapped
 
     actions = flag_actions(parser)
@@ -129,7 +138,11 @@ def effective(parser: argparse.ArgumentParser, argv: Sequence[str]) -> dict[str,
         value = getattr(args, action.dest)
         if action.dest in given and not isinstance(value, (bool, int, float, str)):
             raw = given[action.dest]
-            value = raw if isinstance(action, argparse._AppendAction) or action.nargs in ("*", "+") else raw[-1]
+            value = (
+                raw
+                if isinstance(action, argparse._AppendAction) or action.nargs in ("*", "+")
+                else raw[-1]
+            )
         elif isinstance(value, tuple):
             value = ",".join(map(str, value))
         out[key] = value

@@ -6,7 +6,8 @@ attributes they document, so veil works beside them without depending on them.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -27,8 +28,14 @@ def _numpy(value: Any) -> np.ndarray | None:
     return np.asarray(value)
 
 
-def from_keypoints(keypoints: Any, scores: Any = None, indices: Sequence[int] = COCO_HEAD,
-                   padding: float = 0.5, min_score: float = 0.3, class_id: int = FACE) -> Detections:
+def from_keypoints(
+    keypoints: Any,
+    scores: Any = None,
+    indices: Sequence[int] = COCO_HEAD,
+    padding: float = 0.5,
+    min_score: float = 0.3,
+    class_id: int = FACE,
+) -> Detections:
     """Face boxes from pose keypoints: the head points (nose, eyes, ears) with padding.
 
     keypoints: [N, K, 2] or [N, K, 3] (x, y, confidence). scores: per-keypoint
@@ -52,7 +59,9 @@ def from_keypoints(keypoints: Any, scores: Any = None, indices: Sequence[int] = 
         elif sc.reshape(-1).shape == (n,):
             person = sc.reshape(-1)
         else:
-            raise ValueError(f"scores must be [N, K] or [N], got {sc.shape} for keypoints {kp.shape}")
+            raise ValueError(
+                f"scores must be [N, K] or [N], got {sc.shape} for keypoints {kp.shape}"
+            )
     idx = np.asarray(indices, int)
     head, head_conf = kp[:, idx, :2], conf[:, idx]
     boxes, out_scores = [], []
@@ -104,6 +113,13 @@ def from_ultralytics(result: Any, class_map: dict[int, int] | None = None) -> De
     if masks is not None and len(xyxy):
         data = _numpy(masks.data)
         shape = tuple(getattr(result, "orig_shape", ()))
-        mask = data > 0.5 if data.shape[1:] == shape else None  # model-resolution masks would misplace outlines
-    return Detections(xyxy, score=_numpy(getattr(boxes, "conf", None)), class_id=cls,
-                      track_id=None if ids is None else ids.astype(np.int64), mask=mask)
+        mask = (
+            data > 0.5 if data.shape[1:] == shape else None
+        )  # model-resolution masks would misplace outlines
+    return Detections(
+        xyxy,
+        score=_numpy(getattr(boxes, "conf", None)),
+        class_id=cls,
+        track_id=None if ids is None else ids.astype(np.int64),
+        mask=mask,
+    )

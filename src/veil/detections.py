@@ -7,8 +7,9 @@ integer array gives a new `Detections`, as in supervision.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -72,7 +73,7 @@ class Detections:
             object.__setattr__(self, "mask", mask)
 
     @classmethod
-    def empty(cls) -> "Detections":
+    def empty(cls) -> Detections:
         return cls(np.zeros((0, 4), np.float32))
 
     def __len__(self) -> int:
@@ -82,7 +83,7 @@ class Detections:
         for i in range(len(self)):
             yield self[i : i + 1]
 
-    def __getitem__(self, index: Any) -> "Detections":
+    def __getitem__(self, index: Any) -> Detections:
         if isinstance(index, (int, np.integer)):
             index = [int(index)]
         return Detections(
@@ -112,7 +113,7 @@ class Detections:
 
     __hash__ = None  # type: ignore[assignment]
 
-    def with_(self, **changes: Any) -> "Detections":
+    def with_(self, **changes: Any) -> Detections:
         """A copy with some fields replaced (the type is frozen)."""
         return replace(self, **changes)
 
@@ -130,23 +131,26 @@ class Detections:
 
     @property
     def center(self) -> np.ndarray:
-        return np.stack([(self.xyxy[:, 0] + self.xyxy[:, 2]) / 2, (self.xyxy[:, 1] + self.xyxy[:, 3]) / 2], axis=1)
+        return np.stack(
+            [(self.xyxy[:, 0] + self.xyxy[:, 2]) / 2, (self.xyxy[:, 1] + self.xyxy[:, 3]) / 2],
+            axis=1,
+        )
 
-    def scaled(self, sx: float, sy: float | None = None) -> "Detections":
+    def scaled(self, sx: float, sy: float | None = None) -> Detections:
         """Boxes and landmarks multiplied by a resize factor (detector input -> frame)."""
         sy = sx if sy is None else sy
         factor = np.array([sx, sy, sx, sy], np.float32)
         lm = None if self.landmarks is None else self.landmarks * np.array([sx, sy], np.float32)
         return self.with_(xyxy=self.xyxy * factor, landmarks=lm)
 
-    def clipped(self, width: int, height: int) -> "Detections":
+    def clipped(self, width: int, height: int) -> Detections:
         xyxy = self.xyxy.copy()
         xyxy[:, [0, 2]] = np.clip(xyxy[:, [0, 2]], 0, width)
         xyxy[:, [1, 3]] = np.clip(xyxy[:, [1, 3]], 0, height)
         return self.with_(xyxy=xyxy)
 
     @staticmethod
-    def merge(items: Sequence["Detections"]) -> "Detections":
+    def merge(items: Sequence[Detections]) -> Detections:
         """Concatenate; landmarks survive only when every part has the same K.
 
         Masks survive when any part has them: parts without get all-False rows
@@ -171,7 +175,7 @@ class Detections:
 
     # Converters from and to other libraries live here, not in callers.
     @classmethod
-    def from_array(cls, array: Any, class_id: int = FACE) -> "Detections":
+    def from_array(cls, array: Any, class_id: int = FACE) -> Detections:
         """From an [N, 4] or [N, 5] array: x1, y1, x2, y2[, score]."""
         arr = np.asarray(array, np.float32)
         arr = arr.reshape(0, 4) if arr.size == 0 else np.atleast_2d(arr)
@@ -181,21 +185,29 @@ class Detections:
         return cls(arr[:, :4], score=score, class_id=np.full(len(arr), class_id))
 
     @classmethod
-    def from_keypoints(cls, keypoints: Any, scores: Any = None, indices: Sequence[int] = (0, 1, 2, 3, 4),
-                       padding: float = 0.5, min_score: float = 0.3) -> "Detections":
+    def from_keypoints(
+        cls,
+        keypoints: Any,
+        scores: Any = None,
+        indices: Sequence[int] = (0, 1, 2, 3, 4),
+        padding: float = 0.5,
+        min_score: float = 0.3,
+    ) -> Detections:
         """Face boxes from pose keypoints (COCO nose, eyes, ears by default); see veil.converters."""
         from .converters import from_keypoints
 
-        return from_keypoints(keypoints, scores, indices=indices, padding=padding, min_score=min_score)
+        return from_keypoints(
+            keypoints, scores, indices=indices, padding=padding, min_score=min_score
+        )
 
     @classmethod
-    def from_supervision(cls, detections: Any) -> "Detections":
+    def from_supervision(cls, detections: Any) -> Detections:
         from .converters import from_supervision
 
         return from_supervision(detections)
 
     @classmethod
-    def from_ultralytics(cls, result: Any, class_map: dict[int, int] | None = None) -> "Detections":
+    def from_ultralytics(cls, result: Any, class_map: dict[int, int] | None = None) -> Detections:
         from .converters import from_ultralytics
 
         return from_ultralytics(result, class_map)
@@ -229,7 +241,9 @@ def _merged_masks(items: Sequence[Detections]) -> np.ndarray | None:
     if len(shapes) > 1:
         raise ValueError(f"cannot merge masks of different frame sizes: {sorted(shapes)}")
     hw = shapes.pop()
-    return np.concatenate([d.mask if d.mask is not None else np.zeros((len(d), *hw), bool) for d in items])
+    return np.concatenate(
+        [d.mask if d.mask is not None else np.zeros((len(d), *hw), bool) for d in items]
+    )
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -258,4 +272,3 @@ def nms(xyxy: np.ndarray, score: np.ndarray, iou_threshold: float) -> np.ndarray
         ious = box_iou(boxes[i : i + 1], boxes[order[1:]])[0]
         order = order[1:][ious < iou_threshold]
     return np.asarray(keep, dtype=np.int64)
-

@@ -9,9 +9,9 @@ detector, before tracking, so a dropped box is never carried across frames.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Sequence
 
 import cv2
 import numpy as np
@@ -32,7 +32,9 @@ def parse_region(text: str) -> tuple[tuple[float, float], ...]:
     """
     try:
         if ";" in text:
-            points = tuple(tuple(float(v) for v in p.split(",")) for p in text.split(";") if p.strip())
+            points = tuple(
+                tuple(float(v) for v in p.split(",")) for p in text.split(";") if p.strip()
+            )
             if len(points) < 3 or any(len(p) != 2 for p in points):
                 raise ValueError
         else:
@@ -41,7 +43,9 @@ def parse_region(text: str) -> tuple[tuple[float, float], ...]:
                 raise ValueError
             points = ((x1, y1), (x2, y1), (x2, y2), (x1, y2))
     except ValueError:
-        raise OptionError(f"bad region {text!r}; use x1,y1,x2,y2 or x,y;x,y;x,y (pixels, or fractions 0..1)") from None
+        raise OptionError(
+            f"bad region {text!r}; use x1,y1,x2,y2 or x,y;x,y;x,y (pixels, or fractions 0..1)"
+        ) from None
     return points  # type: ignore[return-value]
 
 
@@ -56,7 +60,9 @@ def parse_min_scores(text: str | Sequence[str] | None) -> tuple[tuple[str, float
         except ValueError:
             score = -1.0
         if name not in TARGET_IDS or not 0 <= score <= 1:
-            raise OptionError(f"bad --min-score {item!r}; use TARGET=SCORE with targets {', '.join(TARGET_IDS)} and scores 0..1")
+            raise OptionError(
+                f"bad --min-score {item!r}; use TARGET=SCORE with targets {', '.join(TARGET_IDS)} and scores 0..1"
+            )
         out.append((name, score))
     return tuple(out)
 
@@ -84,14 +90,22 @@ class FilterOptions:
 
     def __post_init__(self) -> None:
         if self.min_face < 0 or (self.max_face is not None and self.max_face < self.min_face):
-            raise OptionError("face size range must satisfy 0 <= --min-face-size <= --max-face-size")
+            raise OptionError(
+                "face size range must satisfy 0 <= --min-face-size <= --max-face-size"
+            )
         if not 0 < self.keep_tolerance < 1.5:
             raise OptionError("--keep-tolerance must be between 0 and 1.5")
 
     @property
     def active(self) -> bool:
-        return bool(self.min_face or self.max_face is not None or self.min_score or self.include
-                    or self.exclude or self.keep_face)
+        return bool(
+            self.min_face
+            or self.max_face is not None
+            or self.min_score
+            or self.include
+            or self.exclude
+            or self.keep_face
+        )
 
 
 def _pixels(polygon: Sequence[Sequence[float]], width: int, height: int) -> np.ndarray:
@@ -107,7 +121,10 @@ def share_inside(xyxy: np.ndarray, polygon: np.ndarray) -> np.ndarray:
     out = np.zeros(len(xyxy), np.float32)
     for i, (x1, y1, x2, y2) in enumerate(xyxy):
         xs, ys = np.meshgrid(x1 + t * (x2 - x1), y1 + t * (y2 - y1))
-        inside = [cv2.pointPolygonTest(polygon, (float(x), float(y)), False) >= 0 for x, y in zip(xs.ravel(), ys.ravel())]
+        inside = [
+            cv2.pointPolygonTest(polygon, (float(x), float(y)), False) >= 0
+            for x, y in zip(xs.ravel(), ys.ravel())
+        ]
         out[i] = np.mean(inside)
     return out
 

@@ -26,9 +26,14 @@ def _models():
         import dlib
         import face_recognition_models as frm
     except ImportError as exc:
-        raise DetectorError("--keep-face needs dlib's face embedder: pip install 'veil[reid]'") from exc
-    return (dlib.shape_predictor(frm.pose_predictor_five_point_model_location()),
-            dlib.face_recognition_model_v1(frm.face_recognition_model_location()), dlib)
+        raise DetectorError(
+            "--keep-face needs dlib's face embedder: pip install 'veil[reid]'"
+        ) from exc
+    return (
+        dlib.shape_predictor(frm.pose_predictor_five_point_model_location()),
+        dlib.face_recognition_model_v1(frm.face_recognition_model_location()),
+        dlib,
+    )
 
 
 def embed(image_bgr: np.ndarray, xyxy: np.ndarray) -> np.ndarray:

@@ -18,9 +18,9 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -61,7 +61,9 @@ class LiveOptions:
 
     def __post_init__(self) -> None:
         if self.on_miss not in MISS_POLICIES:
-            raise OptionError(f"unknown --on-miss '{self.on_miss}'; choose one of: {', '.join(MISS_POLICIES)}")
+            raise OptionError(
+                f"unknown --on-miss '{self.on_miss}'; choose one of: {', '.join(MISS_POLICIES)}"
+            )
         if self.max_latency < 0:
             raise OptionError("--max-latency must be 0 or more")
         if self.detect_every < 1:
@@ -92,21 +94,32 @@ class LiveStats:
     def summary(self) -> str:
         t = self.elapsed()
         ms = lambda q: f"{1000 * self.percentile(q):.0f}"  # noqa: E731
-        return (f"{t:.1f} s: in {self.frames_in} ({self.frames_in / t:.1f} fps), out {self.frames_out} "
-                f"({self.frames_out / t:.1f} fps); latency ms p50 {ms(50)} p90 {ms(90)} p99 {ms(99)}; "
-                f"dropped behind {self.dropped_behind}; fully blurred {self.blurred} "
-                f"(late {self.deadline_misses}, failed {self.detection_failures}); "
-                f"dropped on miss {self.dropped_on_miss}; reconnects {self.reconnects}")
+        return (
+            f"{t:.1f} s: in {self.frames_in} ({self.frames_in / t:.1f} fps), out {self.frames_out} "
+            f"({self.frames_out / t:.1f} fps); latency ms p50 {ms(50)} p90 {ms(90)} p99 {ms(99)}; "
+            f"dropped behind {self.dropped_behind}; fully blurred {self.blurred} "
+            f"(late {self.deadline_misses}, failed {self.detection_failures}); "
+            f"dropped on miss {self.dropped_on_miss}; reconnects {self.reconnects}"
+        )
 
     def as_dict(self) -> dict:
         t = self.elapsed()
-        return {"seconds": t, "frames_in": self.frames_in, "frames_out": self.frames_out,
-                "fps_in": self.frames_in / t, "fps_out": self.frames_out / t,
-                "latency_p50": self.percentile(50), "latency_p90": self.percentile(90),
-                "latency_p99": self.percentile(99), "dropped_behind": self.dropped_behind,
-                "blurred": self.blurred, "deadline_misses": self.deadline_misses,
-                "detection_failures": self.detection_failures, "dropped_on_miss": self.dropped_on_miss,
-                "reconnects": self.reconnects}
+        return {
+            "seconds": t,
+            "frames_in": self.frames_in,
+            "frames_out": self.frames_out,
+            "fps_in": self.frames_in / t,
+            "fps_out": self.frames_out / t,
+            "latency_p50": self.percentile(50),
+            "latency_p90": self.percentile(90),
+            "latency_p99": self.percentile(99),
+            "dropped_behind": self.dropped_behind,
+            "blurred": self.blurred,
+            "deadline_misses": self.deadline_misses,
+            "detection_failures": self.detection_failures,
+            "dropped_on_miss": self.dropped_on_miss,
+            "reconnects": self.reconnects,
+        }
 
 
 @dataclass
@@ -134,8 +147,14 @@ class LiveFrame:
 class LiveAnonymizer:
     """The fail-closed live loop over any source of `Captured` frames."""
 
-    def __init__(self, source: LiveSource, options: JobOptions = JobOptions(), live: LiveOptions = LiveOptions(),
-                 detector: Detector | None = None, log: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        source: LiveSource,
+        options: JobOptions = JobOptions(),
+        live: LiveOptions = LiveOptions(),
+        detector: Detector | None = None,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
         self.source = source
         self.options = options
         self.live = live
@@ -174,7 +193,9 @@ class LiveAnonymizer:
 
     def _hide(self, captured: Captured, dets: Detections) -> LiveFrame | None:
         try:
-            captured.frame.image = hide.apply(captured.frame.image, dets, self.options.anonymize, inplace=True)
+            captured.frame.image = hide.apply(
+                captured.frame.image, dets, self.options.anonymize, inplace=True
+            )
         except Exception as exc:  # never let a half-hidden frame out
             self._note_failure(exc)
             return self._hidden_whole(captured, late=False)
@@ -183,7 +204,9 @@ class LiveAnonymizer:
     def _note_failure(self, exc: BaseException) -> None:
         if not self._warned_failure:
             self._warned_failure = True
-            self.log(f"detection failed ({type(exc).__name__}: {exc}); such frames are hidden whole")
+            self.log(
+                f"detection failed ({type(exc).__name__}: {exc}); such frames are hidden whole"
+            )
 
     def _wait(self, future: cf.Future, captured: Captured) -> bool:
         left = captured.captured_at + self.live.max_latency - time.monotonic()
@@ -215,8 +238,12 @@ class LiveAnonymizer:
                     break
                 self._sync_source_stats()
                 if temporal is None:
-                    temporal = create_filter(self.options.tracking, self.source.fps_hint, live=True,
-                                             threshold=self.options.detector.threshold)
+                    temporal = create_filter(
+                        self.options.tracking,
+                        self.source.fps_hint,
+                        live=True,
+                        threshold=self.options.detector.threshold,
+                    )
                 for item in self._process(captured, temporal, held, last, since_detect):
                     if isinstance(item, Detections):
                         last, since_detect = item, 0
@@ -247,8 +274,14 @@ class LiveAnonymizer:
         self.stats.dropped_behind = self.source.dropped
         self.stats.reconnects = self.source.reconnects
 
-    def _process(self, captured: Captured, temporal, held: dict[int, Captured], last: Detections | None,
-                 since_detect: int):
+    def _process(
+        self,
+        captured: Captured,
+        temporal,
+        held: dict[int, Captured],
+        last: Detections | None,
+        since_detect: int,
+    ):
         """Yields the new raw detections (when the detector ran) and the frames now ready."""
         if self._pending is not None:
             late_captured, future = self._pending
@@ -283,7 +316,9 @@ class LiveAnonymizer:
         held[captured.frame.index] = captured
         yield from self._release(temporal.push(captured.frame, dets), held)
 
-    def _release(self, pairs: list[tuple[int, Detections]], held: dict[int, Captured]) -> Iterator[LiveFrame]:
+    def _release(
+        self, pairs: list[tuple[int, Detections]], held: dict[int, Captured]
+    ) -> Iterator[LiveFrame]:
         """Hide and hand out the frames the filter released (ones already sent whole are skipped)."""
         for index, final in pairs:
             ready = held.pop(index, None)
@@ -310,22 +345,36 @@ class LiveStream:
     def __iter__(self) -> Iterator[LiveFrame]:
         return self.anonymizer.frames()
 
-    def __enter__(self) -> "LiveStream":
+    def __enter__(self) -> LiveStream:
         return self
 
     def __exit__(self, *exc) -> None:
         self.stop()
 
 
-def open_live(source: str | int, options: JobOptions | None = None, live: LiveOptions | None = None,
-              input_format: str | None = None, input_options: dict[str, str] | None = None,
-              detector: Detector | None = None, log: Callable[[str], None] | None = None) -> LiveStream:
+def open_live(
+    source: str | int,
+    options: JobOptions | None = None,
+    live: LiveOptions | None = None,
+    input_format: str | None = None,
+    input_options: dict[str, str] | None = None,
+    detector: Detector | None = None,
+    log: Callable[[str], None] | None = None,
+) -> LiveStream:
     """A live stream of anonymized frames from a camera index, /dev/video path, URL or file."""
     live = live or LiveOptions()
     spec = parse_source(source, input_format, input_options)
-    src = LiveSource(spec, buffer=live.buffer, reconnect=live.reconnect, read_timeout=live.timeout,
-                     give_up_after=live.give_up_after, log=log)
-    return LiveStream(LiveAnonymizer(src, options or JobOptions(), live, detector=detector, log=log))
+    src = LiveSource(
+        spec,
+        buffer=live.buffer,
+        reconnect=live.reconnect,
+        read_timeout=live.timeout,
+        give_up_after=live.give_up_after,
+        log=log,
+    )
+    return LiveStream(
+        LiveAnonymizer(src, options or JobOptions(), live, detector=detector, log=log)
+    )
 
 
 # -- command line ---------------------------------------------------------------------------
@@ -340,46 +389,115 @@ examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .cli import (add_anonymize_arguments, add_detector_arguments, add_encoder_arguments,
-                      add_tracking_arguments)
+    from .cli import (
+        add_anonymize_arguments,
+        add_detector_arguments,
+        add_encoder_arguments,
+        add_tracking_arguments,
+    )
     from .detectors import available
 
     parser = argparse.ArgumentParser(
-        prog="veil live", description="Anonymize a live camera or stream as it arrives.",
-        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("source", metavar="SOURCE",
-                        help="camera number (0), /dev/video path, stream URL (rtsp, rtmp, http(s), udp, srt) or file")
+        prog="veil live",
+        description="Anonymize a live camera or stream as it arrives.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "source",
+        metavar="SOURCE",
+        help="camera number (0), /dev/video path, stream URL (rtsp, rtmp, http(s), udp, srt) or file",
+    )
     out = parser.add_argument_group("outputs (any combination)")
-    out.add_argument("-o", "--output", action="append", default=[], metavar="FILE|URL",
-                     help="record to FILE (written on stop) or restream to URL (udp://, srt://, rtsp://, rtmp://); repeatable")
+    out.add_argument(
+        "-o",
+        "--output",
+        action="append",
+        default=[],
+        metavar="FILE|URL",
+        help="record to FILE (written on stop) or restream to URL (udp://, srt://, rtsp://, rtmp://); repeatable",
+    )
     out.add_argument("--preview", action="store_true", help="show a window (q quits)")
-    out.add_argument("--restream-format", metavar="FMT", help="FFmpeg muxer for restream URLs (default from the scheme)")
+    out.add_argument(
+        "--restream-format",
+        metavar="FMT",
+        help="FFmpeg muxer for restream URLs (default from the scheme)",
+    )
     out.add_argument("--overwrite", action="store_true", help="replace an existing recording")
     rt = parser.add_argument_group("real time")
-    rt.add_argument("--max-latency", type=float, default=LiveOptions.max_latency * 1000, metavar="MS",
-                    help="a frame not detected within this many ms of capture is hidden whole (default %(default)g)")
-    rt.add_argument("--on-miss", choices=MISS_POLICIES, default=LiveOptions.on_miss,
-                    help="what happens to a late or failed frame: blur it whole or drop it (default %(default)s)")
-    rt.add_argument("--detect-every", type=int, default=1, metavar="N",
-                    help="detect on every Nth frame, reuse boxes between (faster; fast motion may leave the mask)")
-    rt.add_argument("--buffer", type=int, default=LiveOptions.buffer, metavar="N",
-                    help="newest frames kept when behind; older ones are dropped (default %(default)s)")
-    rt.add_argument("--no-reconnect", action="store_true", help="stop when the source ends instead of reconnecting")
-    rt.add_argument("--timeout", type=float, default=LiveOptions.timeout, metavar="S",
-                    help="seconds without data before the source counts as lost and is reopened (default %(default)g)")
-    rt.add_argument("--give-up", type=float, default=None, metavar="S",
-                    help="stop after S seconds without a source (default: keep retrying)")
-    rt.add_argument("--duration", type=float, default=None, metavar="S", help="stop after S seconds")
-    rt.add_argument("--frames", type=int, default=None, metavar="N", help="stop after N output frames")
-    rt.add_argument("--input-format", metavar="FMT", help="FFmpeg demuxer (v4l2, dshow, avfoundation, mpegts...)")
-    rt.add_argument("--input-option", action="append", default=[], metavar="KEY=VALUE",
-                    help="FFmpeg demuxer/protocol option, e.g. video_size=1280x720; repeatable")
+    rt.add_argument(
+        "--max-latency",
+        type=float,
+        default=LiveOptions.max_latency * 1000,
+        metavar="MS",
+        help="a frame not detected within this many ms of capture is hidden whole (default %(default)g)",
+    )
+    rt.add_argument(
+        "--on-miss",
+        choices=MISS_POLICIES,
+        default=LiveOptions.on_miss,
+        help="what happens to a late or failed frame: blur it whole or drop it (default %(default)s)",
+    )
+    rt.add_argument(
+        "--detect-every",
+        type=int,
+        default=1,
+        metavar="N",
+        help="detect on every Nth frame, reuse boxes between (faster; fast motion may leave the mask)",
+    )
+    rt.add_argument(
+        "--buffer",
+        type=int,
+        default=LiveOptions.buffer,
+        metavar="N",
+        help="newest frames kept when behind; older ones are dropped (default %(default)s)",
+    )
+    rt.add_argument(
+        "--no-reconnect",
+        action="store_true",
+        help="stop when the source ends instead of reconnecting",
+    )
+    rt.add_argument(
+        "--timeout",
+        type=float,
+        default=LiveOptions.timeout,
+        metavar="S",
+        help="seconds without data before the source counts as lost and is reopened (default %(default)g)",
+    )
+    rt.add_argument(
+        "--give-up",
+        type=float,
+        default=None,
+        metavar="S",
+        help="stop after S seconds without a source (default: keep retrying)",
+    )
+    rt.add_argument(
+        "--duration", type=float, default=None, metavar="S", help="stop after S seconds"
+    )
+    rt.add_argument(
+        "--frames", type=int, default=None, metavar="N", help="stop after N output frames"
+    )
+    rt.add_argument(
+        "--input-format",
+        metavar="FMT",
+        help="FFmpeg demuxer (v4l2, dshow, avfoundation, mpegts...)",
+    )
+    rt.add_argument(
+        "--input-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="FFmpeg demuxer/protocol option, e.g. video_size=1280x720; repeatable",
+    )
     rt.add_argument("--stats", action="store_true", help="print statistics every second")
     rt.add_argument("-q", "--quiet", action="store_true", help="no messages, no summary")
     add_detector_arguments(parser)
     parser.add_argument_group("detection").add_argument(
-        "--detector", choices=available(), default="centerface",
-        help="face detector; blazeface (extra mediapipe) runs BlazeFace with CenterFace for small faces")
+        "--detector",
+        choices=available(),
+        default="centerface",
+        help="face detector; blazeface (extra mediapipe) runs BlazeFace with CenterFace for small faces",
+    )
     add_anonymize_arguments(parser)
     add_tracking_arguments(parser)
     add_encoder_arguments(parser)
@@ -405,13 +523,28 @@ def main(argv: Sequence[str]) -> int:
     if not args.output and not args.preview:
         raise OptionError("nothing to do: give -o FILE to record, -o URL to restream, or --preview")
     options = job_options_from_args(args)
-    options = dataclasses.replace(options, detector=dataclasses.replace(options.detector, name=args.detector))
-    live = LiveOptions(max_latency=args.max_latency / 1000, on_miss=args.on_miss, detect_every=args.detect_every,
-                       buffer=args.buffer, reconnect=not args.no_reconnect, timeout=args.timeout,
-                       give_up_after=args.give_up, duration=args.duration, max_frames=args.frames)
-    log = (lambda message: None) if args.quiet else (lambda message: print(f"veil live: {message}", file=sys.stderr,
-                                                                          flush=True))
-    stream = open_live(args.source, options, live, args.input_format, _input_options(args.input_option), log=log)
+    options = dataclasses.replace(
+        options, detector=dataclasses.replace(options.detector, name=args.detector)
+    )
+    live = LiveOptions(
+        max_latency=args.max_latency / 1000,
+        on_miss=args.on_miss,
+        detect_every=args.detect_every,
+        buffer=args.buffer,
+        reconnect=not args.no_reconnect,
+        timeout=args.timeout,
+        give_up_after=args.give_up,
+        duration=args.duration,
+        max_frames=args.frames,
+    )
+    log = (
+        (lambda message: None)
+        if args.quiet
+        else (lambda message: print(f"veil live: {message}", file=sys.stderr, flush=True))
+    )
+    stream = open_live(
+        args.source, options, live, args.input_format, _input_options(args.input_option), log=log
+    )
     fps = stream.anonymizer.source.fps_hint
     sinks: list[LiveSink] = []
     recordings: list[RecordingSink] = []
@@ -420,9 +553,13 @@ def main(argv: Sequence[str]) -> int:
             sinks.append(PreviewSink(on_quit=stream.stop))
         for target in args.output:
             if is_url(target):
-                sinks.append(RestreamSink(target, options.encoder, fps, args.restream_format, log=log))
+                sinks.append(
+                    RestreamSink(target, options.encoder, fps, args.restream_format, log=log)
+                )
             else:
-                recording = RecordingSink(Path(target), options.encoder, fps, overwrite=args.overwrite)
+                recording = RecordingSink(
+                    Path(target), options.encoder, fps, overwrite=args.overwrite
+                )
                 recordings.append(recording)
                 sinks.append(recording)
     except BaseException:

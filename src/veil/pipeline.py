@@ -15,9 +15,9 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -87,8 +87,13 @@ _END = object()
 class Pipeline:
     """One configured anonymizer; reuse it for many inputs (the detector loads once)."""
 
-    def __init__(self, options: JobOptions = JobOptions(), detector: Detector | None = None,
-                 progress: ProgressCallback | None = None, cancel: threading.Event | None = None) -> None:
+    def __init__(
+        self,
+        options: JobOptions = JobOptions(),
+        detector: Detector | None = None,
+        progress: ProgressCallback | None = None,
+        cancel: threading.Event | None = None,
+    ) -> None:
         self.options = options
         self._detector = detector
         self.progress = progress
@@ -104,8 +109,12 @@ class Pipeline:
         return self._detector
 
     # -- single frames -------------------------------------------------------------------
-    def detect(self, images: Sequence[np.ndarray], keep_weak: bool = False,
-               detect: Callable[[list[np.ndarray]], list[Detections]] | None = None) -> list[Detections]:
+    def detect(
+        self,
+        images: Sequence[np.ndarray],
+        keep_weak: bool = False,
+        detect: Callable[[list[np.ndarray]], list[Detections]] | None = None,
+    ) -> list[Detections]:
         """Detections per image at the threshold; keep_weak also returns those under it.
 
         detect replaces the detector's own call (a per-stream scanner, see detectors/scan.py).
@@ -116,7 +125,9 @@ class Pipeline:
         except VeilError:
             raise
         except Exception as exc:
-            raise ProcessingError(f"face detection failed ({type(exc).__name__}: {exc}); nothing was written") from exc
+            raise ProcessingError(
+                f"face detection failed ({type(exc).__name__}: {exc}); nothing was written"
+            ) from exc
         if keep_weak:
             return found
         return [d[d.score >= self.options.detector.threshold] for d in found]
@@ -127,18 +138,34 @@ class Pipeline:
         return anon.apply(image, dets, self.options.anonymize), dets
 
     # -- files ---------------------------------------------------------------------------
-    def plan(self, inputs: Sequence[str | Path], output: str | Path | None = None) -> list[tuple[Path, Path]]:
+    def plan(
+        self, inputs: Sequence[str | Path], output: str | Path | None = None
+    ) -> list[tuple[Path, Path]]:
         """(source, target) for every input file, following the output naming rules."""
         items = collect_inputs(inputs, self.options.recursive)
         many = len(items) > 1 or any(Path(p).is_dir() for p in inputs)
         planned = []
         for source, root in items:
             ext = video_io.output_extension(source) if media_kind(source) == "video" else None
-            planned.append((source, plan_output(source, root, output, many=many, suffix=self.options.suffix,
-                                                overwrite=self.options.overwrite, extension=ext)))
+            planned.append(
+                (
+                    source,
+                    plan_output(
+                        source,
+                        root,
+                        output,
+                        many=many,
+                        suffix=self.options.suffix,
+                        overwrite=self.options.overwrite,
+                        extension=ext,
+                    ),
+                )
+            )
         return planned
 
-    def run(self, inputs: Sequence[str | Path], output: str | Path | None = None) -> list[JobResult]:
+    def run(
+        self, inputs: Sequence[str | Path], output: str | Path | None = None
+    ) -> list[JobResult]:
         """Anonymize every input (files or folders); stops at the first failure."""
         return [self.process(source, target) for source, target in self.plan(inputs, output)]
 
@@ -155,14 +182,21 @@ class Pipeline:
     def _review_for(self, source: Path, target: Path) -> ReviewReport | None:
         if not self.options.review:
             return None
-        return ReviewReport(review_folder(target), self.options.detector.threshold,
-                            self.options.anonymize.mask_scale, source, target)
+        return ReviewReport(
+            review_folder(target),
+            self.options.detector.threshold,
+            self.options.anonymize.mask_scale,
+            source,
+            target,
+        )
 
     def process_image(self, source: Path, target: Path) -> JobResult:
         start = time.perf_counter()
         loaded = image_io.read_image(source)
         result_image, dets = self.anonymize_image(loaded.image)
-        image_io.write_image(result_image, target, keep_metadata=self.options.keep_metadata, source=loaded)
+        image_io.write_image(
+            result_image, target, keep_metadata=self.options.keep_metadata, source=loaded
+        )
         export = self._export_for(target)
         if export:
             export.add(0, 0.0, dets)
@@ -173,22 +207,42 @@ class Pipeline:
             review.write()
         if self.progress:
             self.progress(str(source), 1, 1)
-        return JobResult(Path(source), target, "image", 1, len(dets), time.perf_counter() - start,
-                         export.target if export else None, review.folder if review else None, per_frame=[dets])
+        return JobResult(
+            Path(source),
+            target,
+            "image",
+            1,
+            len(dets),
+            time.perf_counter() - start,
+            export.target if export else None,
+            review.folder if review else None,
+            per_frame=[dets],
+        )
 
     def process_video(self, source: Path, target: Path) -> JobResult:
         start = time.perf_counter()
         with video_io.VideoSource(source) as src:
-            sink = video_io.VideoSink(target, src.info, self.options.encoder,
-                                      audio_template=src.audio_stream,
-                                      metadata=src.metadata if self.options.keep_metadata else None)
+            sink = video_io.VideoSink(
+                target,
+                src.info,
+                self.options.encoder,
+                audio_template=src.audio_stream,
+                metadata=src.metadata if self.options.keep_metadata else None,
+            )
             if src.audio_stream is not None and self.options.encoder.keep_audio:
                 src.on_audio_packet = sink.add_audio_packet
             export = self._export_for(target)
             review = self._review_for(source, target)
             try:
-                per_frame = self._run_frames(src.frames(), float(src.info.fps), sink.write, str(source),
-                                             src.info.frame_count or None, export, review)
+                per_frame = self._run_frames(
+                    src.frames(),
+                    float(src.info.fps),
+                    sink.write,
+                    str(source),
+                    src.info.frame_count or None,
+                    export,
+                    review,
+                )
                 sink.finish()
             except BaseException:
                 sink.abort()
@@ -197,12 +251,22 @@ class Pipeline:
             export.write()
         if review:
             review.write()
-        return JobResult(Path(source), target, "video", len(per_frame), sum(len(d) for d in per_frame),
-                         time.perf_counter() - start, export.target if export else None,
-                         review.folder if review else None, per_frame=per_frame)
+        return JobResult(
+            Path(source),
+            target,
+            "video",
+            len(per_frame),
+            sum(len(d) for d in per_frame),
+            time.perf_counter() - start,
+            export.target if export else None,
+            review.folder if review else None,
+            per_frame=per_frame,
+        )
 
     # -- the frame loop ------------------------------------------------------------------
-    def iter_anonymized(self, frames: Iterable[Frame], fps: float, live: bool = False) -> Iterator[tuple[Frame, Detections]]:
+    def iter_anonymized(
+        self, frames: Iterable[Frame], fps: float, live: bool = False
+    ) -> Iterator[tuple[Frame, Detections]]:
         """Anonymized frames in order, with the detections used on each.
 
         Decoding runs in a background thread; detection is batched; the
@@ -212,8 +276,10 @@ class Pipeline:
         """
         scanner = getattr(self.detector, "stream", lambda: None)()
         detect = scanner.detect if scanner is not None else None
-        batch_size = self.options.batch_size or max(scanner.batch_size if scanner is not None else 1,
-                                                    getattr(self.detector, "preferred_batch", 1))
+        batch_size = self.options.batch_size or max(
+            scanner.batch_size if scanner is not None else 1,
+            getattr(self.detector, "preferred_batch", 1),
+        )
         in_q: queue.Queue = queue.Queue(maxsize=self.options.queue_size)
         stop = threading.Event()
 
@@ -234,7 +300,9 @@ class Pipeline:
 
         reader = threading.Thread(target=decode, name="veil-decode", daemon=True)
         reader.start()
-        temporal = create_filter(self.options.tracking, fps, live=live, threshold=self.options.detector.threshold)
+        temporal = create_filter(
+            self.options.tracking, fps, live=live, threshold=self.options.detector.threshold
+        )
         held: dict[int, Frame] = {}
         carry: list = []
         try:
@@ -247,7 +315,9 @@ class Pipeline:
                 if self.cancel.is_set():
                     raise Cancelled("cancelled; the partial output was removed")
                 if batch:
-                    for frame, dets in zip(batch, self.detect([f.image for f in batch], keep_weak=True, detect=detect)):
+                    for frame, dets in zip(
+                        batch, self.detect([f.image for f in batch], keep_weak=True, detect=detect)
+                    ):
                         held[frame.index] = frame
                         for index, final in temporal.push(frame, dets):
                             yield self._finish(held.pop(index), final)
@@ -285,8 +355,16 @@ class Pipeline:
         frame.image = anon.apply(frame.image, dets, self.options.anonymize, inplace=True)
         return frame, dets
 
-    def _run_frames(self, frames: Iterable[Frame], fps: float, write: Callable[[Frame], None], name: str,
-                    total: int | None, export: DataExport | None, review: ReviewReport | None = None) -> list[Detections]:
+    def _run_frames(
+        self,
+        frames: Iterable[Frame],
+        fps: float,
+        write: Callable[[Frame], None],
+        name: str,
+        total: int | None,
+        export: DataExport | None,
+        review: ReviewReport | None = None,
+    ) -> list[Detections]:
         """Drive iter_anonymized into a writer running in its own thread."""
         out_q: queue.Queue = queue.Queue(maxsize=self.options.queue_size)
         errors: list[BaseException] = []

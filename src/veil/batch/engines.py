@@ -12,9 +12,9 @@ import multiprocessing
 import os
 import signal
 from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from typing import Callable, Iterator, Sequence
 
 from ..errors import OptionError
 from .storage import MissingExtra
@@ -25,8 +25,9 @@ CRASHES_BEFORE_FAILED = 2
 WORKER_DIED = "the worker process died while processing this file (out of memory or killed)"
 
 
-def local_outcomes(items: Sequence[WorkItem], workers: int,
-                   after_crash: Callable[[], None] | None = None) -> Iterator[Outcome]:
+def local_outcomes(
+    items: Sequence[WorkItem], workers: int, after_crash: Callable[[], None] | None = None
+) -> Iterator[Outcome]:
     """Run items on `workers` spawned processes (spawn: no inherited threads or inference state).
 
     after_crash runs once a broken pool's workers are all gone, before a fresh pool starts:
@@ -92,7 +93,9 @@ def _interrupt_workers() -> None:
             pass
 
 
-def ray_outcomes(items: Sequence[WorkItem], address: str | None, cpus_per_task: int) -> Iterator[Outcome]:
+def ray_outcomes(
+    items: Sequence[WorkItem], address: str | None, cpus_per_task: int
+) -> Iterator[Outcome]:
     """Run items as Ray tasks, on the cluster this process is connected to or the one at `address`."""
     try:
         import ray
@@ -104,7 +107,9 @@ def ray_outcomes(items: Sequence[WorkItem], address: str | None, cpus_per_task: 
         try:
             ray.init(address=address, runtime_env={"py_modules": [veil]}, log_to_driver=False)
         except ConnectionError as exc:
-            raise OptionError(f"cannot reach the Ray cluster at {address or 'the default address'} ({exc})") from None
+            raise OptionError(
+                f"cannot reach the Ray cluster at {address or 'the default address'} ({exc})"
+            ) from None
     task = ray.remote(num_cpus=cpus_per_task, max_retries=CRASHES_BEFORE_FAILED - 1)(process_item)
     # Two tasks per slot keep every CPU busy while results travel back; the rest waits here, not in Ray.
     slots = 2 * max(1, int(ray.cluster_resources().get("CPU", 1) // cpus_per_task))

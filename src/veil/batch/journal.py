@@ -86,11 +86,24 @@ class Journal:
             raise OutputError(f"{self.path}: cannot open the batch journal ({exc})") from None
 
     def entries(self) -> dict[str, Entry]:
-        rows = self.db.execute(f"SELECT {', '.join(f.name for f in dataclasses.fields(Entry))} FROM items")
+        rows = self.db.execute(
+            f"SELECT {', '.join(f.name for f in dataclasses.fields(Entry))} FROM items"
+        )
         return {row[0]: Entry(*row) for row in rows}
 
-    def record(self, key: str, source: str, target: str, fingerprint: str, settings: str, state: str,
-               frames: int = 0, faces: int = 0, seconds: float = 0.0, error: str | None = None) -> None:
+    def record(
+        self,
+        key: str,
+        source: str,
+        target: str,
+        fingerprint: str,
+        settings: str,
+        state: str,
+        frames: int = 0,
+        faces: int = 0,
+        seconds: float = 0.0,
+        error: str | None = None,
+    ) -> None:
         """Write one item's outcome and commit at once."""
         self.db.execute(
             """INSERT INTO items (key, source, target, fingerprint, settings, state, frames, faces, seconds, error,
@@ -100,13 +113,26 @@ class Journal:
                    fingerprint=excluded.fingerprint, settings=excluded.settings, state=excluded.state,
                    frames=excluded.frames, faces=excluded.faces, seconds=excluded.seconds, error=excluded.error,
                    attempts=items.attempts + 1, updated=excluded.updated""",
-            (key, source, target, fingerprint, settings, state, frames, faces, seconds, error, time.time()))
+            (
+                key,
+                source,
+                target,
+                fingerprint,
+                settings,
+                state,
+                frames,
+                faces,
+                seconds,
+                error,
+                time.time(),
+            ),
+        )
         self.db.commit()
 
     def close(self) -> None:
         self.db.close()
 
-    def __enter__(self) -> "Journal":
+    def __enter__(self) -> Journal:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -22,8 +22,16 @@ from ..pipeline import JobOptions
 from .engines import local_outcomes, ray_outcomes, worker_threads
 from .journal import Entry, Journal, settings_hash
 from .segments import DEFAULT_OVERLAP, PART_PREFIX, Segment, can_join, join_segments, plan_segments
-from .storage import (Source, existing_outputs, is_remote, list_inputs, local_path, media_ext, output_location,
-                      remove_partials)
+from .storage import (
+    Source,
+    existing_outputs,
+    is_remote,
+    list_inputs,
+    local_path,
+    media_ext,
+    output_location,
+    remove_partials,
+)
 from .work import Outcome, WorkItem
 
 JOURNAL_NAME = "veil-batch.sqlite"
@@ -83,12 +91,16 @@ class Summary:
         return data
 
     def text(self) -> str:
-        head = (f"{self.files} files: {self.processed} anonymized, {self.skipped} already done, {self.failed} failed; "
-                f"{self.frames} frames, {self.faces} faces in {self.seconds:.1f} s "
-                f"({self.files_per_second:.2f} files/s, {self.frames_per_second:.1f} frames/s)")
+        head = (
+            f"{self.files} files: {self.processed} anonymized, {self.skipped} already done, {self.failed} failed; "
+            f"{self.frames} frames, {self.faces} faces in {self.seconds:.1f} s "
+            f"({self.files_per_second:.2f} files/s, {self.frames_per_second:.1f} frames/s)"
+        )
         if self.interrupted:
             head += "; interrupted (finished files are recorded, a rerun goes on from here)"
-        lines = [head] + [f"  failed: {describe_failure(f['file'], f['error'])}" for f in self.failures]
+        lines = [head] + [
+            f"  failed: {describe_failure(f['file'], f['error'])}" for f in self.failures
+        ]
         return "\n".join(lines)
 
 
@@ -117,7 +129,9 @@ def _check_locations(options: BatchOptions) -> Path | None:
     """Refuse to write into the input; return the output folder to leave out of a local input."""
     if is_remote(options.input) or is_remote(options.output):
         if options.input.rstrip("/") == options.output.rstrip("/"):
-            raise OptionError("the output must differ from the input (inputs are never overwritten)")
+            raise OptionError(
+                "the output must differ from the input (inputs are never overwritten)"
+            )
         return None
     source, target = local_path(options.input).absolute(), local_path(options.output).absolute()
     if target.exists() and not target.is_dir():
@@ -133,9 +147,17 @@ def _same_file(source: str, target: str) -> bool:
     return local_path(source).resolve() == local_path(target).resolve()
 
 
-def _needs_work(entry: Entry | None, source: Source, target: str, settings: str, present: set[str]) -> bool:
-    return not (entry is not None and entry.state == "done" and entry.settings == settings
-                and entry.fingerprint == source.fingerprint and entry.target == target and target in present)
+def _needs_work(
+    entry: Entry | None, source: Source, target: str, settings: str, present: set[str]
+) -> bool:
+    return not (
+        entry is not None
+        and entry.state == "done"
+        and entry.settings == settings
+        and entry.fingerprint == source.fingerprint
+        and entry.target == target
+        and target in present
+    )
 
 
 def run_batch(options: BatchOptions, progress=None) -> Summary:
@@ -149,12 +171,23 @@ def run_batch(options: BatchOptions, progress=None) -> Summary:
     present = existing_outputs(options.output, options.storage_options)
 
     # Ray schedules one task per CPU it was given; a local pool shares this machine's cores out.
-    threads = (options.job.detector.threads or 1) if options.engine == "ray" \
+    threads = (
+        (options.job.detector.threads or 1)
+        if options.engine == "ray"
         else worker_threads(options.job.detector.threads, options.workers)
-    job = dataclasses.replace(options.job, detector=dataclasses.replace(options.job.detector, threads=threads))
-    summary = Summary(options.input, options.output, options.engine,
-                      options.workers if options.engine == "local" else None, settings, str(journal_path),
-                      files=len(inputs.sources))
+    )
+    job = dataclasses.replace(
+        options.job, detector=dataclasses.replace(options.job.detector, threads=threads)
+    )
+    summary = Summary(
+        options.input,
+        options.output,
+        options.engine,
+        options.workers if options.engine == "local" else None,
+        settings,
+        str(journal_path),
+        files=len(inputs.sources),
+    )
     with Journal(journal_path) as journal:
         entries = journal.entries()
         plan: dict[str, tuple[Source, str, str]] = {}
@@ -166,10 +199,17 @@ def run_batch(options: BatchOptions, progress=None) -> Summary:
             error = None
             if owner is not source:  # e.g. clip.avi and clip.mp4 would both become clip.mp4
                 error = f"{source.location}: its output {target} is already the output of {owner.location}"
-            elif _same_file(source.location, target):  # a manifest naming files in the output folder
+            elif _same_file(
+                source.location, target
+            ):  # a manifest naming files in the output folder
                 error = f"{source.location}: refusing to overwrite the input with its output"
             if error:
-                _record(journal, summary, Outcome(source.key, False, error=error), (source, target, wanted))
+                _record(
+                    journal,
+                    summary,
+                    Outcome(source.key, False, error=error),
+                    (source, target, wanted),
+                )
             elif _needs_work(entries.get(source.key), source, target, wanted, present):
                 plan[source.key] = (source, target, wanted)
             else:
@@ -180,18 +220,28 @@ def run_batch(options: BatchOptions, progress=None) -> Summary:
             try:
                 segments = _segments_for(options, source, target)
             except VeilError as exc:
-                _record(journal, summary, Outcome(source.key, False, error=str(exc)), plan[source.key])
+                _record(
+                    journal, summary, Outcome(source.key, False, error=str(exc)), plan[source.key]
+                )
                 continue
             if segments:
                 parts.expect(source, target, segments)
-                items.extend(WorkItem(source.key, source.location, target, job, inputs.storage_options, segment)
-                             for segment in segments)
+                items.extend(
+                    WorkItem(
+                        source.key, source.location, target, job, inputs.storage_options, segment
+                    )
+                    for segment in segments
+                )
             else:
-                items.append(WorkItem(source.key, source.location, target, job, inputs.storage_options))
+                items.append(
+                    WorkItem(source.key, source.location, target, job, inputs.storage_options)
+                )
         if options.engine == "ray":
             outcomes = ray_outcomes(items, options.address, threads)
         else:
-            outcomes = local_outcomes(items, options.workers, lambda: remove_partials(options.output))
+            outcomes = local_outcomes(
+                items, options.workers, lambda: remove_partials(options.output)
+            )
         start = time.perf_counter()
         try:
             for outcome in outcomes:
@@ -220,7 +270,11 @@ def _segment_tag(options: BatchOptions, key: str) -> str:
 
 def _segments_for(options: BatchOptions, source: Source, target: str) -> list[Segment]:
     """The segments of a long local video, or [] to process it whole."""
-    if not options.segment_seconds or media_ext(source.key) not in VIDEO_EXTS or options.job.export_format:
+    if (
+        not options.segment_seconds
+        or media_ext(source.key) not in VIDEO_EXTS
+        or options.job.export_format
+    ):
         return []
     if is_remote(source.location) or is_remote(target):
         return []
@@ -260,8 +314,13 @@ class _Parts:
             return None
         seconds = sum(o.seconds for o in done)
         try:
-            join_segments(local_path(source.location), [Path(s.part) for s in segments], local_path(target),
-                          self.job.encoder.keep_audio, self.job.keep_metadata)
+            join_segments(
+                local_path(source.location),
+                [Path(s.part) for s in segments],
+                local_path(target),
+                self.job.encoder.keep_audio,
+                self.job.keep_metadata,
+            )
         except VeilError as exc:
             return Outcome(key, False, error=str(exc), seconds=seconds)
         finally:
@@ -279,18 +338,32 @@ class _Parts:
             self._discard(key)
 
 
-def _record(journal: Journal, summary: Summary, outcome: Outcome, planned: tuple[Source, str, str]) -> None:
+def _record(
+    journal: Journal, summary: Summary, outcome: Outcome, planned: tuple[Source, str, str]
+) -> None:
     source, target, settings = planned
     state = "done" if outcome.ok else "failed"
-    journal.record(outcome.key, source.location, target, source.fingerprint, settings, state,
-                   outcome.frames, outcome.faces, outcome.seconds, outcome.error)
+    journal.record(
+        outcome.key,
+        source.location,
+        target,
+        source.fingerprint,
+        settings,
+        state,
+        outcome.frames,
+        outcome.faces,
+        outcome.seconds,
+        outcome.error,
+    )
     if outcome.ok:
         summary.processed += 1
         summary.frames += outcome.frames
         summary.faces += outcome.faces
     else:
         summary.failed += 1
-        summary.failures.append({"file": source.location, "error": outcome.error or "unknown error"})
+        summary.failures.append(
+            {"file": source.location, "error": outcome.error or "unknown error"}
+        )
 
 
 def _write_summary(summary: Summary, path: Path) -> None:
@@ -300,4 +373,6 @@ def _write_summary(summary: Summary, path: Path) -> None:
         tmp.write_text(json.dumps(summary.as_dict(), indent=2) + "\n")
         tmp.replace(path)
     except OSError as exc:
-        print(f"veil: warning: cannot write the summary to {path} ({exc.strerror})", file=sys.stderr)
+        print(
+            f"veil: warning: cannot write the summary to {path} ({exc.strerror})", file=sys.stderr
+        )

@@ -16,10 +16,10 @@ than producing a broken file.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator
 
 import av
 
@@ -80,7 +80,9 @@ def can_join(path: Path, target: Path, keep_audio: bool) -> bool:
     return allowed is None or codec in allowed
 
 
-def plan_segments(source: Path, target: Path, seconds: float, overlap: float = DEFAULT_OVERLAP) -> list[Segment]:
+def plan_segments(
+    source: Path, target: Path, seconds: float, overlap: float = DEFAULT_OVERLAP
+) -> list[Segment]:
     """Cut points at the first keyframe at or after each multiple of `seconds`; [] if one piece suffices."""
     keys, last = keyframe_times(source)
     cuts: list[float] = []
@@ -100,14 +102,25 @@ def plan_segments(source: Path, target: Path, seconds: float, overlap: float = D
             earlier = [k for k in keys if k <= start - overlap]
             context_start = earlier[-1] if earlier else None
         part = target.parent / f"{PART_PREFIX}{target.stem}.{i:04d}.mp4"
-        segments.append(Segment(i, len(starts), start, end, context_start,
-                                None if end is None else end + overlap, str(part)))
+        segments.append(
+            Segment(
+                i,
+                len(starts),
+                start,
+                end,
+                context_start,
+                None if end is None else end + overlap,
+                str(part),
+            )
+        )
     return segments
 
 
 def _context_frames(src: VideoSource, segment: Segment) -> Iterator[Frame]:
     if segment.context_start is not None:
-        src.container.seek(int(segment.context_start / src.stream.time_base), stream=src.stream, backward=True)
+        src.container.seek(
+            int(segment.context_start / src.stream.time_base), stream=src.stream, backward=True
+        )
     index = 0
     for frame in src.frames():
         if segment.context_start is not None and frame.time < segment.context_start - 1e-6:
@@ -120,7 +133,9 @@ def _context_frames(src: VideoSource, segment: Segment) -> Iterator[Frame]:
 
 def _own(segment: Segment, time: float) -> bool:
     eps = 1e-6
-    return (segment.start is None or time >= segment.start - eps) and (segment.end is None or time < segment.end - eps)
+    return (segment.start is None or time >= segment.start - eps) and (
+        segment.end is None or time < segment.end - eps
+    )
 
 
 def process_segment(pipeline: Pipeline, source: Path, segment: Segment) -> tuple[int, int]:
@@ -131,13 +146,17 @@ def process_segment(pipeline: Pipeline, source: Path, segment: Segment) -> tuple
     with VideoSource(source) as src:
         sink = VideoSink(Path(segment.part), src.info, options)
         try:
-            for frame, dets in pipeline.iter_anonymized(_context_frames(src, segment), float(src.info.fps)):
+            for frame, dets in pipeline.iter_anonymized(
+                _context_frames(src, segment), float(src.info.fps)
+            ):
                 if _own(segment, frame.time):
                     sink.write(frame)
                     frames += 1
                     faces += len(dets)
             if frames == 0:
-                raise ProcessingError(f"{source}: segment {segment.index + 1} of {segment.count} has no frames")
+                raise ProcessingError(
+                    f"{source}: segment {segment.index + 1} of {segment.count} has no frames"
+                )
             sink.finish()
         except BaseException:
             sink.abort()
@@ -145,15 +164,21 @@ def process_segment(pipeline: Pipeline, source: Path, segment: Segment) -> tuple
     return frames, faces
 
 
-def join_segments(source: Path, parts: list[Path], target: Path, keep_audio: bool, keep_metadata: bool) -> None:
+def join_segments(
+    source: Path, parts: list[Path], target: Path, keep_audio: bool, keep_metadata: bool
+) -> None:
     """Copy the parts' video packets and the source's audio packets into the target (atomically)."""
     try:
         _join(source, parts, target, keep_audio, keep_metadata)
     except (av.error.FFmpegError, OSError) as exc:
-        raise ProcessingError(f"{source}: the segments could not be joined ({exc}); nothing was written") from None
+        raise ProcessingError(
+            f"{source}: the segments could not be joined ({exc}); nothing was written"
+        ) from None
 
 
-def _join(source: Path, parts: list[Path], target: Path, keep_audio: bool, keep_metadata: bool) -> None:
+def _join(
+    source: Path, parts: list[Path], target: Path, keep_audio: bool, keep_metadata: bool
+) -> None:
     with atomic_output(target) as tmp, av.open(str(source), metadata_errors="ignore") as original:
         inputs = [av.open(str(p)) for p in parts]
         try:
@@ -161,7 +186,9 @@ def _join(source: Path, parts: list[Path], target: Path, keep_audio: bool, keep_
             try:
                 video = out.add_stream_from_template(inputs[0].streams.video[0])
                 video.metadata.clear()
-                audio_in = original.streams.audio[0] if keep_audio and original.streams.audio else None
+                audio_in = (
+                    original.streams.audio[0] if keep_audio and original.streams.audio else None
+                )
                 audio = out.add_stream_from_template(audio_in) if audio_in is not None else None
                 if audio is not None:
                     audio.metadata.clear()
@@ -176,8 +203,10 @@ def _join(source: Path, parts: list[Path], target: Path, keep_audio: bool, keep_
                             continue
                         dts = packet.dts * packet.time_base
                         if last_dts is not None and dts <= last_dts:
-                            raise ProcessingError(f"{source}: segment {number + 1} overlaps the one before it; "
-                                                  "the video was not joined")
+                            raise ProcessingError(
+                                f"{source}: segment {number + 1} overlaps the one before it; "
+                                "the video was not joined"
+                            )
                         last_dts = dts
                         while pending is not None and pending.pts * pending.time_base <= dts:
                             pending.stream = audio

@@ -50,11 +50,15 @@ def open_filesystem(url: str, storage_options: dict[str, Any]):
     try:
         from fsspec.core import url_to_fs
     except ImportError:
-        raise MissingExtra(f"{url}: object storage needs fsspec: pip install 'veil[batch]'") from None
+        raise MissingExtra(
+            f"{url}: object storage needs fsspec: pip install 'veil[batch]'"
+        ) from None
     try:
         return url_to_fs(url, **storage_options)
     except ImportError as exc:
-        raise MissingExtra(f"{url}: no driver for this storage ({exc}); pip install 'veil[batch]'") from None
+        raise MissingExtra(
+            f"{url}: no driver for this storage ({exc}); pip install 'veil[batch]'"
+        ) from None
     except ValueError as exc:
         raise OptionError(f"{url}: {exc}") from None
 
@@ -89,17 +93,27 @@ def _fingerprint(size: Any, modified: Any) -> str:
 
 
 def _remote_fingerprint(info: dict[str, Any]) -> str:
-    modified = info.get("ETag") or info.get("etag") or info.get("LastModified") or info.get("mtime") \
-        or info.get("updated") or info.get("md5Hash") or ""
+    modified = (
+        info.get("ETag")
+        or info.get("etag")
+        or info.get("LastModified")
+        or info.get("mtime")
+        or info.get("updated")
+        or info.get("md5Hash")
+        or ""
+    )
     return _fingerprint(info.get("size"), str(modified).strip('"'))
 
 
 def _is_media(name: str) -> bool:
-    return media_ext(name) in MEDIA_EXTS and not PurePosixPath(name).name.startswith((TEMP_PREFIX, PART_PREFIX))
+    return media_ext(name) in MEDIA_EXTS and not PurePosixPath(name).name.startswith(
+        (TEMP_PREFIX, PART_PREFIX)
+    )
 
 
-def list_inputs(location: str, storage_options: dict[str, Any] | None = None,
-                exclude: Path | None = None) -> InputSet:
+def list_inputs(
+    location: str, storage_options: dict[str, Any] | None = None, exclude: Path | None = None
+) -> InputSet:
     """Every media file below a folder or prefix, the entries of a manifest, or one file.
 
     exclude: a local folder to leave out (the output, when it lies inside the input).
@@ -128,8 +142,13 @@ def _list_local(path: Path, exclude: Path | None, options: dict[str, Any]) -> li
                 if _is_media(name):
                     file = here / name
                     st = file.stat()
-                    found.append(Source(file.relative_to(path).as_posix(), str(file),
-                                        _fingerprint(st.st_size, st.st_mtime_ns)))
+                    found.append(
+                        Source(
+                            file.relative_to(path).as_posix(),
+                            str(file),
+                            _fingerprint(st.st_size, st.st_mtime_ns),
+                        )
+                    )
         return sorted(found, key=lambda s: s.key)
     if _is_media(path.name):
         st = path.stat()
@@ -194,11 +213,20 @@ def _from_manifest(text: str, base: str, options: dict[str, Any]) -> list[Source
             located.append(str((Path(base) / local_path(entry)).absolute()))
     for entry in located:
         if not _is_media(entry):
-            raise InputError(f"manifest entry {entry}: not a supported image or video (extension '{media_ext(entry)}')")
+            raise InputError(
+                f"manifest entry {entry}: not a supported image or video (extension '{media_ext(entry)}')"
+            )
     if not located:
         return []
-    bare = [urlparse(e).netloc + urlparse(e).path if is_remote(e) else str(local_path(e)) for e in located]
-    common = posixpath.commonpath([posixpath.dirname(b) for b in bare]) if len(bare) > 1 else posixpath.dirname(bare[0])
+    bare = [
+        urlparse(e).netloc + urlparse(e).path if is_remote(e) else str(local_path(e))
+        for e in located
+    ]
+    common = (
+        posixpath.commonpath([posixpath.dirname(b) for b in bare])
+        if len(bare) > 1
+        else posixpath.dirname(bare[0])
+    )
     sources = []
     for entry, plain in zip(located, bare):
         key = posixpath.relpath(plain, common) if common else plain.lstrip("/")

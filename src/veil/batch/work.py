@@ -64,12 +64,26 @@ def process_item(item: WorkItem) -> Outcome:
     try:
         frames, faces = _process(item)
     except VeilError as exc:
-        return Outcome(item.key, False, error=str(exc), seconds=time.perf_counter() - start, worker=os.getpid(),
-                       part=part)
+        return Outcome(
+            item.key,
+            False,
+            error=str(exc),
+            seconds=time.perf_counter() - start,
+            worker=os.getpid(),
+            part=part,
+        )
     except Exception as exc:  # a bug on one file must not stop the other thousands; it is reported
-        return Outcome(item.key, False, error=f"internal error: {type(exc).__name__}: {exc}",
-                       seconds=time.perf_counter() - start, worker=os.getpid(), part=part)
-    return Outcome(item.key, True, frames, faces, time.perf_counter() - start, worker=os.getpid(), part=part)
+        return Outcome(
+            item.key,
+            False,
+            error=f"internal error: {type(exc).__name__}: {exc}",
+            seconds=time.perf_counter() - start,
+            worker=os.getpid(),
+            part=part,
+        )
+    return Outcome(
+        item.key, True, frames, faces, time.perf_counter() - start, worker=os.getpid(), part=part
+    )
 
 
 def _process(item: WorkItem) -> tuple[int, int]:
@@ -81,8 +95,11 @@ def _process(item: WorkItem) -> tuple[int, int]:
         return result.frames, result.boxes
     with tempfile.TemporaryDirectory(prefix="veil-batch-") as tmp:
         source = _fetch(item, Path(tmp)) if is_remote(item.source) else local_path(item.source)
-        target = Path(tmp) / "out" / PurePosixPath(item.target).name if is_remote(item.target) \
+        target = (
+            Path(tmp) / "out" / PurePosixPath(item.target).name
+            if is_remote(item.target)
             else local_path(item.target)
+        )
         try:
             result = pipeline.process(source, target)
         except VeilError as exc:

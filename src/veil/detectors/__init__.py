@@ -6,8 +6,8 @@ cost nothing unless asked for.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from importlib import import_module
-from typing import Callable
 
 from ..errors import OptionError
 from .base import Detector, DetectorOptions
@@ -34,9 +34,13 @@ def create_detector(options: DetectorOptions = DetectorOptions()) -> Detector:
     """The detector for the options' targets: one backend, or a Composite of several."""
     unknown = [t for t in options.targets if t not in TARGETS]
     if unknown or not options.targets:
-        raise OptionError(f"unknown target '{','.join(unknown)}'; choose from: {', '.join(TARGETS)}")
+        raise OptionError(
+            f"unknown target '{','.join(unknown)}'; choose from: {', '.join(TARGETS)}"
+        )
     if options.person not in PERSON_BACKENDS:
-        raise OptionError(f"unknown person detector '{options.person}'; choose one of: {', '.join(PERSON_BACKENDS)}")
+        raise OptionError(
+            f"unknown person detector '{options.person}'; choose one of: {', '.join(PERSON_BACKENDS)}"
+        )
     names = {"face": options.name, "person": options.person, "text": "text"}
     if tuple(options.targets) == ("face",):
         return build(options.name, options)
@@ -49,10 +53,20 @@ def build(name: str, options: DetectorOptions) -> Detector:
     """One backend from the registry (one-line error for unknown names)."""
     target = REGISTRY.get(name.split(":", 1)[0] if name.startswith("onnx:") else name)
     if target is None or name == "onnx":
-        raise OptionError(f"unknown detector '{name}'; choose one of: {', '.join(available())} (onnx:PATH)")
+        raise OptionError(
+            f"unknown detector '{name}'; choose one of: {', '.join(available())} (onnx:PATH)"
+        )
     module_name, attr = target.split(":")
     factory: Callable[[DetectorOptions], Detector] = getattr(import_module(module_name), attr)
     return factory(options)
 
 
-__all__ = ["Detector", "DetectorOptions", "create_detector", "build", "available", "REGISTRY", "TARGETS"]
+__all__ = [
+    "Detector",
+    "DetectorOptions",
+    "create_detector",
+    "build",
+    "available",
+    "REGISTRY",
+    "TARGETS",
+]

@@ -7,8 +7,9 @@ amortise per-call overhead across frames of the same size.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, Sequence, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -50,5 +51,4 @@ class DetectorOptions:
 class Detector(Protocol):
     """Frames in (BGR uint8 HxWx3), one `Detections` per frame out."""
 
-    def detect(self, frames: Sequence[np.ndarray]) -> list[Detections]:
-        ...
+    def detect(self, frames: Sequence[np.ndarray]) -> list[Detections]: ...

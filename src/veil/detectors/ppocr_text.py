@@ -9,8 +9,8 @@ network was trained to shrink). Nothing is read, so no OCR model is loaded.
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import cv2
 import numpy as np
@@ -35,7 +35,9 @@ def bundled_model_path() -> Path:
         raise DetectorError("--targets text needs the text detector: pip install 'veil[text]'")
     path = Path(list(spec.submodule_search_locations)[0]) / MODEL_FILE
     if not path.is_file():
-        raise DetectorError(f"text detector weights not found at {path}; reinstall rapidocr-onnxruntime")
+        raise DetectorError(
+            f"text detector weights not found at {path}; reinstall rapidocr-onnxruntime"
+        )
     return path
 
 
@@ -43,8 +45,10 @@ def input_size(height: int, width: int, max_size: int | None) -> tuple[int, int]
     scale = max(1.0, MIN_SIDE / min(height, width))
     if max_size and max(height, width) * scale > max_size:
         scale = max_size / max(height, width)
-    return (max(ALIGN, int(round(height * scale / ALIGN)) * ALIGN),
-            max(ALIGN, int(round(width * scale / ALIGN)) * ALIGN))
+    return (
+        max(ALIGN, int(round(height * scale / ALIGN)) * ALIGN),
+        max(ALIGN, int(round(width * scale / ALIGN)) * ALIGN),
+    )
 
 
 def boxes_from_probability(prob: np.ndarray, box_threshold: float = BOX_THRESHOLD) -> Detections:
@@ -66,7 +70,11 @@ def boxes_from_probability(prob: np.ndarray, box_threshold: float = BOX_THRESHOL
         corners = cv2.boxPoints(((cx, cy), (rw + 2 * grow, rh + 2 * grow), angle))
         boxes.append([*corners.min(axis=0), *corners.max(axis=0)])
         scores.append(score)
-    return Detections(np.asarray(boxes, np.float32).reshape(-1, 4), score=scores, class_id=np.full(len(boxes), TEXT))
+    return Detections(
+        np.asarray(boxes, np.float32).reshape(-1, 4),
+        score=scores,
+        class_id=np.full(len(boxes), TEXT),
+    )
 
 
 class PpocrText:

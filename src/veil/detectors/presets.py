@@ -85,7 +85,9 @@ def fuse(parts: Sequence[Detections], iou_threshold: float = FUSION_IOU) -> Dete
     out_score = np.array([scores[m].max() for m in members], np.float32)
     out_lm = None
     if lms is not None:
-        out_lm = np.stack([(lms[m] * scores[m][:, None, None]).sum(0) / scores[m].sum() for m in members])
+        out_lm = np.stack(
+            [(lms[m] * scores[m][:, None, None]).sum(0) / scores[m].sum() for m in members]
+        )
     class_id = np.array([merged.class_id[order][m[0]] for m in members], np.int32)
     return Detections(fused, score=out_score, class_id=class_id, landmarks=out_lm)
 
@@ -93,9 +95,13 @@ def fuse(parts: Sequence[Detections], iou_threshold: float = FUSION_IOU) -> Dete
 class PresetDetector:
     """CenterFace run as the options' quality preset asks."""
 
-    def __init__(self, options: DetectorOptions = DetectorOptions(), net: CenterFace | None = None) -> None:
+    def __init__(
+        self, options: DetectorOptions = DetectorOptions(), net: CenterFace | None = None
+    ) -> None:
         if options.quality not in QUALITIES:
-            raise OptionError(f"unknown quality '{options.quality}'; choose one of: {', '.join(QUALITIES)}")
+            raise OptionError(
+                f"unknown quality '{options.quality}'; choose one of: {', '.join(QUALITIES)}"
+            )
         self.options = options
         self.net = net or CenterFace(options)
         self.provider = self.net.provider

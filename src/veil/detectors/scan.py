@@ -29,8 +29,8 @@ size are always processed at full resolution, as are single images.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -70,14 +70,21 @@ class ScanPolicy:
         return self.full_every > 1 and max(height, width) > self.coarse_size
 
 
-def snapped(x1: float, y1: float, x2: float, y2: float, align: int, width: int, height: int) -> list[int]:
+def snapped(
+    x1: float, y1: float, x2: float, y2: float, align: int, width: int, height: int
+) -> list[int]:
     """Corners moved outwards to multiples of align, then clipped to the frame."""
-    return [max(0, math.floor(x1 / align) * align), max(0, math.floor(y1 / align) * align),
-            min(width, math.ceil(x2 / align) * align), min(height, math.ceil(y2 / align) * align)]
+    return [
+        max(0, math.floor(x1 / align) * align),
+        max(0, math.floor(y1 / align) * align),
+        min(width, math.ceil(x2 / align) * align),
+        min(height, math.ceil(y2 / align) * align),
+    ]
 
 
-def crop_windows(boxes: np.ndarray, width: int, height: int, context: float, min_side: int,
-                 align: int = 1) -> list[Window]:
+def crop_windows(
+    boxes: np.ndarray, width: int, height: int, context: float, min_side: int, align: int = 1
+) -> list[Window]:
     """Square windows around boxes, clipped to the frame, merged while any two overlap.
 
     With `align`, window corners snap outwards to multiples of it. A crop aligned to
@@ -96,7 +103,12 @@ def crop_windows(boxes: np.ndarray, width: int, height: int, context: float, min
             for b in range(a + 1, len(windows)):
                 wa, wb = windows[a], windows[b]
                 if wa[0] < wb[2] and wb[0] < wa[2] and wa[1] < wb[3] and wb[1] < wa[3]:
-                    windows[a] = [min(wa[0], wb[0]), min(wa[1], wb[1]), max(wa[2], wb[2]), max(wa[3], wb[3])]
+                    windows[a] = [
+                        min(wa[0], wb[0]),
+                        min(wa[1], wb[1]),
+                        max(wa[2], wb[2]),
+                        max(wa[3], wb[3]),
+                    ]
                     del windows[b]
                     merged = True
                     break
@@ -191,7 +203,9 @@ class KeyframeScanner:
         more time per frame than single frames and multiplies memory."""
         return [self._infer([frame], max_size, self.threshold)[0] for frame in frames]
 
-    def _add_small_faces(self, frame: np.ndarray, found: Detections, seeds: np.ndarray, scale: float) -> Detections:
+    def _add_small_faces(
+        self, frame: np.ndarray, found: Detections, seeds: np.ndarray, scale: float
+    ) -> Detections:
         if len(seeds) == 0:
             return found
         sizes = np.maximum(seeds[:, 2] - seeds[:, 0], seeds[:, 3] - seeds[:, 1]) * scale
@@ -199,7 +213,9 @@ class KeyframeScanner:
         if len(small) == 0:
             return found
         h, w = frame.shape[:2]
-        windows = crop_windows(small, w, h, self.policy.crop_context, self.policy.min_crop, self.policy.align)
+        windows = crop_windows(
+            small, w, h, self.policy.crop_context, self.policy.min_crop, self.policy.align
+        )
         if sum((x2 - x1) * (y2 - y1) for x1, y1, x2, y2 in windows) >= h * w / 2:
             return self._infer([frame], None, self.threshold)[0]
         whole, cut = [], []
@@ -208,13 +224,20 @@ class KeyframeScanner:
             dets = self._infer([crop], None, self.threshold)[0]
             if not len(dets):
                 continue
-            dets = dets.with_(xyxy=dets.xyxy + np.array([x1, y1, x1, y1], np.float32),
-                              landmarks=None if dets.landmarks is None
-                              else dets.landmarks + np.array([x1, y1], np.float32))
+            dets = dets.with_(
+                xyxy=dets.xyxy + np.array([x1, y1, x1, y1], np.float32),
+                landmarks=None
+                if dets.landmarks is None
+                else dets.landmarks + np.array([x1, y1], np.float32),
+            )
             b = dets.xyxy
             # A face touching a window edge inside the frame is only partly in the crop.
-            edge = (((b[:, 0] <= x1 + EDGE) & (x1 > 0)) | ((b[:, 1] <= y1 + EDGE) & (y1 > 0))
-                    | ((b[:, 2] >= x2 - EDGE) & (x2 < w)) | ((b[:, 3] >= y2 - EDGE) & (y2 < h)))
+            edge = (
+                ((b[:, 0] <= x1 + EDGE) & (x1 > 0))
+                | ((b[:, 1] <= y1 + EDGE) & (y1 > 0))
+                | ((b[:, 2] >= x2 - EDGE) & (x2 < w))
+                | ((b[:, 3] >= y2 - EDGE) & (y2 < h))
+            )
             whole.append(dets[~edge])
             cut.append(dets[edge])
         inside, partial = Detections.merge(whole), Detections.merge(cut)

@@ -9,7 +9,7 @@ are often missed, where the HOG detector does better.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
@@ -31,10 +31,15 @@ def components(probability: np.ndarray, threshold: float = PIXEL_THRESHOLD) -> D
     keep = [i for i in range(1, count) if stats[i, cv2.CC_STAT_AREA] >= MIN_AREA_FRACTION * h * w]
     if not keep:
         return Detections(np.zeros((0, 4)), class_id=np.zeros(0), mask=np.zeros((0, h, w), bool))
-    boxes = [[stats[i, 0], stats[i, 1], stats[i, 0] + stats[i, 2], stats[i, 1] + stats[i, 3]] for i in keep]
+    boxes = [
+        [stats[i, 0], stats[i, 1], stats[i, 0] + stats[i, 2], stats[i, 1] + stats[i, 3]]
+        for i in keep
+    ]
     masks = np.stack([labels == i for i in keep])
     scores = [float(probability[m].mean()) for m in masks]
-    return Detections(np.asarray(boxes), score=scores, class_id=np.full(len(keep), PERSON), mask=masks)
+    return Detections(
+        np.asarray(boxes), score=scores, class_id=np.full(len(keep), PERSON), mask=masks
+    )
 
 
 class SelfieSegmentation:
@@ -44,7 +49,9 @@ class SelfieSegmentation:
         try:
             from mediapipe.python.solutions import selfie_segmentation
         except ImportError as exc:
-            raise DetectorError("--person selfie needs MediaPipe: pip install 'veil[mediapipe]'") from exc
+            raise DetectorError(
+                "--person selfie needs MediaPipe: pip install 'veil[mediapipe]'"
+            ) from exc
         self.options = options
         self._module = selfie_segmentation
         self._models: dict[int, object] = {}

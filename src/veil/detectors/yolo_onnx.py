@@ -10,8 +10,8 @@ per-target filters and labels apply; unlabelled classes keep the model's id.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import cv2
 import numpy as np
@@ -36,7 +36,9 @@ def parse_classes(text: str | None) -> dict[int, int] | None:
         try:
             model_id = int(key)
         except ValueError:
-            raise OptionError(f"bad --classes entry {item!r}; use ids like 0,2 or 0=person,2=face") from None
+            raise OptionError(
+                f"bad --classes entry {item!r}; use ids like 0,2 or 0=person,2=face"
+            ) from None
         if label and label not in TARGET_IDS:
             raise OptionError(f"bad --classes label {label!r}; use one of: {', '.join(TARGET_IDS)}")
         mapping[model_id] = TARGET_IDS[label] if label else model_id
@@ -50,7 +52,9 @@ def letterbox(frame: np.ndarray, height: int, width: int) -> tuple[np.ndarray, f
     rh, rw = max(1, round(h * scale)), max(1, round(w * scale))
     top, left = (height - rh) // 2, (width - rw) // 2
     out = np.full((height, width, 3), PAD_VALUE, np.uint8)
-    out[top : top + rh, left : left + rw] = cv2.resize(frame, (rw, rh), interpolation=cv2.INTER_LINEAR)
+    out[top : top + rh, left : left + rw] = cv2.resize(
+        frame, (rw, rh), interpolation=cv2.INTER_LINEAR
+    )
     return out, scale, float(left), float(top)
 
 
@@ -66,7 +70,11 @@ def decode(output: np.ndarray, threshold: float, classes: dict[int, int] | None)
         keep &= np.isin(cls, list(classes))
     b, cls, score = boxes_cxcywh[keep], cls[keep], score[keep]
     xyxy = np.concatenate([b[:, :2] - b[:, 2:] / 2, b[:, :2] + b[:, 2:] / 2], axis=1)
-    kept = [idx[nms(xyxy[idx], score[idx], NMS_IOU)] for c in np.unique(cls) for idx in [np.nonzero(cls == c)[0]]]
+    kept = [
+        idx[nms(xyxy[idx], score[idx], NMS_IOU)]
+        for c in np.unique(cls)
+        for idx in [np.nonzero(cls == c)[0]]
+    ]
     order = np.concatenate(kept) if kept else np.zeros(0, int)
     ids = np.array([classes[int(c)] if classes else int(c) for c in cls[order]], np.int32)
     return Detections(xyxy[order], score=score[order], class_id=ids)
@@ -76,9 +84,9 @@ class YoloOnnx:
     """A user-supplied YOLO ONNX model on onnxruntime."""
 
     def __init__(self, options: DetectorOptions, path: str | Path) -> None:
-        from .centerface import providers_for, session_options
-
         import onnxruntime as ort
+
+        from .centerface import providers_for, session_options
 
         self.options = options
         self.classes = parse_classes(options.classes)
@@ -86,12 +94,15 @@ class YoloOnnx:
         if not path.is_file():
             raise DetectorError(f"model file not found: {path}")
         try:
-            self.session = ort.InferenceSession(str(path), session_options(options.threads),
-                                                providers=providers_for(options.device))
+            self.session = ort.InferenceSession(
+                str(path), session_options(options.threads), providers=providers_for(options.device)
+            )
         except DetectorError:
             raise
         except Exception as exc:
-            raise DetectorError(f"cannot load ONNX model {path}: {' '.join(str(exc).split())[:200]}") from exc
+            raise DetectorError(
+                f"cannot load ONNX model {path}: {' '.join(str(exc).split())[:200]}"
+            ) from exc
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
         dims = list(inp.shape)

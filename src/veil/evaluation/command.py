@@ -30,19 +30,46 @@ or video_annotations.json (videos), or the name of one inside the data root."""
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="veil eval", description=DESCRIPTION,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("datasets", nargs="+", metavar="DATASET", help="dataset folder or name (e.g. wider_dev, ytf)")
-    parser.add_argument("--compare", choices=COMPARE, action="append", default=[],
-                        help="also score another tool at its defaults on the same data")
+    parser = argparse.ArgumentParser(
+        prog="veil eval",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "datasets",
+        nargs="+",
+        metavar="DATASET",
+        help="dataset folder or name (e.g. wider_dev, ytf)",
+    )
+    parser.add_argument(
+        "--compare",
+        choices=COMPARE,
+        action="append",
+        default=[],
+        help="also score another tool at its defaults on the same data",
+    )
     parser.add_argument("--json", metavar="OUT", help="also write all figures to this JSON file")
-    parser.add_argument("--subset", choices=("auto", "hard", "all"), default="auto",
-                        help="image labels that count: WIDER's hard list (others ignored), all valid boxes, "
-                             "or hard when the folder lists it (default %(default)s)")
-    parser.add_argument("--limit", type=int, default=None, metavar="N",
-                        help="only the first N images, or N frames per video (quick checks)")
-    parser.add_argument("--data-root", type=Path, default=None, metavar="DIR",
-                        help=f"where dataset names are looked up (default ${DATA_ROOT_ENV} or ../shared/data)")
+    parser.add_argument(
+        "--subset",
+        choices=("auto", "hard", "all"),
+        default="auto",
+        help="image labels that count: WIDER's hard list (others ignored), all valid boxes, "
+        "or hard when the folder lists it (default %(default)s)",
+    )
+    parser.add_argument(
+        "--limit",
+        type=int,
+        default=None,
+        metavar="N",
+        help="only the first N images, or N frames per video (quick checks)",
+    )
+    parser.add_argument(
+        "--data-root",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help=f"where dataset names are looked up (default ${DATA_ROOT_ENV} or ../shared/data)",
+    )
     add_detector_arguments(parser)
     add_anonymize_arguments(parser)
     add_tracking_arguments(parser)
@@ -57,24 +84,50 @@ def _fmt(value, percent: bool = True) -> str:
 
 def format_table(dataset: str, rows: list[dict]) -> str:
     header = ["system", "AP50", "recall", "prec", *[f"R{b}" for b in BUCKETS], "leak", "fps"]
-    lines = [(f"{dataset}: {rows[0]['faces']} faces in {rows[0]['images']} labelled images/frames "
-              "(recall, precision and leaks at each system's operating threshold; % except fps)")]
+    lines = [
+        (
+            f"{dataset}: {rows[0]['faces']} faces in {rows[0]['images']} labelled images/frames "
+            "(recall, precision and leaks at each system's operating threshold; % except fps)"
+        )
+    ]
     table = [header]
     for row in rows:
-        table.append([row["system"], _fmt(row["ap50"]), _fmt(row["recall"]), _fmt(row["precision"]),
-                      *[_fmt(row["buckets"][b]["recall"]) for b in BUCKETS], _fmt(row["leak_rate"]),
-                      _fmt(row["fps"], percent=False)])
-    table.append(["faces", "", "", "", *[str(rows[0]["buckets"][b]["faces"]) for b in BUCKETS], "", ""])
+        table.append(
+            [
+                row["system"],
+                _fmt(row["ap50"]),
+                _fmt(row["recall"]),
+                _fmt(row["precision"]),
+                *[_fmt(row["buckets"][b]["recall"]) for b in BUCKETS],
+                _fmt(row["leak_rate"]),
+                _fmt(row["fps"], percent=False),
+            ]
+        )
+    table.append(
+        ["faces", "", "", "", *[str(rows[0]["buckets"][b]["faces"]) for b in BUCKETS], "", ""]
+    )
     widths = [max(len(r[i]) for r in table) for i in range(len(header))]
     for r in table:
-        lines.append("  ".join(cell.ljust(widths[i]) if i == 0 else cell.rjust(widths[i]) for i, cell in enumerate(r)))
+        lines.append(
+            "  ".join(
+                cell.ljust(widths[i]) if i == 0 else cell.rjust(widths[i])
+                for i, cell in enumerate(r)
+            )
+        )
     return "\n".join(lines)
 
 
 def score(run: Run, complete_labels: bool) -> dict:
     figures = summarize(run.results, run.threshold, run.shape, run.mask_scale, complete_labels)
-    return {"system": run.system, **figures, "mask_shape": run.shape, "mask_scale": run.mask_scale,
-            "frames": run.frames, "seconds": round(run.seconds, 3), "fps": run.fps}
+    return {
+        "system": run.system,
+        **figures,
+        "mask_shape": run.shape,
+        "mask_scale": run.mask_scale,
+        "frames": run.frames,
+        "seconds": round(run.seconds, 3),
+        "fps": run.fps,
+    }
 
 
 def main(argv: Sequence[str]) -> int:
@@ -82,20 +135,33 @@ def main(argv: Sequence[str]) -> int:
     if args.limit is not None and args.limit <= 0:
         raise OptionError("--limit must be a positive number")
     options = job_options_from_args(args)
-    report = {"settings": {"detector": dataclasses.asdict(options.detector),
-                           "tracking": options.tracking.mode, "mask_shape": options.anonymize.shape,
-                           "mask_scale": options.anonymize.mask_scale, "subset": args.subset, "limit": args.limit},
-              "datasets": {}}
+    report = {
+        "settings": {
+            "detector": dataclasses.asdict(options.detector),
+            "tracking": options.tracking.mode,
+            "mask_shape": options.anonymize.shape,
+            "mask_scale": options.anonymize.mask_scale,
+            "subset": args.subset,
+            "limit": args.limit,
+        },
+        "datasets": {},
+    }
     for name in args.datasets:
         dataset = load(resolve(name, args.data_root), args.subset)
         complete = dataset.kind == "image"
         rows = [score(run_veil(dataset, options, args.limit), complete)]
         if "deface" in args.compare:
             rows.append(score(run_deface(dataset, args.limit), complete))
-        report["datasets"][dataset.name] = {"kind": dataset.kind, "subset": dataset.subset, "results": rows}
+        report["datasets"][dataset.name] = {
+            "kind": dataset.kind,
+            "subset": dataset.subset,
+            "results": rows,
+        }
         print(format_table(dataset.name, rows))
         if not complete:
-            print("  (only some faces are labelled in these videos: AP and precision are not meaningful)")
+            print(
+                "  (only some faces are labelled in these videos: AP and precision are not meaningful)"
+            )
     if args.json:
         try:
             Path(args.json).write_text(json.dumps(report, indent=2, default=str))

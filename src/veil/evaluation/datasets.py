@@ -74,7 +74,9 @@ def resolve(name_or_path: str, data_root: Path | None = None) -> Path:
     named = root / name_or_path
     if named.is_dir():
         return named
-    raise InputError(f"no dataset folder '{name_or_path}' (looked in . and {root}; set --data-root or {DATA_ROOT_ENV})")
+    raise InputError(
+        f"no dataset folder '{name_or_path}' (looked in . and {root}; set --data-root or {DATA_ROOT_ENV})"
+    )
 
 
 def _read_json(path: Path):
@@ -88,7 +90,9 @@ def _box_set(boxes: np.ndarray) -> set[tuple[float, ...]]:
     return {tuple(float(v) for v in b) for b in boxes}
 
 
-def _ignored_boxes(full: dict | None, key: str, counted: np.ndarray, all_valid: np.ndarray) -> np.ndarray:
+def _ignored_boxes(
+    full: dict | None, key: str, counted: np.ndarray, all_valid: np.ndarray
+) -> np.ndarray:
     """Every labelled box of an image that exists but does not count."""
     if full is not None and key in full:
         every = _boxes([f["box"] for f in full[key].get("faces", [])])
@@ -115,7 +119,9 @@ def load_images(root: Path, subset: str = "auto") -> Dataset:
         if subset == "hard":
             ignore = _ignored_boxes(full, key, truth, valid)
         elif full is not None and key in full:
-            flagged = [f["box"] for f in full[key].get("faces", []) if f.get("ignore") or f.get("invalid")]
+            flagged = [
+                f["box"] for f in full[key].get("faces", []) if f.get("ignore") or f.get("invalid")
+            ]
             ignore = _boxes(flagged)
         else:
             ignore = _boxes([])

@@ -48,7 +48,9 @@ class ImageResult:
         self.ignore = np.asarray(self.ignore, np.float32).reshape(-1, 4)
 
 
-def match(result: ImageResult, min_score: float = 0.0, iou_threshold: float = IOU_THRESHOLD) -> tuple[np.ndarray, np.ndarray]:
+def match(
+    result: ImageResult, min_score: float = 0.0, iou_threshold: float = IOU_THRESHOLD
+) -> tuple[np.ndarray, np.ndarray]:
     """Per detection (score order kept as in `result`): +1 true, -1 false, 0 ignored, and
     per labelled face the index of the detection that found it (-1 = missed).
 
@@ -99,7 +101,9 @@ def average_precision(results: list[ImageResult], iou_threshold: float = IOU_THR
     return float(np.sum((recall[steps + 1] - recall[steps]) * precision[steps + 1]))
 
 
-def covered_fraction(result: ImageResult, min_score: float, shape: str, mask_scale: float) -> np.ndarray:
+def covered_fraction(
+    result: ImageResult, min_score: float, shape: str, mask_scale: float
+) -> np.ndarray:
     """Per labelled face, the share of its box pixels the anonymization mask hides."""
     boxes = result.detections[result.scores >= min_score]
     mask = coverage(result.shape, boxes, shape, mask_scale)
@@ -119,8 +123,14 @@ def bucket_of(heights: np.ndarray) -> np.ndarray:
     return names[np.searchsorted(edges, heights, side="right")]
 
 
-def summarize(results: list[ImageResult], threshold: float, shape: str, mask_scale: float,
-              complete_labels: bool = True, iou_threshold: float = IOU_THRESHOLD) -> dict:
+def summarize(
+    results: list[ImageResult],
+    threshold: float,
+    shape: str,
+    mask_scale: float,
+    complete_labels: bool = True,
+    iou_threshold: float = IOU_THRESHOLD,
+) -> dict:
     """All figures for one detector on one dataset.
 
     threshold is the operating point: detections below it are not anonymized,

@@ -19,7 +19,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
-import cv2
 import numpy as np
 
 from ..detections import Detections, box_iou
@@ -50,10 +49,15 @@ def _models():
         import dlib
         import face_recognition_models as frm
     except ImportError as exc:
-        raise DetectorError("re-identification checks need the reid extra: pip install 'veil[reid]'") from exc
-    return (dlib, dlib.get_frontal_face_detector(),
-            dlib.shape_predictor(frm.pose_predictor_five_point_model_location()),
-            dlib.face_recognition_model_v1(frm.face_recognition_model_location()))
+        raise DetectorError(
+            "re-identification checks need the reid extra: pip install 'veil[reid]'"
+        ) from exc
+    return (
+        dlib,
+        dlib.get_frontal_face_detector(),
+        dlib.shape_predictor(frm.pose_predictor_five_point_model_location()),
+        dlib.face_recognition_model_v1(frm.face_recognition_model_location()),
+    )
 
 
 class Embedder:
@@ -65,14 +69,18 @@ class Embedder:
     def find(self, bgr: np.ndarray, upsample: int = 1) -> np.ndarray:
         """Face boxes [N, 4] (x1, y1, x2, y2) that dlib finds."""
         rects = self.detector(np.ascontiguousarray(bgr[:, :, ::-1]), upsample)
-        return np.array([[r.left(), r.top(), r.right(), r.bottom()] for r in rects], np.float32).reshape(-1, 4)
+        return np.array(
+            [[r.left(), r.top(), r.right(), r.bottom()] for r in rects], np.float32
+        ).reshape(-1, 4)
 
     def landmarks(self, bgr: np.ndarray, box: Sequence[float]):
         rect = self.dlib.rectangle(*(round(float(v)) for v in box))
         return self.aligner(np.ascontiguousarray(bgr[:, :, ::-1]), rect)
 
     def embed(self, bgr: np.ndarray, shape) -> np.ndarray:
-        return np.array(self.model.compute_face_descriptor(np.ascontiguousarray(bgr[:, :, ::-1]), shape))
+        return np.array(
+            self.model.compute_face_descriptor(np.ascontiguousarray(bgr[:, :, ::-1]), shape)
+        )
 
     def face(self, image: np.ndarray, box: Sequence[float]) -> Face:
         shape = self.landmarks(image, box)
@@ -101,7 +109,9 @@ class Face:
     embedding: np.ndarray
 
 
-def anonymize_face(image: np.ndarray, box: Sequence[float], options: AnonymizeOptions) -> np.ndarray:
+def anonymize_face(
+    image: np.ndarray, box: Sequence[float], options: AnonymizeOptions
+) -> np.ndarray:
     return apply(image, Detections(np.asarray(box, np.float32).reshape(1, 4)), options)
 
 
@@ -119,7 +129,9 @@ def wiener_deconvolve(channel: np.ndarray, sigma: float, balance: float) -> np.n
     return restored[pad:-pad, pad:-pad]
 
 
-def wiener_attack(anonymized: np.ndarray, box: Sequence[float], options: AnonymizeOptions, balance: float) -> np.ndarray:
+def wiener_attack(
+    anonymized: np.ndarray, box: Sequence[float], options: AnonymizeOptions, balance: float
+) -> np.ndarray:
     """The blurred region deconvolved with the Gaussian kernel the blur used (sigma known)."""
     h, w = anonymized.shape[:2]
     scaled = scale_box(np.asarray(box, np.float32), options.mask_scale)[0]
@@ -129,27 +141,25 @@ def wiener_attack(anonymized: np.ndarray, box: Sequence[float], options: Anonymi
     size = hide_methods.face_size(scaled[2] - scaled[0], scaled[3] - scaled[1])
     sigma = max(1.0, (options.strength or hide_methods.DEFAULT_BLUR_STRENGTH) * size)
     crop = anonymized[region.y1 : region.y2, region.x1 : region.x2].astype(np.float64) / 255.0
-    restored = np.stack([wiener_deconvolve(crop[:, :, c], sigma, balance) for c in range(3)], axis=2)
+    restored = np.stack(
+        [wiener_deconvolve(crop[:, :, c], sigma, balance) for c in range(3)], axis=2
+    )
     out = anonymized.copy()
-    out[region.y1 : region.y2, region.x1 : region.x2] = np.clip(restored * 255.0, 0, 255).astype(np.uint8)
+    out[region.y1 : region.y2, region.x1 : region.x2] = np.clip(restored * 255.0, 0, 255).astype(
+        np.uint8
+    )
     return out
 
 
-def best_wiener_attempt(embedder: Embedder, face: Face, anonymized: np.ndarray, options: AnonymizeOptions) -> Attempt:
+def best_wiener_attempt(
+    embedder: Embedder, face: Face, anonymized: np.ndarray, options: AnonymizeOptions
+) -> Attempt:
     """The Wiener restoration that comes closest to the original, over several noise levels."""
-    attempts = [embedder.attempt(face, wiener_attack(anonymized, face.box, options, b)) for b in WIENER_BALANCES]
+    attempts = [
+        embedder.attempt(face, wiener_attack(anonymized, face.box, options, b))
+        for b in WIENER_BALANCES
+    ]
     return min(attempts, key=lambda a: a.distance)
-
-
-def default_overlay(path: str) -> str:
-    """A round emoji-like PNG with transparent corners, written to path (tests and sweeps)."""
-    img = np.zeros((128, 128, 4), np.uint8)
-    cv2.circle(img, (64, 64), 60, (40, 200, 250, 255), -1, cv2.LINE_AA)
-    cv2.circle(img, (44, 50), 8, (30, 30, 30, 255), -1, cv2.LINE_AA)
-    cv2.circle(img, (84, 50), 8, (30, 30, 30, 255), -1, cv2.LINE_AA)
-    cv2.ellipse(img, (64, 78), (30, 18), 0, 0, 180, (30, 30, 30, 255), 5, cv2.LINE_AA)
-    cv2.imwrite(path, img)
-    return path
 
 
 def method_options(overlay_path: str) -> dict[str, AnonymizeOptions]:
@@ -160,18 +170,6 @@ def method_options(overlay_path: str) -> dict[str, AnonymizeOptions]:
         "fill": AnonymizeOptions(method="fill"),
         "image": AnonymizeOptions(method="image", overlay_path=overlay_path),
     }
-
-
-def astronaut_face(embedder: Embedder) -> Face:
-    """The astronaut portrait from scikit-image (public domain), with dlib's box for it."""
-    import skimage.data
-
-    image = np.ascontiguousarray(skimage.data.astronaut()[:, :, ::-1])
-    boxes = embedder.find(image)
-    if not len(boxes):
-        raise RuntimeError("dlib found no face in the astronaut photo")
-    best = int(np.argmax((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) * (boxes[:, 1] < 200)))
-    return embedder.face(image, boxes[best])
 
 
 def labelled_faces(embedder: Embedder, folder) -> list[Face]:
@@ -190,11 +188,16 @@ def labelled_faces(embedder: Embedder, folder) -> list[Face]:
     return faces
 
 
-def check(embedder: Embedder, faces: Sequence[Face], options: AnonymizeOptions, wiener: bool = False) -> list[Attempt]:
+def check(
+    embedder: Embedder, faces: Sequence[Face], options: AnonymizeOptions, wiener: bool = False
+) -> list[Attempt]:
     """One attempt per face (the best Wiener restoration when wiener is set)."""
     out = []
     for face in faces:
         anonymized = anonymize_face(face.image, face.box, options)
-        out.append(best_wiener_attempt(embedder, face, anonymized, options) if wiener
-                   else embedder.attempt(face, anonymized))
+        out.append(
+            best_wiener_attempt(embedder, face, anonymized, options)
+            if wiener
+            else embedder.attempt(face, anonymized)
+        )
     return out

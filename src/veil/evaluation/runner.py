@@ -62,7 +62,12 @@ def _labelled_frames(dataset: Dataset, limit: int | None):
 def run_veil(dataset: Dataset, options: JobOptions, limit: int | None = None) -> Run:
     """limit: at most this many images, or frames per video (quick checks)."""
     threshold = options.detector.threshold
-    run = Run(f"veil {options.detector.quality}", threshold, options.anonymize.shape, options.anonymize.mask_scale)
+    run = Run(
+        f"veil {options.detector.quality}",
+        threshold,
+        options.anonymize.shape,
+        options.anonymize.mask_scale,
+    )
     if dataset.kind == "image":
         floor = dataclasses.replace(options.detector, threshold=min(threshold, AP_SCORE_FLOOR))
         pipeline = Pipeline(dataclasses.replace(options, detector=floor))
@@ -71,7 +76,9 @@ def run_veil(dataset: Dataset, options: JobOptions, limit: int | None = None) ->
             dets = pipeline.detect([image])[0]
             run.seconds += time.perf_counter() - start
             run.frames += 1
-            run.results.append(ImageResult(image.shape[:2], item.truth, dets.xyxy, dets.score, item.ignore))
+            run.results.append(
+                ImageResult(image.shape[:2], item.truth, dets.xyxy, dets.score, item.ignore)
+            )
         return run
     pipeline = Pipeline(options)
     for video in dataset.videos:
@@ -80,14 +87,18 @@ def run_veil(dataset: Dataset, options: JobOptions, limit: int | None = None) ->
             if limit:
                 frames = itertools.takewhile(lambda f: f.index < limit, frames)
             start = time.perf_counter()
-            for frame, dets in pipeline.iter_anonymized(frames, video.fps or float(source.info.fps)):
+            for frame, dets in pipeline.iter_anonymized(
+                frames, video.fps or float(source.info.fps)
+            ):
                 run.frames += 1
                 _add_video_frame(run, video.frames, frame.index, frame.image.shape[:2], dets)
             run.seconds += time.perf_counter() - start
     return run
 
 
-def _add_video_frame(run: Run, labels: dict[int, np.ndarray], index: int, shape, dets: Detections) -> None:
+def _add_video_frame(
+    run: Run, labels: dict[int, np.ndarray], index: int, shape, dets: Detections
+) -> None:
     if index in labels:
         run.results.append(ImageResult(shape, labels[index], dets.xyxy, dets.score))
 
@@ -98,7 +109,9 @@ def _deface_model():
     except ImportError as exc:  # pragma: no cover - deface is a dependency
         from ..errors import DetectorError
 
-        raise DetectorError("--compare deface needs the 'deface' package: pip install deface") from exc
+        raise DetectorError(
+            "--compare deface needs the 'deface' package: pip install deface"
+        ) from exc
     with contextlib.redirect_stdout(io.StringIO()):  # it prints its provider
         return CenterFace(in_shape=None, backend="auto")
 
@@ -116,7 +129,9 @@ def run_deface(dataset: Dataset, limit: int | None = None) -> Run:
             dets, _ = model(rgb, threshold=AP_SCORE_FLOOR)
             run.seconds += time.perf_counter() - start
             run.frames += 1
-            run.results.append(ImageResult(image.shape[:2], item.truth, dets[:, :4], dets[:, 4], item.ignore))
+            run.results.append(
+                ImageResult(image.shape[:2], item.truth, dets[:, :4], dets[:, 4], item.ignore)
+            )
         return run
     for video in dataset.videos:
         with VideoSource(video.path) as source:
@@ -126,8 +141,16 @@ def run_deface(dataset: Dataset, limit: int | None = None) -> Run:
                     break
                 rgb = np.ascontiguousarray(frame.image[:, :, ::-1])
                 dets, _ = model(rgb, threshold=DEFACE_THRESHOLD)
-                anonymize_frame(dets, rgb, mask_scale=DEFACE_MASK_SCALE, replacewith="blur", ellipse=True,
-                                draw_scores=False, replaceimg=None, mosaicsize=20)
+                anonymize_frame(
+                    dets,
+                    rgb,
+                    mask_scale=DEFACE_MASK_SCALE,
+                    replacewith="blur",
+                    ellipse=True,
+                    draw_scores=False,
+                    replaceimg=None,
+                    mosaicsize=20,
+                )
                 run.frames += 1
                 found = Detections.from_array(dets) if len(dets) else Detections.empty()
                 _add_video_frame(run, video.frames, frame.index, frame.image.shape[:2], found)

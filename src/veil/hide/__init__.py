@@ -39,7 +39,9 @@ class AnonymizeOptions:
 
     def __post_init__(self) -> None:
         if self.method not in methods.METHODS:
-            raise OptionError(f"unknown method '{self.method}'; choose one of: {', '.join(methods.METHODS)}")
+            raise OptionError(
+                f"unknown method '{self.method}'; choose one of: {', '.join(methods.METHODS)}"
+            )
         if self.shape not in SHAPES:
             raise OptionError(f"unknown shape '{self.shape}'; choose one of: {', '.join(SHAPES)}")
         if not self.mask_scale > 0:
@@ -66,8 +68,12 @@ def _replacement(crop: np.ndarray, size: float, options: AnonymizeOptions) -> np
     return crop
 
 
-def apply(frame: np.ndarray, detections: Detections, options: AnonymizeOptions = AnonymizeOptions(),
-          inplace: bool = False) -> np.ndarray:
+def apply(
+    frame: np.ndarray,
+    detections: Detections,
+    options: AnonymizeOptions = AnonymizeOptions(),
+    inplace: bool = False,
+) -> np.ndarray:
     """Frame with every detection hidden (a copy unless inplace).
 
     A detection with an outline (Detections.mask) is hidden along that outline,
@@ -83,10 +89,14 @@ def apply(frame: np.ndarray, detections: Detections, options: AnonymizeOptions =
         for i, box in enumerate(boxes):
             size = methods.face_size(box[2] - box[0], box[3] - box[1])
             if outlines is not None and outlines[i].any():
-                region, mask = outline_mask(outlines[i], size * (options.mask_scale - 1) / 2, options.feather)
+                region, mask = outline_mask(
+                    outlines[i], size * (options.mask_scale - 1) / 2, options.feather
+                )
             else:
                 region = region_for(box, w, h, options.feather)
-                mask = None if region is None else region_mask(region, options.shape, options.feather)
+                mask = (
+                    None if region is None else region_mask(region, options.shape, options.feather)
+                )
             if region is None:
                 continue
             crop = out[region.y1 : region.y2, region.x1 : region.x2]
@@ -95,10 +105,14 @@ def apply(frame: np.ndarray, detections: Detections, options: AnonymizeOptions =
             if options.feather == 0:
                 np.copyto(crop, replacement, where=mask > 0.5)
             else:
-                blended = replacement.astype(np.float32) * mask + crop.astype(np.float32) * (1 - mask)
+                blended = replacement.astype(np.float32) * mask + crop.astype(np.float32) * (
+                    1 - mask
+                )
                 crop[:] = np.round(blended).astype(np.uint8)
     if options.draw_boxes or options.draw_scores:
-        draw(out, detections.with_(xyxy=boxes), scores=options.draw_scores, boxes=options.draw_boxes)
+        draw(
+            out, detections.with_(xyxy=boxes), scores=options.draw_scores, boxes=options.draw_boxes
+        )
     return out
 
 
@@ -107,8 +121,14 @@ def blur_whole_frame(frame: np.ndarray) -> np.ndarray:
     return methods.blur(frame, float(max(frame.shape[:2])), 0.05)
 
 
-def draw(frame: np.ndarray, detections: Detections, scores: bool = True, boxes: bool = True,
-         color: tuple[int, int, int] = (0, 255, 0), names: dict[int, str] | None = None) -> np.ndarray:
+def draw(
+    frame: np.ndarray,
+    detections: Detections,
+    scores: bool = True,
+    boxes: bool = True,
+    color: tuple[int, int, int] = (0, 255, 0),
+    names: dict[int, str] | None = None,
+) -> np.ndarray:
     """Outline boxes and label them '#track class score' (in place); names labels a user model's classes."""
     names = {**CLASS_NAMES, **(names or {})}
     thickness = max(1, round(max(frame.shape[:2]) / 600))
@@ -121,8 +141,16 @@ def draw(frame: np.ndarray, detections: Detections, scores: bool = True, boxes: 
                 parts.append(f"#{detections.track_id[i]}")
             parts.append(names.get(int(detections.class_id[i]), str(int(detections.class_id[i]))))
             parts.append(f"{detections.score[i]:.2f}")
-            cv2.putText(frame, " ".join(parts), (x1, max(12, y1 - 4)), cv2.FONT_HERSHEY_SIMPLEX,
-                        0.4 * thickness, color, thickness, cv2.LINE_AA)
+            cv2.putText(
+                frame,
+                " ".join(parts),
+                (x1, max(12, y1 - 4)),
+                cv2.FONT_HERSHEY_SIMPLEX,
+                0.4 * thickness,
+                color,
+                thickness,
+                cv2.LINE_AA,
+            )
     return frame
 
 

@@ -64,7 +64,13 @@ def region_mask(region: Region, shape: str = "ellipse", feather: int = 0) -> np.
     ox, oy = bx1 - region.x1, by1 - region.y1
     bw, bh = bx2 - bx1, by2 - by1
     if shape == "rect":
-        cv2.rectangle(mask, (int(np.floor(ox)), int(np.floor(oy))), (int(np.ceil(ox + bw)) - 1, int(np.ceil(oy + bh)) - 1), 255, -1)
+        cv2.rectangle(
+            mask,
+            (int(np.floor(ox)), int(np.floor(oy))),
+            (int(np.ceil(ox + bw)) - 1, int(np.ceil(oy + bh)) - 1),
+            255,
+            -1,
+        )
     elif shape == "ellipse":
         # Drawn with 4 bits of sub-pixel precision so small faces get a true ellipse.
         shift = 4
@@ -81,7 +87,9 @@ def region_mask(region: Region, shape: str = "ellipse", feather: int = 0) -> np.
     return mask.astype(np.float32) / 255.0
 
 
-def outline_mask(outline: np.ndarray, grow: float, feather: int = 0) -> tuple[Region | None, np.ndarray]:
+def outline_mask(
+    outline: np.ndarray, grow: float, feather: int = 0
+) -> tuple[Region | None, np.ndarray]:
     """Region and float mask for a frame-sized bool outline, dilated by `grow` pixels.
 
     Segmentation edges are soft and lag motion, so the outline is grown like a
@@ -102,7 +110,9 @@ def outline_mask(outline: np.ndarray, grow: float, feather: int = 0) -> tuple[Re
     return region, mask.astype(np.float32) / 255.0
 
 
-def coverage(frame_shape: tuple[int, int], boxes: np.ndarray, shape: str, mask_scale: float) -> np.ndarray:
+def coverage(
+    frame_shape: tuple[int, int], boxes: np.ndarray, shape: str, mask_scale: float
+) -> np.ndarray:
     """bool [H, W]: every pixel the anonymizer will hide for these boxes (for evaluation)."""
     h, w = frame_shape
     out = np.zeros((h, w), bool)

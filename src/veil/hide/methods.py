@@ -84,8 +84,15 @@ def overlay(crop: np.ndarray, size: float, image: np.ndarray) -> np.ndarray:
 
 def parse_color(text: str) -> tuple[int, int, int]:
     """'#rrggbb', 'r,g,b' or a few names -> BGR tuple."""
-    names = {"black": "#000000", "white": "#ffffff", "gray": "#808080", "grey": "#808080",
-             "red": "#ff0000", "green": "#00ff00", "blue": "#0000ff"}
+    names = {
+        "black": "#000000",
+        "white": "#ffffff",
+        "gray": "#808080",
+        "grey": "#808080",
+        "red": "#ff0000",
+        "green": "#00ff00",
+        "blue": "#0000ff",
+    }
     value = names.get(text.strip().lower(), text.strip())
     try:
         if value.startswith("#") and len(value) == 7:

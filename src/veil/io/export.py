@@ -33,9 +33,19 @@ class DataExport:
         for i in range(len(detections)):
             x1, y1, x2, y2 = (round(float(v), 2) for v in detections.xyxy[i])
             cls = int(detections.class_id[i])
-            self.rows.append([round(time_s * 1000, 3), frame_index, x1, y1, x2, y2,
-                              round(float(detections.score[i]), 4), CLASS_NAMES.get(cls, str(cls)),
-                              int(detections.track_id[i])])
+            self.rows.append(
+                [
+                    round(time_s * 1000, 3),
+                    frame_index,
+                    x1,
+                    y1,
+                    x2,
+                    y2,
+                    round(float(detections.score[i]), 4),
+                    CLASS_NAMES.get(cls, str(cls)),
+                    int(detections.track_id[i]),
+                ]
+            )
 
     def write(self) -> Path:
         with atomic_output(self.target) as tmp:

@@ -20,8 +20,16 @@ from .paths import atomic_output
 
 Image.MAX_IMAGE_PIXELS = 400_000_000  # large panoramas are real inputs; decompression bombs are not
 
-SAVE_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".jfif": "JPEG", ".png": "PNG", ".bmp": "BMP",
-                ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF"}
+SAVE_FORMATS = {
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".jfif": "JPEG",
+    ".png": "PNG",
+    ".bmp": "BMP",
+    ".webp": "WEBP",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
+}
 
 
 @dataclass
@@ -49,7 +57,9 @@ def read_image(path: Path) -> LoadedImage:
         raise InputError(f"{path}: damaged or truncated image ({exc})") from None
     except SyntaxError as exc:  # Pillow's parser errors for malformed headers
         raise InputError(f"{path}: damaged image ({exc})") from None
-    return LoadedImage(np.ascontiguousarray(rgb[:, :, ::-1]), exif.tobytes() if len(exif) else None, icc)
+    return LoadedImage(
+        np.ascontiguousarray(rgb[:, :, ::-1]), exif.tobytes() if len(exif) else None, icc
+    )
 
 
 def decode_image_bytes(data: bytes, name: str = "upload") -> np.ndarray:
@@ -64,8 +74,14 @@ def decode_image_bytes(data: bytes, name: str = "upload") -> np.ndarray:
         raise InputError(f"{name}: not a readable image") from None
 
 
-def write_image(image: np.ndarray, target: Path, *, keep_metadata: bool = False, source: LoadedImage | None = None,
-                quality: int = 95) -> Path:
+def write_image(
+    image: np.ndarray,
+    target: Path,
+    *,
+    keep_metadata: bool = False,
+    source: LoadedImage | None = None,
+    quality: int = 95,
+) -> Path:
     """Write BGR pixels atomically; metadata only when asked for."""
     fmt = SAVE_FORMATS.get(target.suffix.lower())
     if fmt is None:

@@ -12,9 +12,10 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
 import av
 import cv2
@@ -26,8 +27,16 @@ from .paths import free_name
 from .video import EncoderOptions, VideoInfo, VideoSink
 
 # Muxer for each restream URL scheme.
-RESTREAM_FORMATS = {"udp": "mpegts", "srt": "mpegts", "tcp": "mpegts", "rtp": "rtp_mpegts",
-                    "rtsp": "rtsp", "rtsps": "rtsp", "rtmp": "flv", "rtmps": "flv"}
+RESTREAM_FORMATS = {
+    "udp": "mpegts",
+    "srt": "mpegts",
+    "tcp": "mpegts",
+    "rtp": "rtp_mpegts",
+    "rtsp": "rtsp",
+    "rtsps": "rtsp",
+    "rtmp": "flv",
+    "rtmps": "flv",
+}
 TIME_BASE = Fraction(1, 90000)
 KEYFRAME_SECONDS = 1.0
 # Milliseconds: what Matroska/WebM impose anyway (a muxer that changes the time base after the
@@ -36,11 +45,9 @@ RECORDING_TIME_BASE = Fraction(1, 1000)
 
 
 class LiveSink(Protocol):
-    def write(self, frame: Frame) -> None:
-        ...
+    def write(self, frame: Frame) -> None: ...
 
-    def close(self) -> None:
-        ...
+    def close(self) -> None: ...
 
 
 def is_url(target: str) -> bool:
@@ -57,7 +64,9 @@ def _fit(image: np.ndarray, width: int, height: int) -> np.ndarray:
 class RecordingSink:
     """A video file written as frames arrive; the file appears under its name only on close."""
 
-    def __init__(self, target: Path, encoder: EncoderOptions, fps_hint: float, overwrite: bool = False) -> None:
+    def __init__(
+        self, target: Path, encoder: EncoderOptions, fps_hint: float, overwrite: bool = False
+    ) -> None:
         self.target = Path(target)
         if self.target.exists() and not overwrite:
             self.target = free_name(self.target)
@@ -92,14 +101,23 @@ class RestreamSink:
     with backoff; frames in between are not sent.
     """
 
-    def __init__(self, url: str, encoder: EncoderOptions, fps_hint: float, fmt: str | None = None,
-                 log: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        encoder: EncoderOptions,
+        fps_hint: float,
+        fmt: str | None = None,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
         scheme = url.split("://", 1)[0].lower()
         self.url = url
         self.format = fmt or RESTREAM_FORMATS.get(scheme)
         if self.format is None:
-            raise OptionError(f"cannot restream to '{scheme}://'; use one of: "
-                              + ", ".join(s + "://" for s in RESTREAM_FORMATS) + " (or --restream-format)")
+            raise OptionError(
+                f"cannot restream to '{scheme}://'; use one of: "
+                + ", ".join(s + "://" for s in RESTREAM_FORMATS)
+                + " (or --restream-format)"
+            )
         self.encoder = encoder
         self.fps = fps_hint if fps_hint > 0 else 25.0
         self.log = log or (lambda message: None)
@@ -118,7 +136,9 @@ class RestreamSink:
         options = {"rtsp_transport": "tcp"} if self.format == "rtsp" else {}
         if self.format == "mpegts":
             options["mpegts_flags"] = "resend_headers"
-        container = av.open(self.url, "w", format=self.format, options=options, timeout=(10.0, 10.0))
+        container = av.open(
+            self.url, "w", format=self.format, options=options, timeout=(10.0, 10.0)
+        )
         try:
             stream = container.add_stream("libx264", rate=Fraction(round(self.fps * 1000), 1000))
             stream.width, stream.height = width + width % 2, height + height % 2
@@ -128,8 +148,13 @@ class RestreamSink:
             gop = max(1, round(self.fps))
             stream.codec_context.gop_size = gop
             stream.codec_context.max_b_frames = 0
-            stream.options = {"preset": "ultrafast", "tune": "zerolatency", "crf": str(self.encoder.crf),
-                              "g": str(gop), "bf": "0"}
+            stream.options = {
+                "preset": "ultrafast",
+                "tune": "zerolatency",
+                "crf": str(self.encoder.crf),
+                "g": str(gop),
+                "bf": "0",
+            }
             container.start_encoding()
         except BaseException:
             container.close()
@@ -145,8 +170,10 @@ class RestreamSink:
                 self._open(width, height)
             except av.error.ProtocolNotFoundError:
                 scheme = self.url.split("://", 1)[0]
-                raise OutputError(f"this FFmpeg build cannot send to {scheme}:// (the PyAV wheels come without "
-                                  "it; install PyAV built against an FFmpeg that has it)") from None
+                raise OutputError(
+                    f"this FFmpeg build cannot send to {scheme}:// (the PyAV wheels come without "
+                    "it; install PyAV built against an FFmpeg that has it)"
+                ) from None
             except (av.error.FFmpegError, OSError) as exc:
                 self._failed(exc)
                 return
@@ -173,8 +200,10 @@ class RestreamSink:
 
     def _failed(self, exc: BaseException) -> None:
         self.failures += 1
-        self.log(f"restream to {self.url} failed ({' '.join(str(exc).split())[:100]}); "
-                 f"retrying in {self._backoff:.1f} s")
+        self.log(
+            f"restream to {self.url} failed ({' '.join(str(exc).split())[:100]}); "
+            f"retrying in {self._backoff:.1f} s"
+        )
         self._close_container()
         self._retry_at = time.monotonic() + self._backoff
         self._backoff = min(self._backoff * 2, 8.0)
@@ -208,17 +237,23 @@ def display_available() -> bool:
 class PreviewSink:
     """An OpenCV window; pressing q (or closing the window) asks the live loop to stop."""
 
-    def __init__(self, title: str = "veil live (q quits)", on_quit: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self, title: str = "veil live (q quits)", on_quit: Callable[[], None] | None = None
+    ) -> None:
         if not display_available():
-            raise OutputError("--preview needs a display and none was found (DISPLAY is not set); "
-                              "record with -o FILE or restream with -o URL instead")
+            raise OutputError(
+                "--preview needs a display and none was found (DISPLAY is not set); "
+                "record with -o FILE or restream with -o URL instead"
+            )
         self.title = title
         self.on_quit = on_quit or (lambda: None)
         try:
             cv2.namedWindow(self.title, cv2.WINDOW_NORMAL)
         except cv2.error as exc:
-            raise OutputError(f"--preview cannot open a window ({' '.join(str(exc).split())[:100]}); "
-                              "record with -o FILE or restream with -o URL instead") from None
+            raise OutputError(
+                f"--preview cannot open a window ({' '.join(str(exc).split())[:100]}); "
+                "record with -o FILE or restream with -o URL instead"
+            ) from None
 
     def write(self, frame: Frame) -> None:
         cv2.imshow(self.title, frame.image)

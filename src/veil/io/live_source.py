@@ -16,16 +16,28 @@ import collections
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import av
 
 from ..errors import InputError, OptionError
 from ..frame import Frame
 
-URL_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "rtp", "srt", "tcp", "file")
+URL_SCHEMES = (
+    "rtsp",
+    "rtsps",
+    "rtmp",
+    "rtmps",
+    "http",
+    "https",
+    "udp",
+    "rtp",
+    "srt",
+    "tcp",
+    "file",
+)
 # A pts jump larger than this (or backwards) is a discontinuity: re-anchor on the wall clock.
 MAX_PTS_JUMP = 5.0
 
@@ -44,8 +56,9 @@ class SourceSpec:
         return self.target
 
 
-def parse_source(source: str | int, input_format: str | None = None,
-                 input_options: dict[str, str] | None = None) -> SourceSpec:
+def parse_source(
+    source: str | int, input_format: str | None = None, input_options: dict[str, str] | None = None
+) -> SourceSpec:
     """Camera index, /dev/video path, local file or URL -> how to open it."""
     text = str(source).strip()
     extra = dict(input_options or {})
@@ -54,9 +67,13 @@ def parse_source(source: str | int, input_format: str | None = None,
         if sys.platform.startswith("linux"):
             return parse_source(f"/dev/video{index}", input_format, input_options)
         if sys.platform == "darwin":
-            return SourceSpec(f"{index}:none", input_format or "avfoundation", {"framerate": "30", **extra})
-        raise OptionError("camera numbers work on Linux and macOS; on Windows give the camera as "
-                          "'video=NAME' with --input-format dshow")
+            return SourceSpec(
+                f"{index}:none", input_format or "avfoundation", {"framerate": "30", **extra}
+            )
+        raise OptionError(
+            "camera numbers work on Linux and macOS; on Windows give the camera as "
+            "'video=NAME' with --input-format dshow"
+        )
     if text.startswith("/dev/video"):
         if not Path(text).exists():
             raise InputError(f"no camera at {text} (is it plugged in? see `ls /dev/video*`)")
@@ -64,8 +81,10 @@ def parse_source(source: str | int, input_format: str | None = None,
     scheme = text.split("://", 1)[0].lower() if "://" in text else ""
     if scheme:
         if scheme not in URL_SCHEMES:
-            raise OptionError(f"unsupported stream URL scheme '{scheme}://'; use one of: "
-                              + ", ".join(s + "://" for s in URL_SCHEMES))
+            raise OptionError(
+                f"unsupported stream URL scheme '{scheme}://'; use one of: "
+                + ", ".join(s + "://" for s in URL_SCHEMES)
+            )
         options = {}
         if scheme in ("rtsp", "rtsps"):
             options["rtsp_transport"] = "tcp"
@@ -97,9 +116,17 @@ class LiveSource:
     timestamps, like a live sender, and end at their last frame.
     """
 
-    def __init__(self, spec: SourceSpec, buffer: int = 2, reconnect: bool = True,
-                 open_timeout: float = 10.0, read_timeout: float = 5.0, max_backoff: float = 8.0,
-                 give_up_after: float | None = None, log: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        spec: SourceSpec,
+        buffer: int = 2,
+        reconnect: bool = True,
+        open_timeout: float = 10.0,
+        read_timeout: float = 5.0,
+        max_backoff: float = 8.0,
+        give_up_after: float | None = None,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
         self.spec = spec
         self.buffer = max(1, buffer)
         self.reconnect = reconnect and not spec.is_file
@@ -124,7 +151,7 @@ class LiveSource:
         self._thread = threading.Thread(target=self._run, name="veil-live-reader", daemon=True)
 
     # -- consumer side --------------------------------------------------------------------
-    def start(self) -> "LiveSource":
+    def start(self) -> LiveSource:
         self._thread.start()
         return self
 
@@ -165,8 +192,13 @@ class LiveSource:
 
     def _open(self):
         open_timeout = min(self.open_timeout, self.give_up_after or self.open_timeout)
-        return av.open(self.spec.target, format=self.spec.format, options=self.spec.options,
-                       timeout=(open_timeout, self.read_timeout), metadata_errors="ignore")
+        return av.open(
+            self.spec.target,
+            format=self.spec.format,
+            options=self.spec.options,
+            timeout=(open_timeout, self.read_timeout),
+            metadata_errors="ignore",
+        )
 
     def _run(self) -> None:
         backoff = 0.5
@@ -178,11 +210,15 @@ class LiveSource:
                     container = self._open()
                 except av.error.ProtocolNotFoundError:
                     scheme = self.spec.target.split("://", 1)[0]
-                    raise InputError(f"this FFmpeg build cannot read {scheme}:// (the PyAV wheels come without "
-                                     "it; install PyAV built against an FFmpeg that has it)") from None
+                    raise InputError(
+                        f"this FFmpeg build cannot read {scheme}:// (the PyAV wheels come without "
+                        "it; install PyAV built against an FFmpeg that has it)"
+                    ) from None
                 except (av.error.FFmpegError, OSError) as exc:
                     if not self.reconnect and not opened_once:
-                        raise InputError(f"{self.spec.label}: cannot open ({_reason(exc)})") from None
+                        raise InputError(
+                            f"{self.spec.label}: cannot open ({_reason(exc)})"
+                        ) from None
                     container = None
                     reason = _reason(exc)
                 if container is not None:
@@ -195,8 +231,13 @@ class LiveSource:
                     if not self.reconnect or self._stop.is_set():
                         return
                     down_since = time.monotonic()
-                if self.give_up_after is not None and time.monotonic() - down_since > self.give_up_after:
-                    raise InputError(f"{self.spec.label}: no frames for {self.give_up_after:g} s ({reason}); giving up")
+                if (
+                    self.give_up_after is not None
+                    and time.monotonic() - down_since > self.give_up_after
+                ):
+                    raise InputError(
+                        f"{self.spec.label}: no frames for {self.give_up_after:g} s ({reason}); giving up"
+                    )
                 state = "source lost" if opened_once else "source not reachable yet"
                 self.log(f"{state} ({reason}); retrying in {backoff:.1f} s")
                 if self._stop.wait(backoff):

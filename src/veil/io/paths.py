@@ -11,14 +11,30 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Sequence
 
 from ..errors import InputError, OutputError
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".jfif"}
-VIDEO_EXTS = {".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".mts", ".m2ts",
-              ".wmv", ".flv", ".3gp", ".ogv", ".gif"}
+VIDEO_EXTS = {
+    ".mp4",
+    ".mov",
+    ".mkv",
+    ".avi",
+    ".webm",
+    ".m4v",
+    ".mpg",
+    ".mpeg",
+    ".ts",
+    ".mts",
+    ".m2ts",
+    ".wmv",
+    ".flv",
+    ".3gp",
+    ".ogv",
+    ".gif",
+}
 DEFAULT_SUFFIX = "_anonymized"
 TEMP_PREFIX = ".veil-partial-"
 
@@ -43,7 +59,9 @@ def check_readable(path: Path) -> None:
             raise InputError(f"{path}: file is empty")
 
 
-def collect_inputs(paths: Sequence[str | os.PathLike], recursive: bool = False) -> list[tuple[Path, Path]]:
+def collect_inputs(
+    paths: Sequence[str | os.PathLike], recursive: bool = False
+) -> list[tuple[Path, Path]]:
     """(file, root) pairs; root is the folder given (to mirror structure) or the file's parent."""
     found: list[tuple[Path, Path]] = []
     for raw in paths:
@@ -51,9 +69,13 @@ def collect_inputs(paths: Sequence[str | os.PathLike], recursive: bool = False) 
         check_readable(path)
         if path.is_dir():
             pattern = "**/*" if recursive else "*"
-            files = sorted(p for p in path.glob(pattern)
-                           if p.is_file() and p.suffix.lower() in IMAGE_EXTS | VIDEO_EXTS
-                           and not p.name.startswith(TEMP_PREFIX))
+            files = sorted(
+                p
+                for p in path.glob(pattern)
+                if p.is_file()
+                and p.suffix.lower() in IMAGE_EXTS | VIDEO_EXTS
+                and not p.name.startswith(TEMP_PREFIX)
+            )
             if not files:
                 hint = "" if recursive else " (use --recursive for subfolders)"
                 raise InputError(f"{path}: no images or videos found{hint}")
@@ -76,8 +98,16 @@ def free_name(path: Path) -> Path:
         n += 1
 
 
-def plan_output(source: Path, root: Path, output: str | os.PathLike | None, *, many: bool,
-                suffix: str = DEFAULT_SUFFIX, overwrite: bool = False, extension: str | None = None) -> Path:
+def plan_output(
+    source: Path,
+    root: Path,
+    output: str | os.PathLike | None,
+    *,
+    many: bool,
+    suffix: str = DEFAULT_SUFFIX,
+    overwrite: bool = False,
+    extension: str | None = None,
+) -> Path:
     """Where the anonymized copy of `source` goes.
 
     No -o: next to the input with a suffix. -o is a folder (exists, ends with a

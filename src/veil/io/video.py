@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import collections
 import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable, Iterator
 
 import av
 import numpy as np
@@ -26,7 +26,17 @@ from .paths import atomic_output
 # Audio codecs each container family can carry as-is; others are re-encoded to AAC/Opus.
 COPYABLE_AUDIO = {
     "mp4": {"aac", "mp3", "ac3", "eac3", "alac", "opus", "flac"},
-    "mov": {"aac", "mp3", "ac3", "eac3", "alac", "pcm_s16le", "pcm_s16be", "pcm_s24le", "pcm_f32le"},
+    "mov": {
+        "aac",
+        "mp3",
+        "ac3",
+        "eac3",
+        "alac",
+        "pcm_s16le",
+        "pcm_s16be",
+        "pcm_s24le",
+        "pcm_f32le",
+    },
     "matroska": None,  # anything
     "webm": {"opus", "vorbis"},
 }
@@ -47,7 +57,9 @@ class EncoderOptions:
     crf: int = 21
     preset: str = "superfast"
     keep_audio: bool = True
-    b_frames: int | None = None  # None: the encoder's choice; 0 makes decode order = presentation order
+    b_frames: int | None = (
+        None  # None: the encoder's choice; 0 makes decode order = presentation order
+    )
 
 
 @dataclass(frozen=True)
@@ -93,14 +105,23 @@ class VideoSource:
         elif self.container.duration:
             duration = self.container.duration / av.time_base
         frames = self.stream.frames or (int(round(duration * fps)) if duration else 0)
-        self.info = VideoInfo(ctx.width, ctx.height, Fraction(fps), frames, duration,
-                              self.stream.time_base or Fraction(1, 90000), self.audio_stream is not None)
+        self.info = VideoInfo(
+            ctx.width,
+            ctx.height,
+            Fraction(fps),
+            frames,
+            duration,
+            self.stream.time_base or Fraction(1, 90000),
+            self.audio_stream is not None,
+        )
         self.metadata = dict(self.container.metadata)
         self.on_audio_packet: Callable[[av.Packet], None] | None = None
 
     def frames(self) -> Iterator[Frame]:
         """Frames in order; audio packets go to on_audio_packet as they are read."""
-        streams = [self.stream] + ([self.audio_stream] if self.audio_stream and self.on_audio_packet else [])
+        streams = [self.stream] + (
+            [self.audio_stream] if self.audio_stream and self.on_audio_packet else []
+        )
         index = 0
         time_base = self.stream.time_base
         try:
@@ -110,20 +131,26 @@ class VideoSource:
                         self.on_audio_packet(packet)  # type: ignore[misc]
                     continue
                 for vf in packet.decode():
-                    time = float(vf.pts * time_base) if vf.pts is not None else index / float(self.info.fps)
+                    time = (
+                        float(vf.pts * time_base)
+                        if vf.pts is not None
+                        else index / float(self.info.fps)
+                    )
                     image = vf.to_ndarray(format="bgr24")
                     rotation = -int(getattr(vf, "rotation", 0) or 0) % 360
                     yield Frame(index, time, _rotate(image, rotation))
                     index += 1
         except av.error.FFmpegError as exc:
-            raise InputError(f"{self.path}: damaged video after frame {index} ({_reason(exc)})") from None
+            raise InputError(
+                f"{self.path}: damaged video after frame {index} ({_reason(exc)})"
+            ) from None
         if index == 0:
             raise InputError(f"{self.path}: no decodable frames (empty or damaged video)")
 
     def close(self) -> None:
         self.container.close()
 
-    def __enter__(self) -> "VideoSource":
+    def __enter__(self) -> VideoSource:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -142,9 +169,14 @@ class VideoSink:
     output plays at exactly the input's speed even when the frame rate varies.
     """
 
-    def __init__(self, target: Path, info: VideoInfo, options: EncoderOptions = EncoderOptions(),
-                 audio_template: av.audio.stream.AudioStream | None = None,
-                 metadata: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        target: Path,
+        info: VideoInfo,
+        options: EncoderOptions = EncoderOptions(),
+        audio_template: av.audio.stream.AudioStream | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> None:
         self.target = target
         self.options = options
         self._atomic = atomic_output(target)
@@ -160,7 +192,9 @@ class VideoSink:
             av.codec.Codec(self._codec_name(), "w")
         except (av.codec.codec.UnknownCodecError, ValueError):
             self._abort()
-            raise OptionError(f"video codec '{self._codec_name()}' is not available in this FFmpeg build") from None
+            raise OptionError(
+                f"video codec '{self._codec_name()}' is not available in this FFmpeg build"
+            ) from None
         self._audio_template = audio_template if options.keep_audio else None
         self.stream = None  # created from the first frame: its size is the displayed (rotated) size
         if metadata:  # only passed when the user keeps metadata
@@ -179,7 +213,10 @@ class VideoSink:
 
     def _codec_name(self) -> str:
         """The requested codec, or the container's natural one when the default does not fit."""
-        if self.target.suffix.lower() in CODECS_FOR_EXT and self.options.codec == EncoderOptions.codec:
+        if (
+            self.target.suffix.lower() in CODECS_FOR_EXT
+            and self.options.codec == EncoderOptions.codec
+        ):
             return CODECS_FOR_EXT[self.target.suffix.lower()]
         return self.options.codec
 
@@ -208,7 +245,11 @@ class VideoSink:
 
     def _add_audio_stream(self, template) -> None:
         fmt = self.container.format.name.split(",")[0]
-        family = "matroska" if "matroska" in fmt else ("webm" if fmt == "webm" else ("mov" if fmt == "mov" else "mp4"))
+        family = (
+            "matroska"
+            if "matroska" in fmt
+            else ("webm" if fmt == "webm" else ("mov" if fmt == "mov" else "mp4"))
+        )
         allowed = COPYABLE_AUDIO.get(family)
         if allowed is None or template.codec_context.name in allowed:
             self.audio_out = self.container.add_stream_from_template(template)
@@ -216,10 +257,17 @@ class VideoSink:
             return
         # The codec cannot live in this container: decode and re-encode it.
         codec = "libopus" if family == "webm" else "aac"
-        self.audio_out = self.container.add_stream(codec, rate=template.codec_context.sample_rate or 48000)
-        self._audio_transcode = (template.codec_context, av.AudioResampler(
-            format=self.audio_out.codec_context.format, layout=self.audio_out.codec_context.layout,
-            rate=self.audio_out.codec_context.sample_rate))
+        self.audio_out = self.container.add_stream(
+            codec, rate=template.codec_context.sample_rate or 48000
+        )
+        self._audio_transcode = (
+            template.codec_context,
+            av.AudioResampler(
+                format=self.audio_out.codec_context.format,
+                layout=self.audio_out.codec_context.layout,
+                rate=self.audio_out.codec_context.sample_rate,
+            ),
+        )
 
     def add_audio_packet(self, packet: av.Packet) -> None:
         """Queue an input audio packet; it is muxed when the video catches up to its time."""
@@ -233,7 +281,11 @@ class VideoSink:
                 if not self._pending_audio:
                     return
                 packet = self._pending_audio[0]
-                if seconds is not None and packet.pts is not None and float(packet.pts * packet.time_base) > seconds:
+                if (
+                    seconds is not None
+                    and packet.pts is not None
+                    and float(packet.pts * packet.time_base) > seconds
+                ):
                     return
                 self._pending_audio.popleft()
             if self._audio_transcode is None:

@@ -51,7 +51,9 @@ class TrackingOptions:
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
-            raise OptionError(f"unknown tracking mode '{self.mode}'; choose one of: {', '.join(MODES)}")
+            raise OptionError(
+                f"unknown tracking mode '{self.mode}'; choose one of: {', '.join(MODES)}"
+            )
         if not self.hold >= 0:
             raise OptionError("--hold must be 0 or more seconds")
         if not self.lookahead > 0:
@@ -59,7 +61,9 @@ class TrackingOptions:
         if self.extend < 0:
             raise OptionError("--extend must be 0 or more frames")
         if not 0 < self.scene_cut_threshold:
-            raise OptionError("--scene-cut-threshold must be more than 0 (1 disables cut detection)")
+            raise OptionError(
+                "--scene-cut-threshold must be more than 0 (1 disables cut detection)"
+            )
         if not 0 <= self.low_threshold <= 1:
             raise OptionError("--low-threshold must be between 0 and 1")
         if not self.growth >= 0:
@@ -93,7 +97,9 @@ def detection_threshold(options: TrackingOptions, threshold: float) -> float:
     return threshold if options.mode == "none" else min(threshold, options.low_threshold)
 
 
-def create_filter(options: TrackingOptions, fps: float, live: bool = False, threshold: float = 0.0) -> TemporalFilter:
+def create_filter(
+    options: TrackingOptions, fps: float, live: bool = False, threshold: float = 0.0
+) -> TemporalFilter:
     """The temporal filter for a source: live sources cannot look ahead, files can.
 
     threshold: the user's detection threshold; weaker detections handed in are
@@ -104,12 +110,30 @@ def create_filter(options: TrackingOptions, fps: float, live: bool = False, thre
     if live or options.mode == "online":
         from .tracker import OnlineTracker
 
-        return OnlineTracker(threshold, fps, hold=options.hold, growth=options.growth,
-                             scene_cut_threshold=options.scene_cut_threshold)
+        return OnlineTracker(
+            threshold,
+            fps,
+            hold=options.hold,
+            growth=options.growth,
+            scene_cut_threshold=options.scene_cut_threshold,
+        )
     from .gapfill import GapFiller
 
-    return GapFiller(threshold, fps, lookahead=options.lookahead, extend=options.extend, growth=options.growth,
-                     scene_cut_threshold=options.scene_cut_threshold)
+    return GapFiller(
+        threshold,
+        fps,
+        lookahead=options.lookahead,
+        extend=options.extend,
+        growth=options.growth,
+        scene_cut_threshold=options.scene_cut_threshold,
+    )
 
 
-__all__ = ["MODES", "TrackingOptions", "TemporalFilter", "PassThrough", "create_filter", "detection_threshold"]
+__all__ = [
+    "MODES",
+    "TrackingOptions",
+    "TemporalFilter",
+    "PassThrough",
+    "create_filter",
+    "detection_threshold",
+]

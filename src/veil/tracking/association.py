@@ -27,13 +27,21 @@ def centre_distance(tracks: np.ndarray, dets: np.ndarray) -> np.ndarray:
 
 def size_ratio(tracks: np.ndarray, dets: np.ndarray) -> np.ndarray:
     """[T, D] ratio of the larger to the smaller box side length (>= 1)."""
-    ts = np.sqrt(np.maximum((tracks[:, 2] - tracks[:, 0]) * (tracks[:, 3] - tracks[:, 1]), 1.0))[:, None]
+    ts = np.sqrt(np.maximum((tracks[:, 2] - tracks[:, 0]) * (tracks[:, 3] - tracks[:, 1]), 1.0))[
+        :, None
+    ]
     ds = np.sqrt(np.maximum((dets[:, 2] - dets[:, 0]) * (dets[:, 3] - dets[:, 1]), 1.0))[None, :]
     return np.maximum(ts / ds, ds / ts)
 
 
-def cost_matrix(tracks: np.ndarray, dets: np.ndarray, *, min_iou: float, distance_gate: np.ndarray | None,
-                max_size_ratio: float = 2.0) -> np.ndarray:
+def cost_matrix(
+    tracks: np.ndarray,
+    dets: np.ndarray,
+    *,
+    min_iou: float,
+    distance_gate: np.ndarray | None,
+    max_size_ratio: float = 2.0,
+) -> np.ndarray:
     """[T, D] cost: 1 - IoU for overlapping pairs, 1 + distance for gated distance pairs,
     UNMATCHABLE otherwise. distance_gate [T] (box sizes) or None to allow IoU matches only."""
     tracks = np.asarray(tracks, np.float32).reshape(-1, 4)
@@ -42,7 +50,9 @@ def cost_matrix(tracks: np.ndarray, dets: np.ndarray, *, min_iou: float, distanc
     cost = np.where(iou >= min_iou, 1.0 - iou, UNMATCHABLE)
     if distance_gate is not None and len(tracks) and len(dets):
         dist = centre_distance(tracks, dets)
-        ok = (dist <= np.asarray(distance_gate)[:, None]) & (size_ratio(tracks, dets) <= max_size_ratio)
+        ok = (dist <= np.asarray(distance_gate)[:, None]) & (
+            size_ratio(tracks, dets) <= max_size_ratio
+        )
         cost = np.where((cost >= UNMATCHABLE) & ok, 1.0 + dist, cost)
     return cost
 
@@ -59,4 +69,8 @@ def assign(cost: np.ndarray) -> tuple[list[tuple[int, int]], list[int], list[int
     matches = [(int(r), int(c)) for r, c in zip(rows, cols) if cost[r, c] < UNMATCHABLE]
     matched_r = {r for r, _ in matches}
     matched_c = {c for _, c in matches}
-    return (matches, [r for r in range(rows_n) if r not in matched_r], [c for c in range(cols_n) if c not in matched_c])
+    return (
+        matches,
+        [r for r in range(rows_n) if r not in matched_r],
+        [c for c in range(cols_n) if c not in matched_c],
+    )

@@ -78,8 +78,15 @@ class Pending:
 class GapFiller:
     """Temporal filter for files: look-ahead tracking, interpolation and extension."""
 
-    def __init__(self, threshold: float, fps: float, lookahead: float = 1.0, extend: int = 6,
-                 growth: float = 1.0, scene_cut_threshold: float = 0.4) -> None:
+    def __init__(
+        self,
+        threshold: float,
+        fps: float,
+        lookahead: float = 1.0,
+        extend: int = 6,
+        growth: float = 1.0,
+        scene_cut_threshold: float = 0.4,
+    ) -> None:
         self.threshold = threshold
         self.fps = usable_fps(fps)
         self.lookahead = lookahead
@@ -110,11 +117,17 @@ class GapFiller:
             tid = int(seen.track_id[row])
             history = self.histories.get(tid)
             if history is None:
-                history = self.histories[tid] = TrackHistory(tid, int(seen.class_id[row]), self.segment)
+                history = self.histories[tid] = TrackHistory(
+                    tid, int(seen.class_id[row]), self.segment
+                )
             history.positions.append(self.pos)
             history.boxes.append(seen.xyxy[row].astype(np.float32))
         seen = Detections.merge([seen, support])
-        self.pending.append(Pending(frame.index, frame.time, self.pos, self.segment, frame.width, frame.height, seen))
+        self.pending.append(
+            Pending(
+                frame.index, frame.time, self.pos, self.segment, frame.width, frame.height, seen
+            )
+        )
         self.pos += 1
         released = []
         while len(self.pending) > self.window:
@@ -135,8 +148,13 @@ class GapFiller:
                 ids.append(history.id)
                 classes.append(history.class_id)
         self._forget_before(item.pos)
-        added = in_frame(Detections.merge([item.seen[item.seen.score == 0], filled_detections(boxes, ids, classes)]),
-                         item.width, item.height)
+        added = in_frame(
+            Detections.merge(
+                [item.seen[item.seen.score == 0], filled_detections(boxes, ids, classes)]
+            ),
+            item.width,
+            item.height,
+        )
         return item.index, Detections.merge([item.seen[item.seen.score > 0], added])
 
     def _fill(self, history: TrackHistory, item: Pending) -> np.ndarray | None:
@@ -168,6 +186,9 @@ class GapFiller:
     def _forget_before(self, pos: int) -> None:
         """Drop histories that can neither grow nor reach any frame still to be released."""
         alive = self.tracker.alive_ids()
-        for tid in [t for t, h in self.histories.items()
-                    if t not in alive and h.positions[-1] + self.extend <= pos]:
+        for tid in [
+            t
+            for t, h in self.histories.items()
+            if t not in alive and h.positions[-1] + self.extend <= pos
+        ]:
             del self.histories[tid]

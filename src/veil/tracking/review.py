@@ -75,8 +75,14 @@ def _fill_kind(frame: int, detected: list[int]) -> str:
 class ReviewReport:
     """Collects anonymized frames and their detections; `write()` saves the folder."""
 
-    def __init__(self, folder: Path, threshold: float, mask_scale: float = 1.0, source: Path | None = None,
-                 output: Path | None = None) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        threshold: float,
+        mask_scale: float = 1.0,
+        source: Path | None = None,
+        output: Path | None = None,
+    ) -> None:
         self.folder = Path(folder)
         self.threshold = threshold
         self.mask_scale = mask_scale
@@ -110,10 +116,18 @@ class ReviewReport:
                     stats.detected.append(frame.index)
                     stats.weak += reason == "low_confidence"
             if reason:
-                flagged_boxes.append({"track_id": tid, "box": [round(float(v), 1) for v in detections.xyxy[i]],
-                                      "score": round(score, 4), "reason": reason})
+                flagged_boxes.append(
+                    {
+                        "track_id": tid,
+                        "box": [round(float(v), 1) for v in detections.xyxy[i]],
+                        "score": round(score, 4),
+                        "reason": reason,
+                    }
+                )
         if flagged_boxes:
-            self.flagged.append({"frame": frame.index, "time": round(frame.time, 4), "boxes": flagged_boxes})
+            self.flagged.append(
+                {"frame": frame.index, "time": round(frame.time, 4), "boxes": flagged_boxes}
+            )
             self._sample_for_sheet(frame, detections)
 
     def _accumulate_heat(self, frame: Frame, detections: Detections) -> None:
@@ -126,8 +140,12 @@ class ReviewReport:
             self.background = cv2.resize(frame.image, (gw, gh), interpolation=cv2.INTER_AREA)
         if len(detections):
             centre = detections.center
-            xs = np.clip((centre[:, 0] / w * self.heat.shape[1]).astype(int), 0, self.heat.shape[1] - 1)
-            ys = np.clip((centre[:, 1] / h * self.heat.shape[0]).astype(int), 0, self.heat.shape[0] - 1)
+            xs = np.clip(
+                (centre[:, 0] / w * self.heat.shape[1]).astype(int), 0, self.heat.shape[1] - 1
+            )
+            ys = np.clip(
+                (centre[:, 1] / h * self.heat.shape[0]).astype(int), 0, self.heat.shape[0] - 1
+            )
             np.add.at(self.heat, (ys, xs), 1.0)
 
     def _sample_for_sheet(self, frame: Frame, detections: Detections) -> None:
@@ -150,15 +168,32 @@ class ReviewReport:
             cv2.rectangle(thumb, (int(box[0]), int(box[1])), (int(box[2]), int(box[3])), colour, 2)
         label = f"frame {frame.index}  {frame.time:.2f}s"
         cv2.rectangle(thumb, (0, th - 18), (THUMB_WIDTH, th), (0, 0, 0), -1)
-        cv2.putText(thumb, label, (4, th - 5), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
+        cv2.putText(
+            thumb,
+            label,
+            (4, th - 5),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.45,
+            (255, 255, 255),
+            1,
+            cv2.LINE_AA,
+        )
         return thumb
 
     # -- output ----------------------------------------------------------------------------
     def contact_sheet(self) -> np.ndarray:
         if not self.sheet:
             sheet = np.full((60, 2 * THUMB_WIDTH, 3), 32, np.uint8)
-            cv2.putText(sheet, "no filled or low-confidence frames", (10, 36), cv2.FONT_HERSHEY_SIMPLEX, 0.6,
-                        (255, 255, 255), 1, cv2.LINE_AA)
+            cv2.putText(
+                sheet,
+                "no filled or low-confidence frames",
+                (10, 36),
+                cv2.FONT_HERSHEY_SIMPLEX,
+                0.6,
+                (255, 255, 255),
+                1,
+                cv2.LINE_AA,
+            )
             return sheet
         cell_h = max(t.shape[0] for _, t in self.sheet)
         cols = min(SHEET_COLUMNS, len(self.sheet))
@@ -174,7 +209,9 @@ class ReviewReport:
             return np.zeros((HEAT_SIDE, HEAT_SIDE, 3), np.uint8)
         smooth = cv2.GaussianBlur(self.heat.astype(np.float32), (0, 0), max(self.heat.shape) / 40)
         peak = float(smooth.max())
-        level = (smooth / peak * 255).astype(np.uint8) if peak > 0 else np.zeros(smooth.shape, np.uint8)
+        level = (
+            (smooth / peak * 255).astype(np.uint8) if peak > 0 else np.zeros(smooth.shape, np.uint8)
+        )
         colour = cv2.applyColorMap(level, cv2.COLORMAP_JET)
         grey = cv2.cvtColor(cv2.cvtColor(self.background, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
         alpha = (level.astype(np.float32) / 255 * 0.7)[:, :, None]
@@ -188,15 +225,26 @@ class ReviewReport:
             kinds: dict[str, int] = defaultdict(int)
             for f in s.filled:
                 kinds[_fill_kind(f, detected)] += 1
-            tracks.append({"track_id": tid, "first_frame": s.first_frame, "last_frame": s.last_frame,
-                           "first_time": round(s.first_time, 4), "last_time": round(s.last_time, 4),
-                           "detected_frames": len(detected), "low_confidence_frames": s.weak,
-                           "filled_frames": len(s.filled), "filled_by": dict(kinds),
-                           "needs_review": bool(s.filled or s.weak)})
+            tracks.append(
+                {
+                    "track_id": tid,
+                    "first_frame": s.first_frame,
+                    "last_frame": s.last_frame,
+                    "first_time": round(s.first_time, 4),
+                    "last_time": round(s.last_time, 4),
+                    "detected_frames": len(detected),
+                    "low_confidence_frames": s.weak,
+                    "filled_frames": len(s.filled),
+                    "filled_by": dict(kinds),
+                    "needs_review": bool(s.filled or s.weak),
+                }
+            )
         for entry in self.flagged:
             for box in entry["boxes"]:
                 if box["reason"] == "filled" and box["track_id"] in self.tracks:
-                    box["reason"] = _fill_kind(entry["frame"], sorted(self.tracks[box["track_id"]].detected))
+                    box["reason"] = _fill_kind(
+                        entry["frame"], sorted(self.tracks[box["track_id"]].detected)
+                    )
         return {
             "source": str(self.source) if self.source else None,
             "output": str(self.output) if self.output else None,
@@ -204,12 +252,19 @@ class ReviewReport:
             "boxes": self.boxes,
             "threshold": self.threshold,
             "frames_to_review": len(self.flagged),
-            "frames_with_filled_boxes": sum(any(b["score"] <= 0 for b in e["boxes"]) for e in self.flagged),
-            "frames_with_low_confidence": sum(any(b["score"] > 0 for b in e["boxes"]) for e in self.flagged),
+            "frames_with_filled_boxes": sum(
+                any(b["score"] <= 0 for b in e["boxes"]) for e in self.flagged
+            ),
+            "frames_with_low_confidence": sum(
+                any(b["score"] > 0 for b in e["boxes"]) for e in self.flagged
+            ),
             "tracks": tracks,
             "review_frames": self.flagged,
-            "contact_sheet": {"file": "contact_sheet.png", "frames": [i for i, _ in self.sheet],
-                              "sampled_every": self.sheet_stride},
+            "contact_sheet": {
+                "file": "contact_sheet.png",
+                "frames": [i for i, _ in self.sheet],
+                "sampled_every": self.sheet_stride,
+            },
             "heatmap": "heatmap.png",
         }
 
@@ -217,7 +272,10 @@ class ReviewReport:
         summary = self.summary()
         with atomic_output(self.folder / "review.json") as tmp:
             tmp.write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
-        for name, image in (("contact_sheet.png", self.contact_sheet()), ("heatmap.png", self.heatmap())):
+        for name, image in (
+            ("contact_sheet.png", self.contact_sheet()),
+            ("heatmap.png", self.heatmap()),
+        ):
             _, data = cv2.imencode(".png", image)
             with atomic_output(self.folder / name) as tmp:
                 tmp.write_bytes(data.tobytes())

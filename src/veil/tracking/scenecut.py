@@ -43,7 +43,9 @@ def colour_histogram(thumb: np.ndarray) -> np.ndarray:
 def layout(thumb: np.ndarray) -> np.ndarray:
     """Zero-mean, unit-norm grey thumbnail: invariant to brightness and contrast."""
     grey = cv2.cvtColor(thumb, cv2.COLOR_BGR2GRAY)
-    small = cv2.resize(grey, (LAYOUT_THUMB, LAYOUT_THUMB), interpolation=cv2.INTER_AREA).astype(np.float32)
+    small = cv2.resize(grey, (LAYOUT_THUMB, LAYOUT_THUMB), interpolation=cv2.INTER_AREA).astype(
+        np.float32
+    )
     small -= small.mean()
     return small / max(float(np.linalg.norm(small)), 1e-6)
 

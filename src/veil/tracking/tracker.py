@@ -38,7 +38,9 @@ MIN_HITS = 3  # detections before a track is "confirmed" (its velocity is truste
 MIN_IOU = 0.2  # IoU that counts as overlap in the first pass
 LOW_MIN_IOU = 0.3  # weak detections must overlap a track more clearly
 BASE_GATE = 0.6  # centre distance (in box sizes) allowed for a track seen in the previous frame
-REID_SECONDS = 1.0  # lost tracks stay matchable this long, so a face keeps its id after a short miss
+REID_SECONDS = (
+    1.0  # lost tracks stay matchable this long, so a face keeps its id after a short miss
+)
 
 
 @dataclass
@@ -92,12 +94,18 @@ class Tracker:
         return {t.id for t in self.tracks}
 
     def _gate(self, track: Track, pos: int) -> float:
-        return BASE_GATE + growth_scale((pos - track.last_pos) / self.fps, self.growth, track.confirmed) - 1.0
+        return (
+            BASE_GATE
+            + growth_scale((pos - track.last_pos) / self.fps, self.growth, track.confirmed)
+            - 1.0
+        )
 
     def _costs(self, tracks: list[Track], dets: Detections, pos: int, *, weak: bool) -> np.ndarray:
         pred = np.array([t.kf.box for t in tracks], np.float32).reshape(-1, 4)
         gate = None if weak else np.array([self._gate(t, pos) for t in tracks])
-        cost = cost_matrix(pred, dets.xyxy, min_iou=LOW_MIN_IOU if weak else MIN_IOU, distance_gate=gate)
+        cost = cost_matrix(
+            pred, dets.xyxy, min_iou=LOW_MIN_IOU if weak else MIN_IOU, distance_gate=gate
+        )
         same_class = np.array([t.class_id for t in tracks])[:, None] == dets.class_id[None, :]
         return np.where(same_class, cost, UNMATCHABLE)
 
@@ -117,7 +125,9 @@ class Tracker:
         kept_ids: list[int] = []
         support: tuple[list, list, list] = ([], [], [])
 
-        def match(candidates: list[Track], rows: np.ndarray, is_weak: bool) -> tuple[list[Track], list[int]]:
+        def match(
+            candidates: list[Track], rows: np.ndarray, is_weak: bool
+        ) -> tuple[list[Track], list[int]]:
             subset = dets[rows]
             pairs, free_t, free_d = assign(self._costs(candidates, subset, pos, weak=is_weak))
             for ti, di in pairs:
@@ -141,7 +151,9 @@ class Tracker:
             match(unmatched, weak, True)
         for row in new_rows:
             box = dets.xyxy[row].copy()
-            self.tracks.append(Track(self.next_id, int(dets.class_id[row]), BoxKalman(box), pos, time, time))
+            self.tracks.append(
+                Track(self.next_id, int(dets.class_id[row]), BoxKalman(box), pos, time, time)
+            )
             kept_rows.append(row)
             kept_ids.append(self.next_id)
             self.next_id += 1
@@ -169,7 +181,9 @@ def filled_detections(boxes: list[np.ndarray], ids: list[int], classes: list[int
     """Filled-in boxes as Detections: score 0 marks "not seen by the detector in this frame"."""
     if not boxes:
         return Detections.empty()
-    return Detections(np.array(boxes, np.float32), score=np.zeros(len(boxes)), class_id=classes, track_id=ids)
+    return Detections(
+        np.array(boxes, np.float32), score=np.zeros(len(boxes)), class_id=classes, track_id=ids
+    )
 
 
 def in_frame(dets: Detections, width: int, height: int) -> Detections:
@@ -181,11 +195,19 @@ def in_frame(dets: Detections, width: int, height: int) -> Detections:
 class OnlineTracker:
     """Temporal filter for live sources: releases every frame at once (no look-ahead)."""
 
-    def __init__(self, threshold: float, fps: float, hold: float = 0.5, growth: float = 1.0,
-                 scene_cut_threshold: float = 0.4) -> None:
+    def __init__(
+        self,
+        threshold: float,
+        fps: float,
+        hold: float = 0.5,
+        growth: float = 1.0,
+        scene_cut_threshold: float = 0.4,
+    ) -> None:
         self.hold = hold
         self.growth = growth
-        self.tracker = Tracker(threshold, usable_fps(fps), growth, max_lost_seconds=max(hold, REID_SECONDS))
+        self.tracker = Tracker(
+            threshold, usable_fps(fps), growth, max_lost_seconds=max(hold, REID_SECONDS)
+        )
         self.cuts = SceneCutDetector(scene_cut_threshold)
 
     def push(self, frame: Frame, detections: Detections) -> list[tuple[int, Detections]]:
@@ -199,7 +221,11 @@ class OnlineTracker:
             boxes.append(self.tracker.predicted_box(track, frame.time))
             ids.append(track.id)
             classes.append(track.class_id)
-        held = in_frame(Detections.merge([support, filled_detections(boxes, ids, classes)]), frame.width, frame.height)
+        held = in_frame(
+            Detections.merge([support, filled_detections(boxes, ids, classes)]),
+            frame.width,
+            frame.height,
+        )
         return [(frame.index, Detections.merge([seen, held]))]
 
     def flush(self) -> list[tuple[int, Detections]]:

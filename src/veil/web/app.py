@@ -14,11 +14,11 @@ import re
 import shutil
 import tempfile
 import zipfile
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import AsyncIterator
 
 from fastapi import FastAPI, HTTPException, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, StreamingResponse
@@ -37,7 +37,11 @@ from .uploads import UploadTooLarge, check_decodes, display_stem, receive_upload
 from .worker import WorkerPool
 
 JOB_ID = re.compile(r"^[0-9a-f]{32}$")
-REVIEW_FILES = {"contact_sheet.png": "image/png", "heatmap.png": "image/png", "review.json": "application/json"}
+REVIEW_FILES = {
+    "contact_sheet.png": "image/png",
+    "heatmap.png": "image/png",
+    "review.json": "application/json",
+}
 LIVE_MAX_FRAME = 8_000_000
 EVENT_POLL_S = 0.2
 EVENT_PING_S = 15.0
@@ -63,7 +67,9 @@ def _static_dir() -> Path:
 def create_app(config: ServerConfig) -> AccessGuard:
     """The ASGI app (the FastAPI app wrapped in the access guard; the FastAPI app is `.app`)."""
     store = JobStore(config.data_dir)
-    pool = WorkerPool(store, config.workers, config.keep_seconds, config.sweep_every, config.base_options)
+    pool = WorkerPool(
+        store, config.workers, config.keep_seconds, config.sweep_every, config.base_options
+    )
     live_lock = asyncio.Lock()
     live_detector: list = []  # loaded on the first camera connection, shared by all
 
@@ -76,10 +82,16 @@ def create_app(config: ServerConfig) -> AccessGuard:
             await asyncio.to_thread(pool.close)
             store.close()
 
-    app = FastAPI(title="veil", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
-                  description="Anonymize faces in images and videos. Upload a file as the raw request body "
-                              "to POST /api/jobs, follow GET /api/events or poll GET /api/jobs/{id}, then "
-                              "download GET /api/jobs/{id}/result.")
+    app = FastAPI(
+        title="veil",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        description="Anonymize faces in images and videos. Upload a file as the raw request body "
+        "to POST /api/jobs, follow GET /api/events or poll GET /api/jobs/{id}, then "
+        "download GET /api/jobs/{id}/result.",
+    )
     app.state.store, app.state.pool, app.state.config = store, pool, config
     app.mount("/static", StaticFiles(directory=_static_dir()), name="static")
 
@@ -100,22 +112,49 @@ def create_app(config: ServerConfig) -> AccessGuard:
 
     @app.get("/api/options", summary="What the page can choose, with defaults and limits")
     async def options() -> dict:
-        return {"methods": list(METHODS), "shapes": list(SHAPES), "targets": list(TARGETS),
-                "strength_range": STRENGTH_RANGE, "max_upload_bytes": config.max_upload_bytes,
-                "keep_seconds": config.keep_seconds,
-                "defaults": {"method": "blur", "shape": "ellipse", "mask_scale": AnonymizeOptions.mask_scale,
-                             "targets": ["face"]}}
+        return {
+            "methods": list(METHODS),
+            "shapes": list(SHAPES),
+            "targets": list(TARGETS),
+            "strength_range": STRENGTH_RANGE,
+            "max_upload_bytes": config.max_upload_bytes,
+            "keep_seconds": config.keep_seconds,
+            "defaults": {
+                "method": "blur",
+                "shape": "ellipse",
+                "mask_scale": AnonymizeOptions.mask_scale,
+                "targets": ["face"],
+            },
+        }
 
-    @app.post("/api/jobs", status_code=201, summary="Upload one image or video (raw body) and queue it",
-              openapi_extra={"requestBody": {"required": True, "content": {
-                  "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}})
-    async def create_job(request: Request, name: str = Query("upload", max_length=1000),
-                         method: str = "blur", shape: str = "ellipse", strength: float | None = None,
-                         mask_scale: float = AnonymizeOptions.mask_scale, targets: str = "face") -> dict:
+    @app.post(
+        "/api/jobs",
+        status_code=201,
+        summary="Upload one image or video (raw body) and queue it",
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+                },
+            }
+        },
+    )
+    async def create_job(
+        request: Request,
+        name: str = Query("upload", max_length=1000),
+        method: str = "blur",
+        shape: str = "ellipse",
+        strength: float | None = None,
+        mask_scale: float = AnonymizeOptions.mask_scale,
+        targets: str = "face",
+    ) -> dict:
         chosen = check_options(method, shape, strength, mask_scale, targets)
         length = request.headers.get("content-length")
         if length and length.isdigit() and int(length) > config.max_upload_bytes:
-            raise UploadTooLarge(f"upload is larger than the limit of {config.max_upload_bytes // 1_000_000} MB")
+            raise UploadTooLarge(
+                f"upload is larger than the limit of {config.max_upload_bytes // 1_000_000} MB"
+            )
         job_id = store.new_id()
         folder = store.folder(job_id)
         display = sanitize_name(name, "upload")
@@ -124,7 +163,9 @@ def create_app(config: ServerConfig) -> AccessGuard:
             try:
                 await asyncio.to_thread(check_decodes, path, kind)
             except VeilError as exc:
-                raise type(exc)(str(exc).replace(str(path), display).replace(path.name, display)) from None
+                raise type(exc)(
+                    str(exc).replace(str(path), display).replace(path.name, display)
+                ) from None
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
@@ -146,7 +187,9 @@ def create_app(config: ServerConfig) -> AccessGuard:
         stopped = pool.cancel(job_id)
         return {"cancelled": stopped, "job": job_or_404(job_id).public()}
 
-    @app.delete("/api/jobs/{job_id}", status_code=204, summary="Delete a finished job and its files")
+    @app.delete(
+        "/api/jobs/{job_id}", status_code=204, summary="Delete a finished job and its files"
+    )
     async def delete_job(job_id: str) -> None:
         job = job_or_404(job_id)
         if job.status not in FINAL_STATES:
@@ -156,7 +199,9 @@ def create_app(config: ServerConfig) -> AccessGuard:
     def result_name(job) -> str:
         return f"{display_stem(job.name)}_anonymized{Path(job.output).suffix}"
 
-    @app.get("/api/jobs/{job_id}/result", summary="The anonymized file (download=false to view inline)")
+    @app.get(
+        "/api/jobs/{job_id}/result", summary="The anonymized file (download=false to view inline)"
+    )
     async def get_result(job_id: str, download: bool = True) -> FileResponse:
         job = job_or_404(job_id)
         if job.status != DONE or not job.output:
@@ -164,7 +209,11 @@ def create_app(config: ServerConfig) -> AccessGuard:
         path = store.folder(job_id) / Path(job.output).name
         if not path.is_file():
             raise HTTPException(410, "the result was deleted")
-        return FileResponse(path, filename=result_name(job), content_disposition_type="attachment" if download else "inline")
+        return FileResponse(
+            path,
+            filename=result_name(job),
+            content_disposition_type="attachment" if download else "inline",
+        )
 
     @app.get("/api/jobs/{job_id}/review/{name}", summary="A file of a video's review report")
     async def get_review(job_id: str, name: str) -> FileResponse:
@@ -176,16 +225,27 @@ def create_app(config: ServerConfig) -> AccessGuard:
             raise HTTPException(404, "no such review file")
         return FileResponse(path, media_type=REVIEW_FILES[name])
 
-    @app.get("/api/results.zip", summary="Several results in one zip (all finished ones when ids is empty)")
+    @app.get(
+        "/api/results.zip",
+        summary="Several results in one zip (all finished ones when ids is empty)",
+    )
     async def get_zip(ids: str = "") -> FileResponse:
         wanted = [i for i in ids.split(",") if i]
         jobs = [job_or_404(i) for i in wanted] if wanted else store.list()
-        ready = [j for j in jobs if j.status == DONE and j.output and (store.folder(j.id) / j.output).is_file()]
+        ready = [
+            j
+            for j in jobs
+            if j.status == DONE and j.output and (store.folder(j.id) / j.output).is_file()
+        ]
         if not ready:
             raise HTTPException(404, "no finished results to download")
         path = await asyncio.to_thread(_write_zip, store, ready, result_name)
-        return FileResponse(path, filename="veil_results.zip", media_type="application/zip",
-                            background=BackgroundTask(path.unlink, missing_ok=True))
+        return FileResponse(
+            path,
+            filename="veil_results.zip",
+            media_type="application/zip",
+            background=BackgroundTask(path.unlink, missing_ok=True),
+        )
 
     @app.get("/api/events", summary="Server-sent events: the whole job list each time it changes")
     async def events(request: Request) -> StreamingResponse:
@@ -203,12 +263,20 @@ def create_app(config: ServerConfig) -> AccessGuard:
                 await asyncio.sleep(EVENT_POLL_S)
                 quiet += EVENT_POLL_S
 
-        return StreamingResponse(stream(), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+        return StreamingResponse(
+            stream(),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        )
 
     @app.websocket("/api/live")
-    async def live(ws: WebSocket, method: str = "blur", shape: str = "ellipse", strength: float | None = None,
-                   mask_scale: float = AnonymizeOptions.mask_scale) -> None:
+    async def live(
+        ws: WebSocket,
+        method: str = "blur",
+        shape: str = "ellipse",
+        strength: float | None = None,
+        mask_scale: float = AnonymizeOptions.mask_scale,
+    ) -> None:
         try:
             chosen = check_options(method, shape, strength, mask_scale)
         except OptionError as exc:
@@ -217,7 +285,9 @@ def create_app(config: ServerConfig) -> AccessGuard:
         await ws.accept()
         options = job_options(chosen, "image", config.base_options)
         if not live_detector:
-            live_detector.append(await asyncio.to_thread(lambda: Pipeline(config.base_options).detector))
+            live_detector.append(
+                await asyncio.to_thread(lambda: Pipeline(config.base_options).detector)
+            )
         session = LiveSession(Pipeline(options, detector=live_detector[0]))
         try:
             while True:

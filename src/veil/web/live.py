@@ -46,8 +46,12 @@ class LiveSession:
 
     def __init__(self, pipeline: Pipeline) -> None:
         self.pipeline = pipeline
-        self.temporal = create_filter(pipeline.options.tracking, LIVE_FPS, live=True,
-                                      threshold=pipeline.options.detector.threshold)
+        self.temporal = create_filter(
+            pipeline.options.tracking,
+            LIVE_FPS,
+            live=True,
+            threshold=pipeline.options.detector.threshold,
+        )
         self.index = 0
         self.started = time.monotonic()
 
@@ -64,6 +68,8 @@ class LiveSession:
             released = dict(self.temporal.push(frame, dets))
             out = anon.apply(image, released[frame.index], self.pipeline.options.anonymize)
         except Exception:
-            log.exception("live frame %d could not be anonymized; sending it blurred whole", frame.index)
+            log.exception(
+                "live frame %d could not be anonymized; sending it blurred whole", frame.index
+            )
             out = blur_whole(image)
         return encode_jpeg(out)

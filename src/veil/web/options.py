@@ -22,8 +22,13 @@ MASK_SCALE_RANGE = (1.0, 3.0)
 STRENGTH_RANGE = {"blur": (0.2, 1.0), "pixelate": (2.0, 8.0)}
 
 
-def check_options(method: str = "blur", shape: str = "ellipse", strength: float | None = None,
-                  mask_scale: float = AnonymizeOptions.mask_scale, targets: str = "face") -> dict[str, Any]:
+def check_options(
+    method: str = "blur",
+    shape: str = "ellipse",
+    strength: float | None = None,
+    mask_scale: float = AnonymizeOptions.mask_scale,
+    targets: str = "face",
+) -> dict[str, Any]:
     """Validated, JSON-ready options for one job; raises OptionError with a one-line reason."""
     if method not in METHODS:
         raise OptionError(f"unknown method '{method}'; choose one of: {', '.join(METHODS)}")
@@ -32,7 +37,9 @@ def check_options(method: str = "blur", shape: str = "ellipse", strength: float 
     wanted = [t.strip() for t in targets.split(",") if t.strip()]
     unknown = [t for t in wanted if t not in TARGETS]
     if not wanted or unknown:
-        raise OptionError(f"unknown target '{(unknown or [''])[0]}'; choose from: {', '.join(TARGETS)}")
+        raise OptionError(
+            f"unknown target '{(unknown or [''])[0]}'; choose from: {', '.join(TARGETS)}"
+        )
     low, high = MASK_SCALE_RANGE
     if not low <= mask_scale <= high:
         raise OptionError(f"mask_scale must be between {low} and {high}")
@@ -43,12 +50,24 @@ def check_options(method: str = "blur", shape: str = "ellipse", strength: float 
             low, high = STRENGTH_RANGE[method]
             if not low <= strength <= high:
                 raise OptionError(f"strength for {method} must be between {low} and {high}")
-    return {"method": method, "shape": shape, "strength": strength, "mask_scale": mask_scale, "targets": wanted}
+    return {
+        "method": method,
+        "shape": shape,
+        "strength": strength,
+        "mask_scale": mask_scale,
+        "targets": wanted,
+    }
 
 
 def job_options(options: dict[str, Any], kind: str, base: JobOptions = JobOptions()) -> JobOptions:
     """JobOptions for one stored job; videos ask for a review report so flagged frames can be shown."""
-    anonymize = dataclasses.replace(base.anonymize, method=options["method"], shape=options["shape"],
-                                    strength=options["strength"], mask_scale=options["mask_scale"])
-    return dataclasses.replace(base, anonymize=anonymize, overwrite=True, export_format=None,
-                               review=kind == "video")
+    anonymize = dataclasses.replace(
+        base.anonymize,
+        method=options["method"],
+        shape=options["shape"],
+        strength=options["strength"],
+        mask_scale=options["mask_scale"],
+    )
+    return dataclasses.replace(
+        base, anonymize=anonymize, overwrite=True, export_format=None, review=kind == "video"
+    )

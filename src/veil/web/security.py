@@ -19,8 +19,9 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import json
+from collections.abc import Awaitable, Callable
 from http.cookies import SimpleCookie
-from typing import Any, Awaitable, Callable
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 COOKIE = "veil_token"
@@ -56,14 +57,20 @@ class AccessGuard:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        headers = {
+            k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])
+        }
         host = headers.get("host", "")
         origin = headers.get("origin")
         if self.token is None and not is_loopback(_host_name(host)):
-            await self._refuse(scope, receive, send, 403, "this server only answers to 127.0.0.1 or localhost")
+            await self._refuse(
+                scope, receive, send, 403, "this server only answers to 127.0.0.1 or localhost"
+            )
             return
         if origin and origin != "null" and urlsplit(origin).netloc.lower() != host.lower():
-            await self._refuse(scope, receive, send, 403, "requests from other web sites are refused")
+            await self._refuse(
+                scope, receive, send, 403, "requests from other web sites are refused"
+            )
             return
         if self.token is None:
             await self.app(scope, receive, send)
@@ -71,10 +78,20 @@ class AccessGuard:
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         from_query = (query.get("token") or [None])[0]
         cookie = SimpleCookie(headers.get("cookie", ""))
-        offered = [headers.get("authorization", "").removeprefix("Bearer ").strip() or None,
-                   headers.get("x-veil-token"), cookie[COOKIE].value if COOKIE in cookie else None, from_query]
+        offered = [
+            headers.get("authorization", "").removeprefix("Bearer ").strip() or None,
+            headers.get("x-veil-token"),
+            cookie[COOKIE].value if COOKIE in cookie else None,
+            from_query,
+        ]
         if not any(t and hmac.compare_digest(t.encode(), self.token.encode()) for t in offered):
-            await self._refuse(scope, receive, send, 401, "a valid token is needed (open the address printed by veil serve)")
+            await self._refuse(
+                scope,
+                receive,
+                send,
+                401,
+                "a valid token is needed (open the address printed by veil serve)",
+            )
             return
         if from_query and scope["type"] == "http":
             send = self._with_cookie(send)
@@ -85,7 +102,10 @@ class AccessGuard:
 
         async def wrapped(message: dict) -> None:
             if message["type"] == "http.response.start":
-                message = {**message, "headers": [*message.get("headers", []), (b"set-cookie", value)]}
+                message = {
+                    **message,
+                    "headers": [*message.get("headers", []), (b"set-cookie", value)],
+                }
             await send(message)
 
         return wrapped
@@ -97,6 +117,14 @@ class AccessGuard:
             await send({"type": "websocket.close", "code": 1008, "reason": reason})
             return
         body = json.dumps({"detail": reason}).encode()
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})

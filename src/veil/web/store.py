@@ -18,7 +18,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-QUEUED, RUNNING, DONE, FAILED, CANCELLED, INTERRUPTED = "queued", "running", "done", "failed", "cancelled", "interrupted"
+QUEUED, RUNNING, DONE, FAILED, CANCELLED, INTERRUPTED = (
+    "queued",
+    "running",
+    "done",
+    "failed",
+    "cancelled",
+    "interrupted",
+)
 FINAL_STATES = (DONE, FAILED, CANCELLED, INTERRUPTED)
 
 _SCHEMA = """
@@ -73,7 +80,9 @@ class JobStore:
         self.root = Path(root)
         self.jobs_dir = self.root / "jobs"
         self.jobs_dir.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.root / "jobs.sqlite3", check_same_thread=False, isolation_level=None)
+        self._db = sqlite3.connect(
+            self.root / "jobs.sqlite3", check_same_thread=False, isolation_level=None
+        )
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(_SCHEMA)
         self._lock = threading.Lock()
@@ -90,8 +99,10 @@ class JobStore:
     def add(self, job_id: str, name: str, kind: str, options: dict[str, Any]) -> Job:
         job = Job(job_id, name, kind, QUEUED, options, time.time())
         with self._lock:
-            self._db.execute("INSERT INTO jobs (id, name, kind, status, options, created) VALUES (?, ?, ?, ?, ?, ?)",
-                             (job.id, job.name, job.kind, job.status, json.dumps(options), job.created))
+            self._db.execute(
+                "INSERT INTO jobs (id, name, kind, status, options, created) VALUES (?, ?, ?, ?, ?, ?)",
+                (job.id, job.name, job.kind, job.status, json.dumps(options), job.created),
+            )
             self.version += 1
         return job
 
@@ -112,8 +123,10 @@ class JobStore:
             fields.setdefault("finished", time.time())
         columns = ", ".join(f"{name} = ?" for name in fields)
         with self._lock:
-            cur = self._db.execute(f"UPDATE jobs SET {columns} WHERE id = ? AND status = ?",
-                                   (*fields.values(), job_id, expected))
+            cur = self._db.execute(
+                f"UPDATE jobs SET {columns} WHERE id = ? AND status = ?",
+                (*fields.values(), job_id, expected),
+            )
             changed = cur.rowcount == 1
             if changed:
                 self.version += 1
@@ -135,16 +148,50 @@ class JobStore:
             return [self._job(row) for row in rows]
 
     def _job(self, row: tuple) -> Job:
-        (job_id, name, kind, status, options, created, finished, error, output, review, frames, boxes) = row
+        (
+            job_id,
+            name,
+            kind,
+            status,
+            options,
+            created,
+            finished,
+            error,
+            output,
+            review,
+            frames,
+            boxes,
+        ) = row
         done, total = self._progress.get(job_id, (0, None))
-        return Job(job_id, name, kind, status, json.loads(options), created, finished, error, output, review,
-                   frames, boxes, done, total)
+        return Job(
+            job_id,
+            name,
+            kind,
+            status,
+            json.loads(options),
+            created,
+            finished,
+            error,
+            output,
+            review,
+            frames,
+            boxes,
+            done,
+            total,
+        )
 
     def recover(self) -> list[Job]:
         """After a restart: running jobs are marked interrupted; queued jobs are returned to run again."""
         with self._lock:
-            self._db.execute("UPDATE jobs SET status = ?, finished = ?, error = ? WHERE status = ?",
-                             (INTERRUPTED, time.time(), "the server stopped while this job was running", RUNNING))
+            self._db.execute(
+                "UPDATE jobs SET status = ?, finished = ?, error = ? WHERE status = ?",
+                (
+                    INTERRUPTED,
+                    time.time(),
+                    "the server stopped while this job was running",
+                    RUNNING,
+                ),
+            )
             self.version += 1
         return [job for job in self.list() if job.status == QUEUED]
 
@@ -159,7 +206,9 @@ class JobStore:
         """Finished jobs older than the retention time."""
         limit = (now or time.time()) - keep_seconds
         with self._lock:
-            rows = self._db.execute("SELECT id FROM jobs WHERE finished IS NOT NULL AND finished < ?", (limit,))
+            rows = self._db.execute(
+                "SELECT id FROM jobs WHERE finished IS NOT NULL AND finished < ?", (limit,)
+            )
             return [row[0] for row in rows.fetchall()]
 
     def close(self) -> None:

@@ -11,8 +11,8 @@ from __future__ import annotations
 import os
 import re
 import unicodedata
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import AsyncIterator
 
 from ..errors import InputError
 
@@ -52,7 +52,7 @@ def sniff_extension(head: bytes) -> str | None:
     if len(head) >= 4 * 188 and all(head[i * 188] == 0x47 for i in range(4)):
         return ".ts"
     for offset, magic, ext in _SIGNATURES:
-        if head[offset:offset + len(magic)] == magic:
+        if head[offset : offset + len(magic)] == magic:
             if ext == ".mkv" and b"webm" in head[:64]:
                 return ".webm"
             return ext
@@ -98,7 +98,9 @@ def display_stem(name: str) -> str:
     return stem or "file"
 
 
-async def receive_upload(chunks: AsyncIterator[bytes], folder: Path, limit: int) -> tuple[Path, str]:
+async def receive_upload(
+    chunks: AsyncIterator[bytes], folder: Path, limit: int
+) -> tuple[Path, str]:
     """Stream chunks into folder/'upload.part'; return the typed final path and its kind.
 
     The file is renamed to 'input<ext>' only once its type is known, so nothing
@@ -113,9 +115,11 @@ async def receive_upload(chunks: AsyncIterator[bytes], folder: Path, limit: int)
             async for chunk in chunks:
                 size += len(chunk)
                 if size > limit:
-                    raise UploadTooLarge(f"upload is larger than the limit of {limit // 1_000_000} MB")
+                    raise UploadTooLarge(
+                        f"upload is larger than the limit of {limit // 1_000_000} MB"
+                    )
                 if len(head) < SNIFF_BYTES:
-                    head += chunk[:SNIFF_BYTES - len(head)]
+                    head += chunk[: SNIFF_BYTES - len(head)]
                 out.write(chunk)
         if size == 0:
             raise InputError("upload is empty")

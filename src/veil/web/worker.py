@@ -13,8 +13,8 @@ import queue
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from ..errors import VeilError
 from ..io.paths import TEMP_PREFIX
@@ -28,8 +28,14 @@ _STOP = object()
 
 
 class WorkerPool:
-    def __init__(self, store: JobStore, workers: int = 1, keep_seconds: float = 24 * 3600,
-                 sweep_every: float = 60.0, base_options: JobOptions = JobOptions()) -> None:
+    def __init__(
+        self,
+        store: JobStore,
+        workers: int = 1,
+        keep_seconds: float = 24 * 3600,
+        sweep_every: float = 60.0,
+        base_options: JobOptions = JobOptions(),
+    ) -> None:
         self.store = store
         self.keep_seconds = keep_seconds
         self.sweep_every = sweep_every
@@ -38,9 +44,13 @@ class WorkerPool:
         self._cancel: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
         self._closing = threading.Event()
-        self._threads = [threading.Thread(target=self._work, name=f"veil-web-worker-{i}", daemon=True)
-                         for i in range(max(1, workers))]
-        self._janitor = threading.Thread(target=self._sweep_loop, name="veil-web-janitor", daemon=True)
+        self._threads = [
+            threading.Thread(target=self._work, name=f"veil-web-worker-{i}", daemon=True)
+            for i in range(max(1, workers))
+        ]
+        self._janitor = threading.Thread(
+            target=self._sweep_loop, name="veil-web-janitor", daemon=True
+        )
 
     def start(self) -> None:
         known = {job.id for job in self.store.list()}
@@ -121,26 +131,40 @@ class WorkerPool:
             key = options.detector
             if key not in detectors:
                 detectors[key] = Pipeline(options).detector
-            pipeline = Pipeline(options, detector=detectors[key], progress=self._progress_for(job_id), cancel=cancel)
+            pipeline = Pipeline(
+                options, detector=detectors[key], progress=self._progress_for(job_id), cancel=cancel
+            )
             if cancel.is_set():
                 raise Cancelled("cancelled before it started")
             target = folder / f"result{_output_extension(source, job.kind)}"
             result = pipeline.process(source, target)
         except Cancelled:
             if self._closing.is_set():
-                self.store.update(job_id, status=INTERRUPTED, error="the server stopped while this job was running")
+                self.store.update(
+                    job_id,
+                    status=INTERRUPTED,
+                    error="the server stopped while this job was running",
+                )
             else:
-                self.store.update(job_id, status=CANCELLED, error="cancelled; the partial output was removed")
+                self.store.update(
+                    job_id, status=CANCELLED, error="cancelled; the partial output was removed"
+                )
         except VeilError as exc:
             self.store.update(job_id, status=FAILED, error=str(exc).replace(str(folder) + "/", ""))
         else:
             review = _inside(folder, result.review)
-            self.store.update(job_id, status=DONE, output=result.output.name, review=review,
-                              frames=result.frames, boxes=result.boxes)
+            self.store.update(
+                job_id,
+                status=DONE,
+                output=result.output.name,
+                review=review,
+                frames=result.frames,
+                boxes=result.boxes,
+            )
         finally:
             self._remove_input(job_id)
 
-    def _progress_for(self, job_id: str) -> Callable[[str, int, "int | None"], None]:
+    def _progress_for(self, job_id: str) -> Callable[[str, int, int | None], None]:
         last = [0.0]
 
         def progress(_name: str, done: int, total: int | None) -> None:

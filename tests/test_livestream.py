@@ -25,7 +25,7 @@ from veil.io.live_source import LiveSource, parse_source
 from veil.livestream import LiveAnonymizer, LiveOptions
 from veil.pipeline import JobOptions
 
-from conftest import ROOT, read_video, write_video
+from media import ENV, read_video, run_veil, write_video
 
 imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
 
@@ -33,7 +33,6 @@ FPS = 25
 # The astronaut scaled to 480x480 and centred in a 640x480 frame; her face lies here.
 FACE = (225, 30, 360, 190)
 FACE_CORE = (258, 65, 322, 155)  # inside the face, away from the mask's edge
-ENV = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
 
 
 def _frame(astronaut: np.ndarray) -> np.ndarray:
@@ -67,13 +66,33 @@ class Sender:
     """ffmpeg looping the clip in real time as MPEG-TS over UDP to 127.0.0.1."""
 
     def __init__(self, clip: Path, port: int) -> None:
-        self.cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-re",
-                    "-stream_loop", "-1", "-i", str(clip), "-c:v", "libx264", "-preset", "ultrafast",
-                    "-tune", "zerolatency", "-g", str(FPS), "-bf", "0", "-f", "mpegts",
-                    f"udp://127.0.0.1:{port}?pkt_size=1316"]
+        self.cmd = [
+            imageio_ffmpeg.get_ffmpeg_exe(),
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-re",
+            "-stream_loop",
+            "-1",
+            "-i",
+            str(clip),
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-tune",
+            "zerolatency",
+            "-g",
+            str(FPS),
+            "-bf",
+            "0",
+            "-f",
+            "mpegts",
+            f"udp://127.0.0.1:{port}?pkt_size=1316",
+        ]
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> "Sender":
+    def start(self) -> Sender:
         self.proc = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL)
         return self
 
@@ -97,10 +116,13 @@ class UdpReader(threading.Thread):
     def run(self) -> None:
         try:
             # A small probe: veil may send only a few frames a second, and the default probe waits for 5 MB.
-            options = {"overrun_nonfatal": "1", "fifo_size": "1000000", "probesize": "100000",
-                       "analyzeduration": "500000"}
-            with av.open(self.url, options=options,
-                         timeout=self.timeouts) as container:
+            options = {
+                "overrun_nonfatal": "1",
+                "fifo_size": "1000000",
+                "probesize": "100000",
+                "analyzeduration": "500000",
+            }
+            with av.open(self.url, options=options, timeout=self.timeouts) as container:
                 stream = container.streams.video[0]
                 for frame in container.decode(stream):
                     self.images.append(frame.to_ndarray(format="bgr24"))
@@ -109,14 +131,15 @@ class UdpReader(threading.Thread):
             self.error = exc
 
 
-def run_veil(*args: str, timeout: float = 90) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "veil", "live", *args], env=ENV, capture_output=True,
-                          text=True, timeout=timeout)
+def run_live(*args: str, timeout: float = 90) -> subprocess.CompletedProcess:
+    return run_veil("live", *args, timeout=timeout)
 
 
 def _detail(image: np.ndarray) -> float:
     x1, y1, x2, y2 = FACE_CORE
-    return float(cv2.Laplacian(cv2.cvtColor(image[y1:y2, x1:x2], cv2.COLOR_BGR2GRAY), cv2.CV_64F).var())
+    return float(
+        cv2.Laplacian(cv2.cvtColor(image[y1:y2, x1:x2], cv2.COLOR_BGR2GRAY), cv2.CV_64F).var()
+    )
 
 
 def face_hidden(image: np.ndarray, original: np.ndarray, detector=None) -> bool:
@@ -127,15 +150,23 @@ def face_hidden(image: np.ndarray, original: np.ndarray, detector=None) -> bool:
         return True
     x1, y1, x2, y2 = FACE
     dets = detector.detect([image])[0]
-    found = dets[(dets.score >= 0.5) & (dets.center[:, 0] > x1) & (dets.center[:, 0] < x2)
-                 & (dets.center[:, 1] > y1) & (dets.center[:, 1] < y2)]
+    found = dets[
+        (dets.score >= 0.5)
+        & (dets.center[:, 0] > x1)
+        & (dets.center[:, 0] < x2)
+        & (dets.center[:, 1] > y1)
+        & (dets.center[:, 1] < y2)
+    ]
     return len(found) == 0
 
 
 def all_hidden(images: list[np.ndarray], original: np.ndarray, detector) -> bool:
     """Every frame checked for detail; first, middle and last also re-detected (the costly part)."""
     probes = {0, len(images) // 2, len(images) - 1}
-    return all(face_hidden(image, original, detector if i in probes else None) for i, image in enumerate(images))
+    return all(
+        face_hidden(image, original, detector if i in probes else None)
+        for i, image in enumerate(images)
+    )
 
 
 def on_frame_grid(deltas: np.ndarray) -> bool:
@@ -159,14 +190,26 @@ def test_udp_stream_is_recorded_and_restreamed_anonymized(clip, detector, astron
     reader.start()
     sender = Sender(clip, src_port).start()
     try:
-        result = run_veil(f"udp://127.0.0.1:{src_port}", "-o", str(record), "-o", f"udp://127.0.0.1:{out_port}",
-                          "--duration", "4", "--max-size", "320", "--stats")
+        result = run_live(
+            f"udp://127.0.0.1:{src_port}",
+            "-o",
+            str(record),
+            "-o",
+            f"udp://127.0.0.1:{out_port}",
+            "--duration",
+            "4",
+            "--max-size",
+            "320",
+            "--stats",
+        )
     finally:
         sender.kill()
     reader.join(timeout=30)
     assert result.returncode == 0, result.stderr
-    assert "latency ms p50" in result.stderr and "recorded" in result.stderr
-    assert record.is_file() and not list(tmp_path.glob(".veil-partial-*"))
+    assert "latency ms p50" in result.stderr
+    assert "recorded" in result.stderr
+    assert record.is_file()
+    assert not list(tmp_path.glob(".veil-partial-*"))
 
     original = _frame(astronaut)
     images, times = read_video(record)
@@ -185,9 +228,26 @@ def test_sender_restart_leads_to_reconnect(clip, detector, astronaut, tmp_path):
     port = free_udp_port()
     record = tmp_path / "rec.mp4"
     sender = Sender(clip, port).start()
-    proc = subprocess.Popen([sys.executable, "-m", "veil", "live", f"udp://127.0.0.1:{port}", "-o", str(record),
-                             "--duration", "30", "--max-size", "320", "--timeout", "1.5"],
-                            env=ENV, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "veil",
+            "live",
+            f"udp://127.0.0.1:{port}",
+            "-o",
+            str(record),
+            "--duration",
+            "30",
+            "--max-size",
+            "320",
+            "--timeout",
+            "1.5",
+        ],
+        env=ENV,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         time.sleep(4)
         sender.kill()
@@ -208,13 +268,15 @@ def test_sender_restart_leads_to_reconnect(clip, detector, astronaut, tmp_path):
             proc.kill()
     stderr = "".join(log) + rest
     assert proc.returncode == 0, stderr
-    assert "source lost" in stderr and "reconnected" in stderr
+    assert "source lost" in stderr
+    assert "reconnected" in stderr
     assert int(re.search(r"reconnects (\d+)", stderr).group(1)) >= 1
     images, times = read_video(record)
     gaps = np.diff(times)
     outage = int(np.argmax(gaps))
     assert gaps[outage] > 1.0  # the recording keeps the real time the source was away
-    assert outage >= 1 and len(times) - outage - 1 >= 1  # frames before and after the outage
+    assert outage >= 1
+    assert len(times) - outage - 1 >= 1  # frames before and after the outage
     assert on_frame_grid(gaps[gaps < 1.0])
     original = _frame(astronaut)
     assert all_hidden(images, original, detector)
@@ -231,7 +293,8 @@ def test_late_detection_blurs_the_whole_frame(clip, detector, astronaut):
     out = list(anonymizer.frames())
     assert len(out) == 8
     assert all(item.hidden_whole for item in out)
-    assert anonymizer.stats.blurred == 8 and anonymizer.stats.deadline_misses == 8
+    assert anonymizer.stats.blurred == 8
+    assert anonymizer.stats.deadline_misses == 8
     original = _frame(astronaut)
     assert len(detector.detect([out[0].image])[0]) == 0
     for item in out:
@@ -257,11 +320,17 @@ class FailingDetector:
 
 def test_failed_detection_blurs_the_whole_frame(clip):
     spec = parse_source(str(clip))
-    anonymizer = LiveAnonymizer(LiveSource(spec, buffer=50), JobOptions(), LiveOptions(max_frames=4),
-                                detector=FailingDetector())
+    anonymizer = LiveAnonymizer(
+        LiveSource(spec, buffer=50),
+        JobOptions(),
+        LiveOptions(max_frames=4),
+        detector=FailingDetector(),
+    )
     out = list(anonymizer.frames())
-    assert len(out) == 4 and all(item.hidden_whole for item in out)
-    assert anonymizer.stats.detection_failures == 4 and anonymizer.stats.blurred == 4
+    assert len(out) == 4
+    assert all(item.hidden_whole for item in out)
+    assert anonymizer.stats.detection_failures == 4
+    assert anonymizer.stats.blurred == 4
 
 
 def test_python_iterator_gives_anonymized_frames_with_stream_times(clip, detector, astronaut):
@@ -273,7 +342,8 @@ def test_python_iterator_gives_anonymized_frames_with_stream_times(clip, detecto
     assert all(len(f.detections) >= 1 for f in frames)
     assert all_hidden([f.image for f in frames], original, detector)
     assert on_frame_grid(np.diff([f.time for f in frames]))
-    assert stream.stats.frames_out == 4 and len(stream.stats.latencies) == 4
+    assert stream.stats.frames_out == 4
+    assert len(stream.stats.latencies) == 4
 
 
 class CountingDetector:
@@ -289,32 +359,44 @@ class CountingDetector:
 
 def test_detect_every_nth_frame_reuses_boxes(clip, detector):
     counting = CountingDetector(detector)
-    anonymizer = LiveAnonymizer(LiveSource(parse_source(str(clip)), buffer=100), JobOptions(),
-                                LiveOptions(max_latency=30.0, max_frames=6, detect_every=3), detector=counting)
+    anonymizer = LiveAnonymizer(
+        LiveSource(parse_source(str(clip)), buffer=100),
+        JobOptions(),
+        LiveOptions(max_latency=30.0, max_frames=6, detect_every=3),
+        detector=counting,
+    )
     frames = list(anonymizer.frames())
-    assert len(frames) == 6 and not any(f.hidden_whole for f in frames)
+    assert len(frames) == 6
+    assert not any(f.hidden_whole for f in frames)
     assert counting.calls == 2
     assert all(len(f.detections) >= 1 for f in frames)
 
 
 def test_cli_needs_an_output():
-    result = run_veil("udp://127.0.0.1:9")
+    result = run_live("udp://127.0.0.1:9")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("veil: error: nothing to do")
 
 
 def test_preview_without_display_says_so_in_one_line(clip):
     env = {k: v for k, v in ENV.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
-    result = subprocess.run([sys.executable, "-m", "veil", "live", str(clip), "--preview"], env=env,
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "veil", "live", str(clip), "--preview"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 3
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "needs a display" in lines[0]
+    assert len(lines) == 1
+    assert "needs a display" in lines[0]
 
 
 def test_source_parsing():
     if os.path.exists("/dev/video0"):
-        assert parse_source("0").target == "/dev/video0" and parse_source("0").format == "v4l2"
+        assert parse_source("0").target == "/dev/video0"
+        assert parse_source("0").format == "v4l2"
     else:
         with pytest.raises(InputError, match="no camera at /dev/video0"):
             parse_source("0")
@@ -334,13 +416,30 @@ def test_restream_to_a_listening_server(clip, detector, astronaut, tmp_path, sch
     """ffmpeg listens as the server (RTSP ANNOUNCE/RECORD, RTMP publish) and saves what veil sends."""
     port = free_tcp_port()
     url = f"{scheme}://127.0.0.1:{port}/live" + ("/key" if scheme == "rtmp" else "")
-    listen = ["-rtsp_flags", "listen", "-listen_timeout", "60"] if scheme == "rtsp" else ["-listen", "1"]
+    listen = (
+        ["-rtsp_flags", "listen", "-listen_timeout", "60"] if scheme == "rtsp" else ["-listen", "1"]
+    )
     received = tmp_path / "received.ts"
-    server = subprocess.Popen([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", *listen,
-                               "-i", url, "-c", "copy", "-f", "mpegts", str(received)], stdin=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [
+            imageio_ffmpeg.get_ffmpeg_exe(),
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            *listen,
+            "-i",
+            url,
+            "-c",
+            "copy",
+            "-f",
+            "mpegts",
+            str(received),
+        ],
+        stdin=subprocess.DEVNULL,
+    )
     try:
         time.sleep(1.0)
-        result = run_veil(str(clip), "-o", url, "--max-size", "320")
+        result = run_live(str(clip), "-o", url, "--max-size", "320")
         assert result.returncode == 0, result.stderr
         server.wait(timeout=30)
     finally:
@@ -359,8 +458,11 @@ def virtual_display():
     if xvfb is None:
         pytest.skip("Xvfb is not installed")
     display = f":{100 + os.getpid() % 400}"
-    server = subprocess.Popen([xvfb, display, "-screen", "0", "800x600x24", "-nolisten", "tcp"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [xvfb, display, "-screen", "0", "800x600x24", "-nolisten", "tcp"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     time.sleep(1.0)
     try:
         yield display
@@ -371,9 +473,26 @@ def virtual_display():
 
 def test_preview_window_with_recording(clip, tmp_path, virtual_display, astronaut):
     record = tmp_path / "rec.mp4"
-    result = subprocess.run([sys.executable, "-m", "veil", "live", str(clip), "--preview", "-o", str(record),
-                             "--frames", "5", "--max-size", "320"], env={**ENV, "DISPLAY": virtual_display},
-                            capture_output=True, text=True, timeout=90)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "veil",
+            "live",
+            str(clip),
+            "--preview",
+            "-o",
+            str(record),
+            "--frames",
+            "5",
+            "--max-size",
+            "320",
+        ],
+        env={**ENV, "DISPLAY": virtual_display},
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
     assert result.returncode == 0, result.stderr
     images, _ = read_video(record)
     assert len(images) == 5
@@ -383,25 +502,58 @@ def test_preview_window_with_recording(clip, tmp_path, virtual_display, astronau
 def test_gives_up_on_a_silent_source_when_asked(tmp_path):
     port = free_udp_port()  # nobody sends here
     record = tmp_path / "never.mp4"
-    result = run_veil(f"udp://127.0.0.1:{port}", "-o", str(record), "--timeout", "1", "--give-up", "2")
+    result = run_live(
+        f"udp://127.0.0.1:{port}", "-o", str(record), "--timeout", "1", "--give-up", "2"
+    )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("veil: error: udp://127.0.0.1:")
     assert "giving up" in result.stderr
-    assert not record.exists() and not list(tmp_path.glob(".veil-partial-*"))
+    assert not record.exists()
+    assert not list(tmp_path.glob(".veil-partial-*"))
 
 
 def test_http_source(clip, detector, astronaut, tmp_path):
     """ffmpeg serves the clip over HTTP (MPEG-TS) on 127.0.0.1; veil pulls it like any IP camera."""
     port = free_tcp_port()
-    server = subprocess.Popen([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-re",
-                               "-stream_loop", "-1", "-i", str(clip), "-c:v", "libx264", "-preset", "ultrafast",
-                               "-tune", "zerolatency", "-g", str(FPS), "-f", "mpegts", "-listen", "1",
-                               f"http://127.0.0.1:{port}/live.ts"], stdin=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [
+            imageio_ffmpeg.get_ffmpeg_exe(),
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-re",
+            "-stream_loop",
+            "-1",
+            "-i",
+            str(clip),
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-tune",
+            "zerolatency",
+            "-g",
+            str(FPS),
+            "-f",
+            "mpegts",
+            "-listen",
+            "1",
+            f"http://127.0.0.1:{port}/live.ts",
+        ],
+        stdin=subprocess.DEVNULL,
+    )
     record = tmp_path / "rec.mkv"
     try:
         time.sleep(1.0)
-        result = run_veil(f"http://127.0.0.1:{port}/live.ts", "-o", str(record), "--duration", "3",
-                          "--max-size", "320")
+        result = run_live(
+            f"http://127.0.0.1:{port}/live.ts",
+            "-o",
+            str(record),
+            "--duration",
+            "3",
+            "--max-size",
+            "320",
+        )
     finally:
         server.kill()
         server.wait(timeout=10)
@@ -413,7 +565,7 @@ def test_http_source(clip, detector, astronaut, tmp_path):
 
 
 def test_protocol_missing_from_ffmpeg_is_one_line(tmp_path):
-    result = run_veil("srt://127.0.0.1:9", "-o", str(tmp_path / "x.mp4"), "--give-up", "5")
+    result = run_live("srt://127.0.0.1:9", "-o", str(tmp_path / "x.mp4"), "--give-up", "5")
     if "cannot read srt://" not in result.stderr:
         pytest.skip("this PyAV's FFmpeg has SRT")
     assert result.returncode == 2

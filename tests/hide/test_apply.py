@@ -3,12 +3,13 @@ import numpy as np
 import pytest
 
 import veil
-from conftest import mean_abs_diff
 from veil.detections import Detections
 from veil.errors import OptionError
 from veil.hide import AnonymizeOptions, apply, blur_whole_frame
 from veil.hide.masks import coverage, region_for, region_mask, scale_box
 from veil.hide.methods import parse_color
+
+from media import mean_abs_diff
 
 FACE = Detections(np.array([[182, 58, 270, 178]], np.float32), score=np.array([0.93]))
 
@@ -19,7 +20,9 @@ def face_and_background(before, after, box=(182, 58, 270, 178), margin=40):
     inner = (slice(y1 + 20, y2 - 20), slice(x1 + 15, x2 - 15))
     far = np.ones(before.shape[:2], bool)
     far[max(0, y1 - margin) : y2 + margin, max(0, x1 - margin) : x2 + margin] = False
-    return mean_abs_diff(before[inner], after[inner]), np.abs(before[far].astype(int) - after[far]).max()
+    return mean_abs_diff(before[inner], after[inner]), np.abs(
+        before[far].astype(int) - after[far]
+    ).max()
 
 
 @pytest.mark.parametrize("method", ["blur", "pixelate", "fill"])
@@ -34,7 +37,9 @@ def test_face_changes_background_does_not(astronaut, method):
 def test_blur_removes_detail(astronaut):
     out = apply(astronaut, FACE, AnonymizeOptions(method="blur"))
     x1, y1, x2, y2 = 200, 80, 250, 160
-    lap_before = cv2.Laplacian(cv2.cvtColor(astronaut[y1:y2, x1:x2], cv2.COLOR_BGR2GRAY), cv2.CV_64F).var()
+    lap_before = cv2.Laplacian(
+        cv2.cvtColor(astronaut[y1:y2, x1:x2], cv2.COLOR_BGR2GRAY), cv2.CV_64F
+    ).var()
     lap_after = cv2.Laplacian(cv2.cvtColor(out[y1:y2, x1:x2], cv2.COLOR_BGR2GRAY), cv2.CV_64F).var()
     assert lap_after < lap_before / 50
 
@@ -53,7 +58,9 @@ def test_fill_colour(astronaut):
 def test_none_leaves_pixels_and_draws_boxes(astronaut):
     same = apply(astronaut, FACE, AnonymizeOptions(method="none"))
     assert np.array_equal(same, astronaut)
-    drawn = apply(astronaut, FACE, AnonymizeOptions(method="none", draw_boxes=True, draw_scores=True))
+    drawn = apply(
+        astronaut, FACE, AnonymizeOptions(method="none", draw_boxes=True, draw_scores=True)
+    )
     assert not np.array_equal(drawn, astronaut)
 
 
@@ -72,9 +79,12 @@ def test_mask_scale_grows_about_centre():
 
 
 def test_boxes_at_the_edge_and_outside_are_safe(astronaut):
-    dets = Detections(np.array([[-50, -50, 40, 40], [500, 500, 700, 700], [600, 600, 700, 700]], np.float32))
+    dets = Detections(
+        np.array([[-50, -50, 40, 40], [500, 500, 700, 700], [600, 600, 700, 700]], np.float32)
+    )
     out = apply(astronaut, dets, AnonymizeOptions(method="fill", color=(255, 255, 255)))
-    assert out[0, 0].tolist() == [255, 255, 255] and out[511, 511].tolist() == [255, 255, 255]
+    assert out[0, 0].tolist() == [255, 255, 255]
+    assert out[511, 511].tolist() == [255, 255, 255]
     assert region_for(np.array([600, 600, 700, 700]), 512, 512) is None
 
 
@@ -82,7 +92,8 @@ def test_feather_only_extends_outward():
     region = region_for(np.array([20, 20, 60, 60]), 100, 100, feather=8)
     hard = region_mask(region, "rect")
     soft = region_mask(region, "rect", feather=8)
-    assert (soft[hard > 0.5] == 1).all() and soft.sum() > hard.sum()
+    assert (soft[hard > 0.5] == 1).all()
+    assert soft.sum() > hard.sum()
 
 
 def test_coverage_matches_what_is_hidden(astronaut):
@@ -97,7 +108,11 @@ def test_overlay_image_with_alpha(astronaut, tmp_path):
     cv2.circle(emoji, (32, 32), 30, (0, 220, 255, 255), -1)  # opaque disc, transparent corners
     path = tmp_path / "emoji.png"
     cv2.imwrite(str(path), emoji)
-    out = apply(astronaut, FACE, AnonymizeOptions(method="image", overlay_path=str(path), shape="rect", mask_scale=1.0))
+    out = apply(
+        astronaut,
+        FACE,
+        AnonymizeOptions(method="image", overlay_path=str(path), shape="rect", mask_scale=1.0),
+    )
     assert out[118, 226].tolist() == [0, 220, 255]
     # The transparent corner shows a blurred face, not the original pixels.
     assert mean_abs_diff(out[60:70, 184:194], astronaut[60:70, 184:194]) > 3
@@ -108,13 +123,16 @@ def test_whole_frame_fallback_hides_everything(astronaut):
     assert mean_abs_diff(out, astronaut) > 20
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(method="smudge"), "unknown method"),
-    (dict(shape="star"), "unknown shape"),
-    (dict(mask_scale=0), "mask-scale"),
-    (dict(method="image"), "needs --overlay"),
-    (dict(method="image", overlay_path="/nonexistent.png"), "cannot read overlay"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(method="smudge"), "unknown method"),
+        (dict(shape="star"), "unknown shape"),
+        (dict(mask_scale=0), "mask-scale"),
+        (dict(method="image"), "needs --overlay"),
+        (dict(method="image", overlay_path="/nonexistent.png"), "cannot read overlay"),
+    ],
+)
 def test_bad_options_are_user_errors(kwargs, message):
     with pytest.raises(veil.VeilError, match=message):
         AnonymizeOptions(**kwargs)

@@ -5,11 +5,12 @@ import numpy as np
 import onnxruntime
 import pytest
 
-from conftest import ASTRONAUT_FACE
 from veil.detections import box_iou
 from veil.detectors import DetectorOptions, create_detector
 from veil.detectors.centerface import CenterFace
 from veil.detectors.scan import KeyframeScanner, ScanPolicy, crop_windows
+
+from media import ASTRONAUT_FACE
 
 
 @pytest.fixture(scope="module")
@@ -76,18 +77,26 @@ def test_small_moving_face_is_found_on_every_frame_with_few_full_passes(detector
     # Keyframes: first frame of the stream, then the last of each batch of 8.
     assert rec.full_frames((1080, 1920)) == 3
     assert any(m == 640 for _, m, _ in rec.calls)
-    assert any(s[0] < 1080 for s, _, _ in rec.calls), "small faces are searched in full-resolution crops"
+    assert any(s[0] < 1080 for s, _, _ in rec.calls), (
+        "small faces are searched in full-resolution crops"
+    )
     for i, (dets, face) in enumerate(zip(found, faces)):
-        assert len(dets) >= 1 and box_iou(face, dets.xyxy).max() > 0.4, f"frame {i}: face missed"
+        assert len(dets) >= 1, f"frame {i}: face missed"
+        assert box_iou(face, dets.xyxy).max() > 0.4, f"frame {i}: face missed"
 
 
 def test_scan_matches_full_resolution_on_a_face_the_coarse_pass_misses(detector, astronaut):
     frames, faces = small_face_pan(astronaut, 8, scale=0.22)
     full = [detector.infer([f], None, 0.2)[0] for f in frames]
     coarse = [detector.infer([f], 640, 0.2)[0] for f in frames]
-    hits = lambda dets: sum(len(d) > 0 and box_iou(face, d.xyxy).max() >= 0.5 for d, face in zip(dets, faces))  # noqa: E731
-    assert hits(full) == 8 and hits(coarse) < 8  # the face is too small for a downscaled pass alone
-    scan = KeyframeScanner(detector.infer, 0.2, ScanPolicy(full_every=8, coarse_size=640)).detect(frames)
+    hits = lambda dets: sum(
+        len(d) > 0 and box_iou(face, d.xyxy).max() >= 0.5 for d, face in zip(dets, faces)
+    )  # noqa: E731
+    assert hits(full) == 8
+    assert hits(coarse) < 8  # the face is too small for a downscaled pass alone
+    scan = KeyframeScanner(detector.infer, 0.2, ScanPolicy(full_every=8, coarse_size=640)).detect(
+        frames
+    )
     assert hits(scan) == 8
 
 
@@ -95,19 +104,27 @@ def test_crops_see_what_the_full_pass_sees(detector, astronaut):
     """Crops snap to the network's stride, so a face inside one gets the full pass's box, not a shifted guess."""
     frames, _ = small_face_pan(astronaut, 8, scale=0.22, step=7)
     full = [detector.infer([f], None, 0.2)[0] for f in frames]
-    scan = KeyframeScanner(detector.infer, 0.2, ScanPolicy(full_every=8, coarse_size=640)).detect(frames)
+    scan = KeyframeScanner(detector.infer, 0.2, ScanPolicy(full_every=8, coarse_size=640)).detect(
+        frames
+    )
     for i, (a, b) in enumerate(zip(scan, full)):
-        assert len(b) == 1 and len(a) >= 1, f"frame {i}"
+        assert len(b) == 1, f"frame {i}"
+        assert len(a) >= 1, f"frame {i}"
         same = int(box_iou(b.xyxy, a.xyxy)[0].argmax())
-        assert np.abs(a.xyxy[same] - b.xyxy[0]).max() < 0.5 and abs(a.score[same] - b.score[0]) < 0.02, f"frame {i}"
+        assert np.abs(a.xyxy[same] - b.xyxy[0]).max() < 0.5, f"frame {i}"
+        assert abs(a.score[same] - b.score[0]) < 0.02, f"frame {i}"
 
 
 def test_fast_pan_finds_a_small_face_on_its_path_between_keyframes(detector, astronaut):
     """At 40 px a frame the face is beyond a crop's margin around both keyframes for most frames between."""
     frames, faces = small_face_pan(astronaut, 16, scale=0.22, step=40)
-    hits = lambda dets: [len(d) > 0 and box_iou(face, d.xyxy).max() >= 0.5 for d, face in zip(dets, faces)]  # noqa: E731
+    hits = lambda dets: [
+        len(d) > 0 and box_iou(face, d.xyxy).max() >= 0.5 for d, face in zip(dets, faces)
+    ]  # noqa: E731
     full = hits([detector.infer([f], None, 0.2)[0] for f in frames])
-    scan = hits(run(KeyframeScanner(detector.infer, 0.2, ScanPolicy(full_every=8, coarse_size=640)), frames))
+    scan = hits(
+        run(KeyframeScanner(detector.infer, 0.2, ScanPolicy(full_every=8, coarse_size=640)), frames)
+    )
     assert sum(full) >= 14
     assert scan == full
 
@@ -119,7 +136,9 @@ def test_a_new_stream_starts_with_a_keyframe(detector, astronaut):
     scanner.detect(frames)
     assert rec.full_frames((1080, 1920)) == 2  # first and last
     scanner.detect(frames)
-    assert rec.full_frames((1080, 1920)) == 3  # the previous batch's last keyframe brackets this one
+    assert (
+        rec.full_frames((1080, 1920)) == 3
+    )  # the previous batch's last keyframe brackets this one
 
 
 def test_crop_windows_merge_overlaps_and_stay_in_the_frame():
@@ -127,12 +146,16 @@ def test_crop_windows_merge_overlaps_and_stay_in_the_frame():
     windows = crop_windows(boxes, 960, 540, context=4.0, min_side=64)
     assert len(windows) == 2
     for x1, y1, x2, y2 in windows:
-        assert 0 <= x1 < x2 <= 960 and 0 <= y1 < y2 <= 540
+        assert 0 <= x1 < x2 <= 960
+        assert 0 <= y1 < y2 <= 540
     first = min(windows)
-    assert first[0] == 0 and first[2] >= 60 + 20  # both left faces inside one window, with context
+    assert first[0] == 0
+    assert first[2] >= 60 + 20  # both left faces inside one window, with context
     for x1, y1, x2, y2 in crop_windows(boxes, 950, 540, context=4.0, min_side=64, align=32):
-        assert x1 % 32 == 0 and y1 % 32 == 0, "crops start on the network's grid"
-        assert (x2 % 32 == 0 or x2 == 950) and (y2 % 32 == 0 or y2 == 540)
+        assert x1 % 32 == 0, "crops start on the network's grid"
+        assert y1 % 32 == 0, "crops start on the network's grid"
+        assert x2 % 32 == 0 or x2 == 950
+        assert y2 % 32 == 0 or y2 == 540
 
 
 def test_detector_scans_videos_by_default_unless_switched_off_or_capped():
@@ -142,12 +165,16 @@ def test_detector_scans_videos_by_default_unless_switched_off_or_capped():
     assert create_detector(DetectorOptions(quality="max")).stream() is None
 
 
-@pytest.mark.skipif("CUDAExecutionProvider" in onnxruntime.get_available_providers(), reason="a GPU is present")
+@pytest.mark.skipif(
+    "CUDAExecutionProvider" in onnxruntime.get_available_providers(), reason="a GPU is present"
+)
 def test_cuda_falls_back_to_cpu_with_one_warning_line(caplog, astronaut):
     with caplog.at_level(logging.WARNING, logger="veil"):
         det = create_detector(DetectorOptions(device="cuda"))
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert len(warnings) == 1 and "running on the CPU" in warnings[0] and "\n" not in warnings[0]
+    assert len(warnings) == 1
+    assert "running on the CPU" in warnings[0]
+    assert "\n" not in warnings[0]
     assert det.provider == "CPUExecutionProvider"
     assert len(det.detect([astronaut])[0]) == 1
 

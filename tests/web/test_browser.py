@@ -17,11 +17,18 @@ if not Path(CHROMIUM).exists():
     pytest.skip("Chromium is not installed at /usr/bin/chromium", allow_module_level=True)
 
 from playwright import sync_api  # noqa: E402
-from conftest import astronaut_face_hidden  # noqa: E402
+
+from media import astronaut_face_hidden  # noqa: E402
 from webserver import Server  # noqa: E402
 
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def write_y4m(path: Path, bgr: np.ndarray, frames: int = 10) -> Path:
@@ -39,9 +46,15 @@ def write_y4m(path: Path, bgr: np.ndarray, frames: int = 10) -> Path:
 def browser(tmp_path_factory, astronaut):
     camera = write_y4m(tmp_path_factory.mktemp("cam") / "astronaut.y4m", astronaut)
     with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS + [
-            "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-            f"--use-file-for-fake-video-capture={camera}"])
+        browser = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            args=ARGS
+            + [
+                "--use-fake-ui-for-media-stream",
+                "--use-fake-device-for-media-stream",
+                f"--use-file-for-fake-video-capture={camera}",
+            ],
+        )
         yield browser
         browser.close()
 
@@ -61,7 +74,9 @@ def test_upload_review_and_download(server, browser, astronaut, tmp_path):
     card.wait_for(timeout=120_000)
     assert "1 face hidden" in card.locator(".detail").inner_text()
     # The before/after slider: both pictures loaded, the original clipped at the slider.
-    page.wait_for_function("() => [...document.querySelectorAll('.compare img')].every(i => i.complete && i.naturalWidth)")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.compare img')].every(i => i.complete && i.naturalWidth)"
+    )
     assert page.locator(".compare img").count() == 2
     page.locator(".compare input[type=range]").fill("80")
     assert "80%" in page.locator(".compare .divider").get_attribute("style")
@@ -73,7 +88,9 @@ def test_upload_review_and_download(server, browser, astronaut, tmp_path):
     download.save_as(saved)
     result = cv2.imread(str(saved))
     assert result.shape == astronaut.shape
-    assert astronaut_face_hidden(astronaut, result, background=6), "the downloaded face is not anonymized"
+    assert astronaut_face_hidden(astronaut, result, background=6), (
+        "the downloaded face is not anonymized"
+    )
     page.locator(".compare input[type=range]").fill("50")
     shot = tmp_path / "page.png"
     page.screenshot(path=str(shot), full_page=True)
@@ -88,12 +105,16 @@ def test_live_camera_shows_only_anonymized_frames(server, browser, astronaut, tm
     page.goto(server.address)
     page.click("#tab-live")
     page.click("#live-start")
-    page.wait_for_function("() => /frames\\/s/.test(document.querySelector('#live-status').textContent)",
-                           timeout=120_000)
+    page.wait_for_function(
+        "() => /frames\\/s/.test(document.querySelector('#live-status').textContent)",
+        timeout=120_000,
+    )
     # The camera's raw picture is never in the page: no visible <video>, only the canvas of returned frames.
     assert page.locator("video").count() == 0
     data_url = page.evaluate("() => document.querySelector('#live-canvas').toDataURL('image/png')")
-    shown = cv2.imdecode(np.frombuffer(base64.b64decode(data_url.split(",", 1)[1]), np.uint8), cv2.IMREAD_COLOR)
+    shown = cv2.imdecode(
+        np.frombuffer(base64.b64decode(data_url.split(",", 1)[1]), np.uint8), cv2.IMREAD_COLOR
+    )
     assert shown.shape == astronaut.shape
     assert astronaut_face_hidden(astronaut, shown, background=6), "the live picture shows the face"
     shot = tmp_path / "live.png"
@@ -104,7 +125,9 @@ def test_live_camera_shows_only_anonymized_frames(server, browser, astronaut, tm
     page.close()
 
 
-def test_several_files_at_once_with_video_player_and_zip(server, browser, astronaut, face_video, tmp_path):
+def test_several_files_at_once_with_video_player_and_zip(
+    server, browser, astronaut, face_video, tmp_path
+):
     photo = tmp_path / "second.png"
     Image.fromarray(astronaut[:, :, ::-1]).save(photo)
     page = browser.new_page(accept_downloads=True, viewport={"width": 1100, "height": 1400})
@@ -113,7 +136,9 @@ def test_several_files_at_once_with_video_player_and_zip(server, browser, astron
     assert page.locator("#pending-list li").count() == 2
     page.click("#start")
     page.locator(".job[data-status=done] video").wait_for(timeout=120_000)
-    page.wait_for_function("() => document.querySelectorAll('.job[data-status=done]').length >= 2", timeout=120_000)
+    page.wait_for_function(
+        "() => document.querySelectorAll('.job[data-status=done]').length >= 2", timeout=120_000
+    )
     duration = page.evaluate("""() => new Promise((ok) => {
         const v = document.querySelector('.job[data-status=done] video');
         if (v.readyState >= 1) ok(v.duration); else v.addEventListener('loadedmetadata', () => ok(v.duration));
@@ -138,7 +163,7 @@ def test_several_files_at_once_with_video_player_and_zip(server, browser, astron
 
 
 def test_progress_and_cancel_from_the_page(server, browser, astronaut, tmp_path):
-    from conftest import panning_frames, write_video
+    from media import panning_frames, write_video
 
     clip = write_video(tmp_path / "long.mp4", panning_frames(astronaut, 240, step=1), fps=25)
     page = browser.new_page(viewport={"width": 1100, "height": 700})
@@ -147,8 +172,11 @@ def test_progress_and_cancel_from_the_page(server, browser, astronaut, tmp_path)
     page.click("#start")
     card = page.locator(".job[data-status=running]")
     card.wait_for(timeout=120_000)
-    page.wait_for_function("() => { const p = document.querySelector('.job[data-status=running] progress');"
-                           " return p && p.max === 240 && p.value > 0; }", timeout=120_000)
+    page.wait_for_function(
+        "() => { const p = document.querySelector('.job[data-status=running] progress');"
+        " return p && p.max === 240 && p.value > 0; }",
+        timeout=120_000,
+    )
     assert "of 240" in card.locator(".detail").inner_text()
     shot = tmp_path / "progress.png"
     page.screenshot(path=str(shot))
@@ -177,8 +205,10 @@ def test_page_works_with_a_token(browser, astronaut, tmp_path):
         page.locator(".job[data-status=done]").wait_for(timeout=120_000)
         page.click("#tab-live")
         page.click("#live-start")
-        page.wait_for_function("() => /frames\\/s/.test(document.querySelector('#live-status').textContent)",
-                               timeout=120_000)
+        page.wait_for_function(
+            "() => /frames\\/s/.test(document.querySelector('#live-status').textContent)",
+            timeout=120_000,
+        )
         page.close()
     finally:
         srv.stop()

@@ -1,11 +1,12 @@
 import numpy as np
 import pytest
 
-from conftest import ASTRONAUT_FACE, CAMERA_FACE
 from veil.detections import box_iou
 from veil.detectors import DetectorOptions, create_detector
 from veil.detectors.centerface import bundled_model_path, input_geometry
 from veil.errors import OptionError
+
+from media import ASTRONAUT_FACE, CAMERA_FACE
 
 
 @pytest.fixture(scope="module")
@@ -15,22 +16,32 @@ def detector():
 
 def inside(box, region, slack=10):
     x1, y1, x2, y2 = region
-    return box[0] >= x1 - slack and box[1] >= y1 - slack and box[2] <= x2 + slack and box[3] <= y2 + slack
+    return (
+        box[0] >= x1 - slack
+        and box[1] >= y1 - slack
+        and box[2] <= x2 + slack
+        and box[3] <= y2 + slack
+    )
 
 
 def test_weights_come_from_installed_package():
     path = bundled_model_path()
-    assert path.name == "centerface.onnx" and path.stat().st_size > 1_000_000
+    assert path.name == "centerface.onnx"
+    assert path.stat().st_size > 1_000_000
 
 
 def test_finds_the_real_faces(detector, astronaut, camera):
     astro, cam = detector.detect([astronaut]) + detector.detect([camera])
-    assert len(astro) == 1 and astro.score[0] > 0.8 and inside(astro.xyxy[0], ASTRONAUT_FACE)
-    assert len(cam) >= 1 and inside(cam.xyxy[np.argmax(cam.score)], CAMERA_FACE)
+    assert len(astro) == 1
+    assert astro.score[0] > 0.8
+    assert inside(astro.xyxy[0], ASTRONAUT_FACE)
+    assert len(cam) >= 1
+    assert inside(cam.xyxy[np.argmax(cam.score)], CAMERA_FACE)
     assert astro.landmarks.shape == (1, 5, 2)
     # Landmarks (eyes, nose, mouth corners) lie inside the face box.
     lm = astro.landmarks[0]
-    assert (lm[:, 0] > astro.xyxy[0, 0]).all() and (lm[:, 0] < astro.xyxy[0, 2]).all()
+    assert (lm[:, 0] > astro.xyxy[0, 0]).all()
+    assert (lm[:, 0] < astro.xyxy[0, 2]).all()
 
 
 def test_batch_equals_single(detector, astronaut):
@@ -47,14 +58,16 @@ def test_non_square_frames_keep_aspect(detector, astronaut):
     wide[:, 300:812] = astronaut
     found = detector.detect([wide])[0]
     expected = np.array(ASTRONAUT_FACE, np.float32) + [300, 0, 300, 0]
-    assert len(found) == 1 and inside(found.xyxy[0], expected)
+    assert len(found) == 1
+    assert inside(found.xyxy[0], expected)
 
 
 def test_max_size_caps_input_and_boxes_stay_in_frame_pixels(astronaut):
     capped = create_detector(DetectorOptions(max_size=256))
     full = create_detector(DetectorOptions())
     a, b = capped.detect([astronaut])[0], full.detect([astronaut])[0]
-    assert len(a) == 1 and box_iou(a.xyxy, b.xyxy)[0, 0] > 0.7
+    assert len(a) == 1
+    assert box_iou(a.xyxy, b.xyxy)[0, 0] > 0.7
     assert input_geometry(1080, 1920, 960)[1:] == (540, 960, 544, 960)
     assert input_geometry(1080, 1920, None) == (1.0, 1080, 1920, 1088, 1920)
 
@@ -78,13 +91,15 @@ def test_half_precision_graph_keeps_float32_at_its_edges():
     edges = list(model.graph.input) + list(model.graph.output)
     assert all(v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT for v in edges)
     weights = [i for i in model.graph.initializer if i.dims]
-    assert weights and all(i.data_type == onnx.TensorProto.FLOAT16 for i in weights)
+    assert weights
+    assert all(i.data_type == onnx.TensorProto.FLOAT16 for i in weights)
 
 
 def test_fp16_finds_the_same_faces_as_fp32(detector, astronaut, camera):
     """The float16 graph a GPU runs by default, checked here on the CPU, which can run it too."""
     half = create_detector(DetectorOptions(precision="fp16", threads=1))
-    assert half.net.fp16 and not detector.net.fp16  # auto is float32 on a CPU
+    assert half.net.fp16
+    assert not detector.net.fp16  # auto is float32 on a CPU
     for image in (astronaut, camera):
         full, low = detector.detect([image])[0], half.detect([image])[0]
         assert len(full) == len(low)

@@ -19,8 +19,15 @@ from PIL import Image
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
-from conftest import astronaut_face_hidden, mean_abs_diff, panning_frames, read_video, write_video  # noqa: E402
-from webserver import ROOT, Server, disposition_name, jpeg_bytes  # noqa: E402
+from media import (  # noqa: E402
+    ROOT,
+    astronaut_face_hidden,
+    mean_abs_diff,
+    panning_frames,
+    read_video,
+    write_video,
+)
+from webserver import Server, disposition_name, jpeg_bytes  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -44,10 +51,15 @@ def long_video(path: Path, astronaut, n: int) -> Path:
 
 def test_image_job_end_to_end(server, photo, astronaut):
     job = server.upload(photo, "../../etc/Holiday pic\x00.jpg")
-    assert job["name"] == "Holiday pic.jpg" and job["kind"] == "image" and job["status"] in ("queued", "running")
-    assert "output" not in job and "path" not in json.dumps(job)
+    assert job["name"] == "Holiday pic.jpg"
+    assert job["kind"] == "image"
+    assert job["status"] in ("queued", "running")
+    assert "output" not in job
+    assert "path" not in json.dumps(job)
     done = server.wait(job["id"])
-    assert done["status"] == "done" and done["boxes"] == 1 and done["has_result"]
+    assert done["status"] == "done"
+    assert done["boxes"] == 1
+    assert done["has_result"]
     status, headers, data = server.request("GET", f"/api/jobs/{job['id']}/result")
     assert status == 200
     assert disposition_name(headers["content-disposition"]) == "Holiday pic_anonymized.jpg"
@@ -57,17 +69,26 @@ def test_image_job_end_to_end(server, photo, astronaut):
     inline = server.request("GET", f"/api/jobs/{job['id']}/result?download=false")[1]
     assert inline["content-disposition"].startswith("inline")
     # Only server-chosen names on disk, and the original is gone once processed.
-    files = sorted(p.relative_to(server.data_dir).as_posix() for p in (server.data_dir / "jobs").rglob("*"))
+    files = sorted(
+        p.relative_to(server.data_dir).as_posix() for p in (server.data_dir / "jobs").rglob("*")
+    )
     assert f"jobs/{job['id']}/result.jpg" in files
     assert not any("Holiday" in f or "input" in f for f in files)
 
 
 def test_type_is_checked_from_content(server, photo, astronaut):
-    status, _, body = server.request("POST", "/api/jobs?name=photo.jpg", b"just some text, not a picture")
-    assert status == 400 and b"unknown file type" in body
+    status, _, body = server.request(
+        "POST", "/api/jobs?name=photo.jpg", b"just some text, not a picture"
+    )
+    assert status == 400
+    assert b"unknown file type" in body
     # Right magic bytes, broken body: refused by decoding, and named by its display name only.
-    status, _, body = server.request("POST", "/api/jobs?name=broken.png", b"\x89PNG\r\n\x1a\n" + b"\x00" * 200)
-    assert status == 400 and b"broken.png" in body and str(server.data_dir).encode() not in body
+    status, _, body = server.request(
+        "POST", "/api/jobs?name=broken.png", b"\x89PNG\r\n\x1a\n" + b"\x00" * 200
+    )
+    assert status == 400
+    assert b"broken.png" in body
+    assert str(server.data_dir).encode() not in body
     # A JPEG named .mp4 is treated as the image it is.
     job = server.upload(photo, "looks_like.mp4")
     assert job["kind"] == "image"
@@ -77,10 +98,16 @@ def test_type_is_checked_from_content(server, photo, astronaut):
 
 
 def test_bad_options_are_refused(server, photo):
-    for params in ({"method": "none"}, {"shape": "star"}, {"targets": "plates"}, {"mask_scale": "9"},
-                   {"method": "blur", "strength": "0.01"}):
-        status, _, body = server.request("POST", "/api/jobs?name=a.jpg&" + "&".join(f"{k}={v}" for k, v in params.items()),
-                                         photo)
+    for params in (
+        {"method": "none"},
+        {"shape": "star"},
+        {"targets": "plates"},
+        {"mask_scale": "9"},
+        {"method": "blur", "strength": "0.01"},
+    ):
+        status, _, body = server.request(
+            "POST", "/api/jobs?name=a.jpg&" + "&".join(f"{k}={v}" for k, v in params.items()), photo
+        )
         assert status == 400, params
         assert json.loads(body)["detail"]
 
@@ -90,7 +117,8 @@ def test_video_job_with_progress_events(server, face_video, astronaut):
     conn = http.client.HTTPConnection(server.base.split("//")[1], timeout=60)
     conn.request("GET", "/api/events")
     resp = conn.getresponse()
-    assert resp.status == 200 and resp.getheader("content-type").startswith("text/event-stream")
+    assert resp.status == 200
+    assert resp.getheader("content-type").startswith("text/event-stream")
     job = server.upload(face_video.read_bytes(), "clip.mp4", method="pixelate", shape="rect")
     assert job["kind"] == "video"
     deadline = time.monotonic() + 120
@@ -103,11 +131,14 @@ def test_video_job_with_progress_events(server, face_video, astronaut):
                 if jobs[job["id"]]["status"] == "done":
                     break
     conn.close()
-    assert events[-1]["status"] == "done" and events[-1]["frames"] == 30
-    assert events[-1]["done_frames"] == 30 and events[-1]["total_frames"] == 30
+    assert events[-1]["status"] == "done"
+    assert events[-1]["frames"] == 30
+    assert events[-1]["done_frames"] == 30
+    assert events[-1]["total_frames"] == 30
     assert events[-1]["has_review"] is True  # videos are processed with a review report
     status, headers, data = server.request("GET", f"/api/jobs/{job['id']}/result")
-    assert status == 200 and disposition_name(headers["content-disposition"]) == "clip_anonymized.mp4"
+    assert status == 200
+    assert disposition_name(headers["content-disposition"]) == "clip_anonymized.mp4"
     out = server.data_dir / "result_clip.mp4"
     out.write_bytes(data)
     after, _ = read_video(out)
@@ -117,7 +148,8 @@ def test_video_job_with_progress_events(server, face_video, astronaut):
         assert astronaut_face_hidden(before[i], after[i], shift=3 * i)
     for name in ("contact_sheet.png", "heatmap.png"):
         status, headers, data = server.request("GET", f"/api/jobs/{job['id']}/review/{name}")
-        assert status == 200 and data.startswith(b"\x89PNG")
+        assert status == 200
+        assert data.startswith(b"\x89PNG")
 
 
 def test_cancel_running_video(server, tmp_path, astronaut):
@@ -127,7 +159,8 @@ def test_cancel_running_video(server, tmp_path, astronaut):
     reply = server.json("POST", f"/api/jobs/{job['id']}/cancel")
     assert reply["cancelled"] is True
     final = server.wait(job["id"])
-    assert final["status"] == "cancelled" and not final["has_result"]
+    assert final["status"] == "cancelled"
+    assert not final["has_result"]
     assert list((server.data_dir / "jobs" / job["id"]).iterdir()) == []
     assert server.request("GET", f"/api/jobs/{job['id']}/result")[0] == 409
     assert server.json("POST", f"/api/jobs/{job['id']}/cancel")["cancelled"] is False
@@ -138,13 +171,17 @@ def test_zip_of_all_results_and_delete(server, photo):
     second = server.upload(photo, "same.jpg")
     for job in (first, second):
         server.wait(job["id"])
-    status, headers, data = server.request("GET", f"/api/results.zip?ids={first['id']},{second['id']}")
-    assert status == 200 and headers["content-type"] == "application/zip"
+    status, headers, data = server.request(
+        "GET", f"/api/results.zip?ids={first['id']},{second['id']}"
+    )
+    assert status == 200
+    assert headers["content-type"] == "application/zip"
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         assert archive.namelist() == ["same_anonymized.jpg", "same_anonymized (2).jpg"]
         assert decode(archive.read("same_anonymized.jpg")).shape == (512, 512, 3)
     everything = server.request("GET", "/api/results.zip")
-    assert everything[0] == 200 and len(zipfile.ZipFile(io.BytesIO(everything[2])).namelist()) >= 2
+    assert everything[0] == 200
+    assert len(zipfile.ZipFile(io.BytesIO(everything[2])).namelist()) >= 2
     assert server.request("DELETE", f"/api/jobs/{first['id']}")[0] == 204
     assert not (server.data_dir / "jobs" / first["id"]).exists()
     assert server.request("GET", f"/api/jobs/{first['id']}")[0] == 404
@@ -154,19 +191,29 @@ def test_zip_of_all_results_and_delete(server, photo):
 
 def test_page_openapi_and_no_outside_assets(server):
     status, _, page = server.request("GET", "/")
-    assert status == 200 and b'id="drop"' in page
+    assert status == 200
+    assert b'id="drop"' in page
     for asset in ("/static/app.js", "/static/app.css"):
         status, _, body = server.request("GET", asset)
-        assert status == 200 and b"http://" not in body and b"https://" not in body
-    assert b"https://" not in page and b"http://" not in page
+        assert status == 200
+        assert b"http://" not in body
+        assert b"https://" not in body
+    assert b"https://" not in page
+    assert b"http://" not in page
     schema = server.json("GET", "/openapi.json")
-    assert "application/octet-stream" in schema["paths"]["/api/jobs"]["post"]["requestBody"]["content"]
+    assert (
+        "application/octet-stream" in schema["paths"]["/api/jobs"]["post"]["requestBody"]["content"]
+    )
     assert {"/api/jobs/{job_id}/result", "/api/results.zip", "/api/events"} <= set(schema["paths"])
-    assert server.request("GET", "/docs")[0] == 404  # the interactive docs would load scripts from a CDN
+    assert (
+        server.request("GET", "/docs")[0] == 404
+    )  # the interactive docs would load scripts from a CDN
 
 
 def test_other_sites_and_hosts_are_refused(server, photo):
-    status, _, _ = server.request("POST", "/api/jobs?name=a.jpg", photo, headers={"Origin": "http://evil.example"})
+    status, _, _ = server.request(
+        "POST", "/api/jobs?name=a.jpg", photo, headers={"Origin": "http://evil.example"}
+    )
     assert status == 403
     assert server.request("GET", "/api/jobs", headers={"Host": "evil.example"})[0] == 403
     host = server.base.split("//")[1]
@@ -178,10 +225,11 @@ def test_upload_size_limit(tmp_path, photo):
     try:
         big = photo + b"\x00" * 1_200_000
         status, _, body = srv.request("POST", "/api/jobs?name=big.jpg", big)
-        assert status == 413 and b"limit" in body
+        assert status == 413
+        assert b"limit" in body
         # Without a Content-Length the limit is enforced while streaming.
         conn = http.client.HTTPConnection(srv.base.split("//")[1], timeout=30)
-        chunks = (big[i:i + 65536] for i in range(0, len(big), 65536))
+        chunks = (big[i : i + 65536] for i in range(0, len(big), 65536))
         conn.request("POST", "/api/jobs?name=big.jpg", body=chunks, encode_chunked=True)
         resp = conn.getresponse()
         assert resp.status == 413
@@ -211,7 +259,8 @@ def test_restart_keeps_results_and_marks_interrupted(tmp_path, photo, astronaut,
         assert jobs[video_job["id"]]["status"] == "interrupted"
         assert "stopped" in jobs[video_job["id"]]["error"]
         status, _, body = second.request("GET", f"/api/jobs/{image_job['id']}/result")
-        assert status == 200 and decode(body).shape == (512, 512, 3)
+        assert status == 200
+        assert decode(body).shape == (512, 512, 3)
         assert list((data / "jobs" / video_job["id"]).iterdir()) == []  # no partial output survives
     finally:
         second.stop()
@@ -224,12 +273,20 @@ def test_token_required_when_set(tmp_path, photo):
         assert srv.request("GET", "/api/jobs")[0] == 401
         assert srv.request("GET", "/")[0] == 401
         assert srv.request("GET", "/openapi.json")[0] == 401
-        assert srv.request("GET", "/api/jobs", headers={"Authorization": "Bearer wrong-token-value"})[0] == 401
-        assert srv.request("GET", "/api/jobs", headers={"Authorization": f"Bearer {token}"})[0] == 200
+        assert (
+            srv.request("GET", "/api/jobs", headers={"Authorization": "Bearer wrong-token-value"})[
+                0
+            ]
+            == 401
+        )
+        assert (
+            srv.request("GET", "/api/jobs", headers={"Authorization": f"Bearer {token}"})[0] == 200
+        )
         assert srv.request("GET", "/api/jobs", headers={"X-Veil-Token": token})[0] == 200
         assert srv.address.endswith(f"?token={token}")
         status, headers, _ = srv.request("GET", f"/?token={token}")
-        assert status == 200 and headers["set-cookie"].startswith(f"veil_token={token};")
+        assert status == 200
+        assert headers["set-cookie"].startswith(f"veil_token={token};")
         assert "HttpOnly" in headers["set-cookie"]
         assert srv.request("GET", "/api/jobs", headers={"Cookie": f"veil_token={token}"})[0] == 200
         srv.headers = {"Authorization": f"Bearer {token}"}
@@ -240,14 +297,25 @@ def test_token_required_when_set(tmp_path, photo):
 
 def test_refuses_public_address_without_token(tmp_path):
     env = {"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"}
-    proc = subprocess.run([sys.executable, "-m", "veil", "serve", "--host", "0.0.0.0", "--data-dir", str(tmp_path)],
-                          capture_output=True, text=True, env=env, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "veil", "serve", "--host", "0.0.0.0", "--data-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     assert proc.returncode == 2
     assert "refusing to listen on 0.0.0.0 without --token" in proc.stderr
     assert proc.stderr.count("\n") == 1
-    proc = subprocess.run([sys.executable, "-m", "veil", "serve", "--token", "short", "--data-dir", str(tmp_path)],
-                          capture_output=True, text=True, env=env, timeout=60)
-    assert proc.returncode == 2 and "--token must be" in proc.stderr
+    proc = subprocess.run(
+        [sys.executable, "-m", "veil", "serve", "--token", "short", "--data-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert "--token must be" in proc.stderr
 
 
 def test_live_socket_returns_only_anonymized_frames(server, astronaut):
@@ -261,7 +329,8 @@ def test_live_socket_returns_only_anonymized_frames(server, astronaut):
         assert astronaut_face_hidden(astronaut, decode(reply))
         ws.send(b"\xff\xd8\xff garbage that is not a picture")
         reply = ws.recv(timeout=30)
-        assert isinstance(reply, str) and "nothing shown" in json.loads(reply)["error"]
+        assert isinstance(reply, str)
+        assert "nothing shown" in json.loads(reply)["error"]
         ws.send(jpeg_bytes(astronaut[:, ::-1].copy()))
         mirrored = decode(ws.recv(timeout=30))
         assert mean_abs_diff(astronaut[:, ::-1][80:160, 262:312], mirrored[80:160, 262:312]) > 12
@@ -275,7 +344,6 @@ def test_live_socket_refuses_other_origins(server):
     with pytest.raises(InvalidStatus):
         with connect(url, origin="http://evil.example", open_timeout=30):
             pass
-
 
 
 def test_review_files_of_a_stored_video_job(tmp_path, astronaut):
@@ -295,7 +363,9 @@ def test_review_files_of_a_stored_video_job(tmp_path, astronaut):
     try:
         assert srv.json("GET", f"/api/jobs/{job_id}")["has_review"] is True
         status, headers, body = srv.request("GET", f"/api/jobs/{job_id}/review/contact_sheet.png")
-        assert status == 200 and headers["content-type"] == "image/png" and decode(body).shape == (64, 64, 3)
+        assert status == 200
+        assert headers["content-type"] == "image/png"
+        assert decode(body).shape == (64, 64, 3)
         assert srv.request("GET", f"/api/jobs/{job_id}/review/secret.txt")[0] == 404
         assert srv.request("GET", f"/api/jobs/{job_id}/review/..%2F..%2Fjobs.sqlite3")[0] == 404
         assert srv.request("GET", f"/api/jobs/{job_id}/review/heatmap.png")[0] == 404

@@ -25,26 +25,33 @@ def test_metadata_stripped_by_default_and_kept_on_request(tmp_path, astronaut):
     assert loaded.exif
     write_image(loaded.image, tmp_path / "out.jpg", source=loaded)
     with Image.open(tmp_path / "out.jpg") as im:
-        assert len(im.getexif()) == 0 and "exif" not in im.info
+        assert len(im.getexif()) == 0
+        assert "exif" not in im.info
     write_image(loaded.image, tmp_path / "kept.jpg", source=loaded, keep_metadata=True)
     with Image.open(tmp_path / "kept.jpg") as im:
         exif = im.getexif()
-        assert exif[0x010F] == "PhoneMaker" and exif.get_ifd(0x8825)
+        assert exif[0x010F] == "PhoneMaker"
+        assert exif.get_ifd(0x8825)
 
 
 def test_exif_orientation_is_applied(tmp_path, astronaut):
     src = tmp_path / "rot.jpg"
-    save_with_exif(src, astronaut[:, :, ::-1], orientation=6)  # stored sideways, shown rotated 90 cw
+    save_with_exif(
+        src, astronaut[:, :, ::-1], orientation=6
+    )  # stored sideways, shown rotated 90 cw
     loaded = read_image(src)
     assert loaded.image.shape == (512, 512, 3)
     rotated = np.ascontiguousarray(np.rot90(astronaut, -1))
     assert np.abs(loaded.image.astype(int) - rotated).mean() < 6
 
 
-@pytest.mark.parametrize("content, message", [
-    (b"", "empty"),
-    (b"this is not an image at all", "not a readable image"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"", "empty"),
+        (b"this is not an image at all", "not a readable image"),
+    ],
+)
 def test_bad_images(tmp_path, content, message):
     path = tmp_path / "bad.jpg"
     path.write_bytes(content)
@@ -68,12 +75,18 @@ def test_output_planning(tmp_path):
     src.write_bytes(b"x")
     assert plan_output(src, src.parent, None, many=False) == tmp_path / "a" / "photo_anonymized.jpg"
     assert plan_output(src, src.parent, tmp_path / "o.png", many=False) == tmp_path / "o.png"
-    assert plan_output(src, tmp_path, tmp_path / "out", many=True) == tmp_path / "out" / "a" / "photo.jpg"
+    assert (
+        plan_output(src, tmp_path, tmp_path / "out", many=True)
+        == tmp_path / "out" / "a" / "photo.jpg"
+    )
     with pytest.raises(OutputError, match="overwrite the input"):
         plan_output(src, src.parent, src, many=False, overwrite=True)
     taken = tmp_path / "a" / "photo_anonymized.jpg"
     taken.write_bytes(b"y")
-    assert plan_output(src, src.parent, None, many=False) == tmp_path / "a" / "photo_anonymized (2).jpg"
+    assert (
+        plan_output(src, src.parent, None, many=False)
+        == tmp_path / "a" / "photo_anonymized (2).jpg"
+    )
     assert plan_output(src, src.parent, None, many=False, overwrite=True) == taken
     assert free_name(tmp_path / "new.jpg") == tmp_path / "new.jpg"
 
@@ -84,7 +97,8 @@ def test_collect_inputs_recursive(tmp_path):
         (tmp_path / name).write_bytes(b"x")
     flat = [p.name for p, _ in collect_inputs([tmp_path / "d"])]
     deep = [p.name for p, _ in collect_inputs([tmp_path / "d"], recursive=True)]
-    assert flat == ["1.jpg"] and sorted(deep) == ["1.jpg", "2.png"]
+    assert flat == ["1.jpg"]
+    assert sorted(deep) == ["1.jpg", "2.png"]
     with pytest.raises(InputError, match="no such file"):
         collect_inputs([tmp_path / "missing.jpg"])
     with pytest.raises(InputError, match="not a supported"):
@@ -100,4 +114,5 @@ def test_atomic_output_leaves_nothing_on_failure(tmp_path):
     assert list(tmp_path.iterdir()) == []
     with atomic_output(target) as tmp:
         tmp.write_bytes(b"whole")
-    assert target.read_bytes() == b"whole" and list(tmp_path.iterdir()) == [target]
+    assert target.read_bytes() == b"whole"
+    assert list(tmp_path.iterdir()) == [target]

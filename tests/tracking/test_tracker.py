@@ -23,7 +23,11 @@ BLANK = np.full((120, 160, 3), 90, np.uint8)
 def dets(*boxes, score=0.9, class_id=0) -> Detections:
     if not boxes:
         return Detections.empty()
-    return Detections(np.array(boxes, np.float32), score=np.full(len(boxes), score), class_id=np.full(len(boxes), class_id))
+    return Detections(
+        np.array(boxes, np.float32),
+        score=np.full(len(boxes), score),
+        class_id=np.full(len(boxes), class_id),
+    )
 
 
 def run(filter_, per_frame, image=BLANK, fps=25.0):
@@ -45,15 +49,21 @@ def moving_box(i, speed=2.0):
 def test_assign_matches_by_overlap_regardless_of_order():
     tracks = np.array([[0, 0, 10, 10], [100, 100, 120, 120]], np.float32)
     found = np.array([[101, 99, 121, 119], [1, 1, 11, 11], [300, 300, 310, 310]], np.float32)
-    pairs, free_tracks, free_dets = assign(cost_matrix(tracks, found, min_iou=0.2, distance_gate=None))
-    assert sorted(pairs) == [(0, 1), (1, 0)] and free_tracks == [] and free_dets == [2]
+    pairs, free_tracks, free_dets = assign(
+        cost_matrix(tracks, found, min_iou=0.2, distance_gate=None)
+    )
+    assert sorted(pairs) == [(0, 1), (1, 0)]
+    assert free_tracks == []
+    assert free_dets == [2]
 
 
 def test_distance_gate_matches_small_fast_faces_without_overlap():
     track = np.array([[0, 0, 10, 10]], np.float32)
     jumped = np.array([[8, 0, 18, 10]], np.float32)  # IoU 0.11
     assert assign(cost_matrix(track, jumped, min_iou=0.2, distance_gate=None))[0] == []
-    assert assign(cost_matrix(track, jumped, min_iou=0.2, distance_gate=np.array([1.0])))[0] == [(0, 0)]
+    assert assign(cost_matrix(track, jumped, min_iou=0.2, distance_gate=np.array([1.0])))[0] == [
+        (0, 0)
+    ]
     far = np.array([[40, 0, 50, 10]], np.float32)
     assert assign(cost_matrix(track, far, min_iou=0.2, distance_gate=np.array([1.0])))[0] == []
     huge = np.array([[-20, -20, 30, 30]], np.float32)  # same centre, five times the size
@@ -68,7 +78,8 @@ def test_tracker_keeps_ids_and_every_confident_detection():
         seen, _ = tracker.step(i, i / 25, dets(moving_box(i, 4), (100, 10, 130, 50)))
         assert len(seen) == 2
         ids.append(tuple(seen.track_id))
-    assert len(set(ids)) == 1 and len(set(ids[0])) == 2
+    assert len(set(ids)) == 1
+    assert len(set(ids[0])) == 2
 
 
 def test_weak_detections_continue_tracks_but_never_start_one():
@@ -77,9 +88,13 @@ def test_weak_detections_continue_tracks_but_never_start_one():
         tracker.step(i, i / 25, dets(moving_box(i)))
     weak = Detections.merge([dets(moving_box(5), score=0.3), dets((120, 80, 150, 110), score=0.3)])
     seen, support = tracker.step(5, 5 / 25, weak)
-    assert len(seen) == 1 and seen.track_id[0] == 1 and seen.xyxy[0, 0] == pytest.approx(moving_box(5)[0])
+    assert len(seen) == 1
+    assert seen.track_id[0] == 1
+    assert seen.xyxy[0, 0] == pytest.approx(moving_box(5)[0])
     # A weak box may be a fragment of the face: the track's predicted box is hidden with it.
-    assert len(support) == 1 and support.track_id[0] == 1 and support.score[0] == 0
+    assert len(support) == 1
+    assert support.track_id[0] == 1
+    assert support.score[0] == 0
     assert support.center[0, 0] == pytest.approx(seen.center[0, 0], abs=1)
 
 
@@ -95,7 +110,9 @@ def test_gap_is_interpolated_with_the_same_track():
     per_frame = [dets(moving_box(i)) if not 5 <= i <= 7 else Detections.empty() for i in range(13)]
     out = run(GapFiller(0.5, 25, lookahead=1.0, extend=0), per_frame)
     for i in (5, 6, 7):
-        assert len(out[i]) == 1 and out[i].score[0] == 0 and out[i].track_id[0] == out[4].track_id[0]
+        assert len(out[i]) == 1
+        assert out[i].score[0] == 0
+        assert out[i].track_id[0] == out[4].track_id[0]
         centre = out[i].center[0]
         expected = (moving_box(i)[0] + moving_box(i)[2]) / 2
         assert centre[0] == pytest.approx(expected, abs=0.5)
@@ -106,7 +123,8 @@ def test_gap_is_interpolated_with_the_same_track():
 def test_gap_longer_than_lookahead_is_not_bridged():
     per_frame = [dets(moving_box(i)) if not 3 <= i <= 40 else Detections.empty() for i in range(45)]
     out = run(GapFiller(0.5, 25, lookahead=0.4, extend=2), per_frame)
-    assert [len(d) for d in out[3:6]] == [1, 1, 0] and len(out[20]) == 0
+    assert [len(d) for d in out[3:6]] == [1, 1, 0]
+    assert len(out[20]) == 0
     assert [len(d) for d in out[38:41]] == [0, 1, 1]
     assert out[41].track_id[0] != out[2].track_id[0]
 
@@ -115,8 +133,12 @@ def test_tracks_are_extended_both_ways_following_their_motion():
     per_frame = [dets(moving_box(i, 3)) if 10 <= i <= 20 else Detections.empty() for i in range(32)]
     out = run(GapFiller(0.5, 25, extend=4), per_frame)
     assert [len(d) for d in out] == [0] * 6 + [1] * 19 + [0] * 7
-    assert out[6].center[0, 0] == pytest.approx((moving_box(6, 3)[0] + moving_box(6, 3)[2]) / 2, abs=0.5)
-    assert out[24].center[0, 0] == pytest.approx((moving_box(24, 3)[0] + moving_box(24, 3)[2]) / 2, abs=0.5)
+    assert out[6].center[0, 0] == pytest.approx(
+        (moving_box(6, 3)[0] + moving_box(6, 3)[2]) / 2, abs=0.5
+    )
+    assert out[24].center[0, 0] == pytest.approx(
+        (moving_box(24, 3)[0] + moving_box(24, 3)[2]) / 2, abs=0.5
+    )
     assert out[24].width[0] > out[21].width[0] > out[20].width[0]
 
 
@@ -130,23 +152,29 @@ def test_nothing_is_carried_across_a_scene_cut(astronaut, camera):
     out.update(filler.flush())
     assert all(len(out[i]) == 0 for i in range(10, 20))
     uncut = GapFiller(0.5, 25, extend=5, scene_cut_threshold=1.0)
-    carried = dict(p for i, d in enumerate(per_frame) for p in uncut.push(Frame(i, i / 25, frames[i]), d))
+    carried = dict(
+        p for i, d in enumerate(per_frame) for p in uncut.push(Frame(i, i / 25, frames[i]), d)
+    )
     carried.update(uncut.flush())
     assert len(carried[10]) == 1  # the same run without cut detection would carry the box
 
 
 def test_scene_cut_detector_ignores_pans_and_flashes(astronaut, camera):
-    from conftest import panning_frames
+    from media import panning_frames
 
     detector = SceneCutDetector()
     assert not any(detector.is_cut(f) for f in panning_frames(astronaut, 10, step=12))
     assert not detector.is_cut(astronaut)
-    assert not detector.is_cut((astronaut * 0.2).astype(np.uint8))  # a flash or a dark frame is no cut
+    assert not detector.is_cut(
+        (astronaut * 0.2).astype(np.uint8)
+    )  # a flash or a dark frame is no cut
     assert not detector.is_cut(astronaut)
     assert detector.is_cut(camera)
     disabled = SceneCutDetector(1.0)
-    assert not disabled.is_cut(astronaut) and not disabled.is_cut(camera)
-    assert detector.is_cut(camera[:256]) and disabled.is_cut(camera[:256])  # a new frame size starts a new shot
+    assert not disabled.is_cut(astronaut)
+    assert not disabled.is_cut(camera)
+    assert detector.is_cut(camera[:256])
+    assert disabled.is_cut(camera[:256])  # a new frame size starts a new shot
 
 
 def test_lookahead_window_bounds_memory():
@@ -154,7 +182,8 @@ def test_lookahead_window_bounds_memory():
     filler = GapFiller(0.5, 60, lookahead=2.0, extend=3)
     for i in range(60):
         filler.push(Frame(i, i / 60, big), Detections.empty())
-    assert filler.window * big.nbytes <= MAX_WINDOW_BYTES and len(filler.pending) == filler.window
+    assert filler.window * big.nbytes <= MAX_WINDOW_BYTES
+    assert len(filler.pending) == filler.window
     assert GapFiller(0.5, 30, lookahead=1.0).window is None  # sized on the first frame
     small = GapFiller(0.5, 30, lookahead=1.0)
     small.push(Frame(0, 0.0, BLANK), Detections.empty())
@@ -167,10 +196,13 @@ def test_online_holds_a_lost_face_then_drops_it():
     per_frame = [dets(moving_box(i)) if i < 10 else Detections.empty() for i in range(30)]
     out = run(OnlineTracker(0.5, fps, hold=hold), per_frame, fps=fps)
     held = [i for i in range(10, 30) if len(out[i])]
-    assert held == list(range(10, 10 + int(hold * fps) - 1 + 1))  # last seen at 9: held while t - 0.36 <= 0.5
+    assert held == list(
+        range(10, 10 + int(hold * fps) - 1 + 1)
+    )  # last seen at 9: held while t - 0.36 <= 0.5
     assert all(out[i].score[0] == 0 and out[i].track_id[0] == out[9].track_id[0] for i in held)
     widths = [out[i].width[0] for i in held]
-    assert widths == sorted(widths) and widths[-1] > out[9].width[0] * 1.3
+    assert widths == sorted(widths)
+    assert widths[-1] > out[9].width[0] * 1.3
     assert out[15].center[0, 0] == pytest.approx((moving_box(15)[0] + moving_box(15)[2]) / 2, abs=3)
 
 
@@ -191,11 +223,22 @@ def test_create_filter_by_mode_and_source():
     assert isinstance(passthrough, PassThrough)
     mixed = Detections.merge([dets((0, 0, 9, 9), score=0.3), dets((20, 20, 29, 29), score=0.7)])
     assert len(passthrough.push(Frame(0, 0.0, BLANK), mixed)[0][1]) == 1
-    assert detection_threshold(both, 0.2) == 0.1 and detection_threshold(TrackingOptions(mode="none"), 0.2) == 0.2
+    assert detection_threshold(both, 0.2) == 0.1
+    assert detection_threshold(TrackingOptions(mode="none"), 0.2) == 0.2
 
 
-@pytest.mark.parametrize("bad", [dict(mode="sideways"), dict(hold=-1), dict(lookahead=0), dict(extend=-2),
-                                 dict(scene_cut_threshold=0), dict(low_threshold=2), dict(growth=-1)])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(mode="sideways"),
+        dict(hold=-1),
+        dict(lookahead=0),
+        dict(extend=-2),
+        dict(scene_cut_threshold=0),
+        dict(low_threshold=2),
+        dict(growth=-1),
+    ],
+)
 def test_bad_options_are_user_errors(bad):
     with pytest.raises(OptionError):
         TrackingOptions(**bad)
@@ -204,9 +247,26 @@ def test_bad_options_are_user_errors(bad):
 def test_cli_arguments_reach_job_options():
     parser = argparse.ArgumentParser()
     add_tracking_arguments(parser)
-    args = parser.parse_args(["--tracking", "online", "--hold", "0.8", "--lookahead", "2", "--extend", "3",
-                              "--scene-cut-threshold", "0.6", "--low-threshold", "0.05", "--growth", "0.5",
-                              "--review"])
+    args = parser.parse_args(
+        [
+            "--tracking",
+            "online",
+            "--hold",
+            "0.8",
+            "--lookahead",
+            "2",
+            "--extend",
+            "3",
+            "--scene-cut-threshold",
+            "0.6",
+            "--low-threshold",
+            "0.05",
+            "--growth",
+            "0.5",
+            "--review",
+        ]
+    )
     options = job_options_from_args(args)
-    assert options.tracking == TrackingOptions("online", 0.8, 2.0, 3, 0.6, 0.05, 0.5) and options.review
+    assert options.tracking == TrackingOptions("online", 0.8, 2.0, 3, 0.6, 0.05, 0.5)
+    assert options.review
     assert job_options_from_args(parser.parse_args([])).tracking == TrackingOptions()

