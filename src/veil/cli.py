@@ -44,7 +44,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "folders, manifests or object storage at scale; resumable; local pool or Ray",
     ),
     "live": (
-        "veil.livestream:main",
+        "veil.livestream.command:main",
         "anonymize a camera or stream live: preview, record, restream",
     ),
     "eval": (
