@@ -29,8 +29,10 @@ from .filters import DetectionFilter, FilterOptions
 from .frame import Frame
 from .io import images as image_io
 from .io import video as video_io
+from .io.export import FORMATS as EXPORT_FORMATS
 from .io.export import DataExport
 from .io.paths import DEFAULT_SUFFIX, collect_inputs, media_kind, plan_output
+from .options import check, option
 from .tracking import TrackingOptions, create_filter, detection_threshold
 from .tracking.review import ReviewReport, review_folder
 
@@ -52,14 +54,58 @@ class JobOptions:
     encoder: video_io.EncoderOptions = video_io.EncoderOptions()
     tracking: TrackingOptions = TrackingOptions()
     filters: FilterOptions = FilterOptions()
-    keep_metadata: bool = False
-    overwrite: bool = False
-    suffix: str = DEFAULT_SUFFIX
-    recursive: bool = False
-    export_format: str | None = None
-    review: bool = False
+    keep_metadata: bool = option(
+        False,
+        "--keep-metadata",
+        group="output",
+        commands=("main", "batch"),
+        help="keep EXIF/GPS and container tags (dropped by default)",
+    )
+    overwrite: bool = option(
+        False,
+        "--overwrite",
+        group="output",
+        commands=("main", "live"),
+        help="replace existing outputs instead of picking a free name",
+    )
+    suffix: str = option(
+        DEFAULT_SUFFIX,
+        "--suffix",
+        group="output",
+        commands=("main",),
+        help="added to output names (default %(default)s)",
+    )
+    recursive: bool = option(
+        False,
+        "-r",
+        "--recursive",
+        group="output",
+        commands=("main",),
+        help="include subfolders of input folders",
+    )
+    export_format: str | None = option(
+        None,
+        "--export",
+        group="output",
+        commands=("main", "batch"),
+        choices=EXPORT_FORMATS,
+        metavar="FORMAT",
+        help="also write detections per frame beside each output: " + ", ".join(EXPORT_FORMATS),
+    )
+    review: bool = option(
+        False,
+        "--review",
+        group="tracking and review (videos)",
+        commands=("main",),
+        help="also write OUTPUT-STEM_review/ with review.json (frames that relied on filling "
+        "or weak detections), contact_sheet.png (those frames, anonymized, boxes outlined) "
+        "and heatmap.png (where faces were)",
+    )
     batch_size: int = 0  # frames per detector call; 0 = what the detector prefers
     queue_size: int = 8
+
+    def __post_init__(self) -> None:
+        check(self)
 
 
 @dataclass

@@ -126,8 +126,8 @@ def test_whole_frame_fallback_hides_everything(astronaut):
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(method="smudge"), "unknown method"),
-        (dict(shape="star"), "unknown shape"),
+        (dict(method="smudge"), "--method: invalid choice 'smudge'"),
+        (dict(shape="star"), "--shape: invalid choice 'star'"),
         (dict(mask_scale=0), "mask-scale"),
         (dict(method="image"), "needs --overlay"),
         (dict(method="image", overlay_path="/nonexistent.png"), "cannot read overlay"),

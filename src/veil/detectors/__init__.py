@@ -10,7 +10,7 @@ from collections.abc import Callable
 from importlib import import_module
 
 from ..errors import OptionError
-from .base import Detector, DetectorOptions
+from .base import PERSON_BACKENDS, TARGETS, Detector, DetectorOptions
 
 # name -> "module:factory"; each factory takes DetectorOptions.
 REGISTRY: dict[str, str] = {
@@ -22,8 +22,6 @@ REGISTRY: dict[str, str] = {
     "blazeface": "veil.detectors.blazeface:BlazeFace",
     "blazeface-fast": "veil.detectors.blazeface:BlazeFaceFast",
 }
-TARGETS = ("face", "person", "text")
-PERSON_BACKENDS = ("hog", "selfie")
 
 
 def available() -> list[str]:

@@ -9,11 +9,27 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 
 from ..detections import Detections
+from ..options import DETECT, FILTER, Web, check, option
+
+# The values DetectorOptions accepts; the backends that read them import these.
+QUALITIES = ("fast", "balanced", "max")
+PRECISIONS = ("auto", "fp32", "fp16")
+DEVICES = ("cpu", "cuda", "auto")
+TARGETS = ("face", "person", "text")
+PERSON_BACKENDS = ("hog", "selfie")
+
+detection = partial(option, group="detection", commands=DETECT)
+targeting = partial(option, group="targets and filters", commands=FILTER)
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(t.strip() for t in text.split(",") if t.strip())
 
 
 @dataclass(frozen=True)
@@ -34,17 +50,83 @@ class DetectorOptions:
     full pass on every frame finds at a third of the cost.
     """
 
-    name: str = "centerface"
-    threshold: float = 0.2
-    max_size: int | None = None
-    quality: str = "balanced"
-    device: str = "cpu"
-    precision: str = "auto"
-    threads: int = 0
-    targets: tuple[str, ...] = ("face",)
-    person: str = "hog"
-    classes: str | None = None
-    full_every: int = 8
+    name: str = targeting(
+        "centerface",
+        "--detector",
+        metavar="NAME",
+        help="face detector: centerface, blazeface (extra mediapipe; CenterFace adds the small "
+        "faces), or onnx:PATH for your own YOLO ONNX model (default %(default)s)",
+    )
+    threshold: float = detection(
+        0.2,
+        "--threshold",
+        "-t",
+        ge=0,
+        le=1,
+        help="minimum detection score; lower finds more faces but also false ones "
+        "(default %(default)s)",
+    )
+    max_size: int | None = detection(
+        None,
+        "--max-size",
+        type=int,
+        gt=0,
+        metavar="PX",
+        help="cap the detector input's longer side (default: native resolution, best for "
+        "small faces)",
+    )
+    quality: str = detection(
+        "balanced",
+        "--quality",
+        choices=QUALITIES,
+        help="fast: downscaled input; balanced: native resolution; max: adds a mirrored and an "
+        "upscaled pass for tiny faces, about 6x slower (default %(default)s)",
+    )
+    device: str = detection(
+        "cpu", "--device", choices=DEVICES, help="inference device (default %(default)s)"
+    )
+    precision: str = detection(
+        "auto",
+        "--precision",
+        choices=PRECISIONS,
+        help="network arithmetic: auto = float16 on a GPU, float32 on a CPU (default %(default)s)",
+    )
+    threads: int = detection(0, "--threads", ge=0, help="inference threads (default: all cores)")
+    targets: tuple[str, ...] = targeting(
+        ("face",),
+        "--targets",
+        type=_names,
+        show=",".join,
+        choices=TARGETS,
+        metavar="LIST",
+        help="what to hide, comma-separated: face, person, text (default %(default)s)",
+        web=Web("Hide", choices=("face",), labels={"face": "Faces"}),
+    )
+    person: str = targeting(
+        "hog",
+        "--person",
+        choices=PERSON_BACKENDS,
+        help="person detector: hog (boxes, no extra) or selfie (body outline, extra mediapipe)",
+    )
+    classes: str | None = targeting(
+        None,
+        "--classes",
+        metavar="IDS",
+        help="with --detector onnx:PATH: model classes to hide, e.g. 0,2 or 0=person,2=face",
+    )
+    full_every: int = detection(
+        8,
+        "--full-every",
+        commands=("main", "batch", "serve", "eval"),
+        ge=1,
+        metavar="N",
+        help="videos: full-resolution detection every N frames, a coarse pass plus "
+        "full-resolution crops around small faces between (default %(default)s; 1 = full "
+        "resolution on every frame, about 3x slower)",
+    )
+
+    def __post_init__(self) -> None:
+        check(self)
 
 
 @runtime_checkable

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..detections import FACE, Detections, nms
 from ..errors import DetectorError, OptionError
-from .base import DetectorOptions
+from .base import PRECISIONS, DetectorOptions
 from .scan import KeyframeScanner, ScanPolicy
 
 log = logging.getLogger("veil")
@@ -29,7 +29,6 @@ ALIGN = 32
 NMS_IOU = 0.3
 INPUT_NAME = "input.1"
 OUTPUT_NAMES = ("537", "538", "539", "540")  # heatmap, scale, offset, landmarks
-PRECISIONS = ("auto", "fp32", "fp16")
 
 
 def bundled_model_path() -> Path:

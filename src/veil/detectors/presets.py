@@ -23,10 +23,9 @@ import numpy as np
 
 from ..detections import Detections, box_iou
 from ..errors import OptionError
-from .base import DetectorOptions
+from .base import QUALITIES, DetectorOptions
 from .centerface import CenterFace
 
-QUALITIES = ("fast", "balanced", "max")
 FAST_MAX_SIZE = 640
 # The upscaled pass doubles the frame, but never beyond this longer side (cost grows with area).
 UPSCALE = 2.0

@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import partial
 from pathlib import Path
 
 import av
@@ -21,6 +22,7 @@ import numpy as np
 
 from ..errors import InputError, OptionError, OutputError
 from ..frame import Frame
+from ..options import ENCODE, check, option
 from .paths import atomic_output
 
 # Audio codecs each container family can carry as-is; others are re-encoded to AAC/Opus.
@@ -44,6 +46,9 @@ VIDEO_OUTPUT_EXTS = {".mp4", ".mov", ".mkv", ".webm", ".m4v"}
 CODECS_FOR_EXT = {".webm": "libvpx-vp9"}
 
 
+encoding = partial(option, group="video output", commands=ENCODE)
+
+
 @dataclass(frozen=True)
 class EncoderOptions:
     """Encoding settings; defaults favour speed at visually lossless-looking quality.
@@ -53,13 +58,30 @@ class EncoderOptions:
     cost after detection.
     """
 
-    codec: str = "libx264"
-    crf: int = 21
-    preset: str = "superfast"
-    keep_audio: bool = True
+    codec: str = encoding("libx264", "--codec", help="video encoder (default %(default)s)")
+    crf: int = encoding(
+        21, "--crf", ge=0, help="quality, lower is better and larger (default %(default)s)"
+    )
+    preset: str = encoding(
+        "superfast",
+        "--preset",
+        # Live output must keep up with the camera: the fastest preset.
+        defaults={"live": "ultrafast"},
+        help="x264/x265 speed preset: ultrafast ... veryslow (default %(default)s)",
+    )
+    keep_audio: bool = encoding(
+        True,
+        "--no-audio",
+        commands=("main", "batch"),
+        negate=True,
+        help="drop the audio instead of copying it",
+    )
     b_frames: int | None = (
         None  # None: the encoder's choice; 0 makes decode order = presentation order
     )
+
+    def __post_init__(self) -> None:
+        check(self)
 
 
 @dataclass(frozen=True)
@@ -307,7 +329,8 @@ class VideoSink:
             image = np.pad(image, ((0, max(pad_y, 0)), (0, max(pad_x, 0)), (0, 0)), mode="edge")
             image = image[: self.stream.height, : self.stream.width]
         vf = av.VideoFrame.from_ndarray(image, format="bgr24")
-        # The encoder's time base: some muxers (Matroska) change the stream's once the header is written.
+        # The encoder's time base: some muxers (Matroska) change the stream's once the header
+        # is written.
         time_base = self.stream.codec_context.time_base
         pts = int(round(frame.time / time_base))
         pts = max(pts, self._last_pts + 1)  # encoders need strictly increasing timestamps

@@ -16,19 +16,23 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 
 from .. import hide
 from ..detections import Detections
 from ..detectors import Detector
-from ..errors import OptionError
 from ..frame import Frame
 from ..io.live_source import Captured, LiveSource, parse_source
+from ..options import check, option
 from ..pipeline import JobOptions, Pipeline
 from ..tracking import create_filter
 
 MISS_POLICIES = ("blur", "drop")
+
+
+real_time = partial(option, group="real time", commands=("live",))
 
 
 @dataclass(frozen=True)
@@ -44,25 +48,68 @@ class LiveOptions:
     timeout: seconds without data after which the source counts as lost.
     """
 
-    max_latency: float = 1.0
-    on_miss: str = "blur"
-    detect_every: int = 1
-    buffer: int = 2
-    reconnect: bool = True
-    timeout: float = 3.0
-    give_up_after: float | None = None
-    duration: float | None = None
-    max_frames: int | None = None
+    max_latency: float = real_time(
+        1.0,
+        "--max-latency",
+        scale=0.001,
+        ge=0,
+        metavar="MS",
+        help="a frame not detected within this many ms of capture is hidden whole "
+        "(default %(default)s)",
+    )
+    on_miss: str = real_time(
+        "blur",
+        "--on-miss",
+        choices=MISS_POLICIES,
+        help="what happens to a late or failed frame: blur it whole or drop it "
+        "(default %(default)s)",
+    )
+    detect_every: int = real_time(
+        1,
+        "--detect-every",
+        ge=1,
+        metavar="N",
+        help="detect on every Nth frame, reuse boxes between (faster; fast motion may leave "
+        "the mask)",
+    )
+    buffer: int = real_time(
+        2,
+        "--buffer",
+        ge=1,
+        metavar="N",
+        help="newest frames kept when behind; older ones are dropped (default %(default)s)",
+    )
+    reconnect: bool = real_time(
+        True,
+        "--no-reconnect",
+        negate=True,
+        help="stop when the source ends instead of reconnecting",
+    )
+    timeout: float = real_time(
+        3.0,
+        "--timeout",
+        gt=0,
+        metavar="S",
+        help="seconds without data before the source counts as lost and is reopened "
+        "(default %(default)s)",
+    )
+    give_up_after: float | None = real_time(
+        None,
+        "--give-up",
+        type=float,
+        ge=0,
+        metavar="S",
+        help="stop after S seconds without a source (default: keep retrying)",
+    )
+    duration: float | None = real_time(
+        None, "--duration", type=float, ge=0, metavar="S", help="stop after S seconds"
+    )
+    max_frames: int | None = real_time(
+        None, "--frames", type=int, ge=0, metavar="N", help="stop after N output frames"
+    )
 
     def __post_init__(self) -> None:
-        if self.on_miss not in MISS_POLICIES:
-            raise OptionError(
-                f"unknown --on-miss '{self.on_miss}'; choose one of: {', '.join(MISS_POLICIES)}"
-            )
-        if self.max_latency < 0:
-            raise OptionError("--max-latency must be 0 or more")
-        if self.detect_every < 1:
-            raise OptionError("--detect-every must be 1 or more")
+        check(self)
 
 
 @dataclass
