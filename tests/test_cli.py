@@ -124,8 +124,29 @@ def test_demo(tmp_path):
     assert (tmp_path / "astronaut_anonymized.jpg").exists()
 
 
+def test_demo_honours_a_config_file(tmp_path):
+    (tmp_path / "demo.toml").write_text('output = "filled.png"\nmethod = "fill"\nquiet = true\n')
+    proc = run_veil("demo", "--config", "demo.toml", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == ""
+    out = read_image(tmp_path / "filled.png").image
+    assert out[118, 226].max() < 10
+
+
+def test_config_file_is_honoured_and_flags_win(photo):
+    config = photo.with_name("veil.toml")
+    config.write_text('method = "fill"\ncolor = "#ff0000"\nsuffix = "_cfg"\nquiet = true\n')
+    proc = run_veil(photo, "--config", config, "--color", "#00ff00")
+    assert proc.returncode == 0, proc.stderr
+    out = read_image(photo.with_name("portrait_cfg.jpg")).image
+    assert np.abs(out[118, 226].astype(int) - [0, 255, 0]).max() < 10
+
+
 def test_import_is_light():
-    code = "import sys, veil; print(sorted(m for m in ('cv2', 'onnxruntime', 'av', 'numpy') if m in sys.modules))"
+    code = (
+        "import sys, veil; "
+        "print(sorted(m for m in ('cv2', 'onnxruntime', 'av', 'numpy') if m in sys.modules))"
+    )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True
     ).stdout.strip()

@@ -67,15 +67,6 @@ def test_each_group_is_listed_once(command):
     assert all(lines.count(f"{group}:") == 1 for group in used)
 
 
-def test_live_help_has_one_detection_group_and_no_file_only_options():
-    proc = run_veil("live", "--help", timeout=120)
-    assert proc.returncode == 0
-    assert proc.stdout.splitlines().count("detection:") == 1
-    for flag in ("--review", "--lookahead", "--full-every", "--extend", "--no-audio"):
-        assert flag not in proc.stdout, flag
-    assert "--detector" in proc.stdout
-
-
 def test_every_option_is_declared_once_per_command():
     for command in COMMANDS:
         keys = [o.key for o in options_for(command)]

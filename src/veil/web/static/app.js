@@ -12,7 +12,7 @@ let serverJobs = [];
 
 // ---- settings: one control per option the server offers (/api/options), none written here ------
 // Kinds: choice (a select), multiple (checkboxes), number (a slider), level (named values that
-// depend on another option's value, e.g. the strength of the chosen method).
+// depend on another option's value, as a strength depends on the method chosen).
 let fields = [];
 const controlId = (name) => name.replaceAll("_", "-");
 
