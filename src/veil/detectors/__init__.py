@@ -30,15 +30,8 @@ def available() -> list[str]:
 
 def create_detector(options: DetectorOptions = DetectorOptions()) -> Detector:
     """The detector for the options' targets: one backend, or a Composite of several."""
-    unknown = [t for t in options.targets if t not in TARGETS]
-    if unknown or not options.targets:
-        raise OptionError(
-            f"unknown target '{','.join(unknown)}'; choose from: {', '.join(TARGETS)}"
-        )
-    if options.person not in PERSON_BACKENDS:
-        raise OptionError(
-            f"unknown person detector '{options.person}'; choose one of: {', '.join(PERSON_BACKENDS)}"
-        )
+    if not options.targets:  # each target was checked by DetectorOptions
+        raise OptionError(f"no target given; choose from: {', '.join(TARGETS)}")
     names = {"face": options.name, "person": options.person, "text": "text"}
     if tuple(options.targets) == ("face",):
         return build(options.name, options)
@@ -67,4 +60,5 @@ __all__ = [
     "available",
     "REGISTRY",
     "TARGETS",
+    "PERSON_BACKENDS",
 ]

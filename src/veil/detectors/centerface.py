@@ -18,8 +18,8 @@ import cv2
 import numpy as np
 
 from ..detections import FACE, Detections, nms
-from ..errors import DetectorError, OptionError
-from .base import PRECISIONS, DetectorOptions
+from ..errors import DetectorError
+from .base import DetectorOptions
 from .scan import KeyframeScanner, ScanPolicy
 
 log = logging.getLogger("veil")
@@ -126,8 +126,8 @@ def providers_for(device: str) -> list[str]:
     chosen = [p for p in wanted if p in available]
     if device == "cuda" and not chosen:
         log.warning(
-            "veil: warning: --device cuda needs onnxruntime-gpu and an NVIDIA GPU (this onnxruntime offers %s); "
-            "running on the CPU",
+            "veil: warning: --device cuda needs onnxruntime-gpu and an NVIDIA GPU "
+            "(this onnxruntime offers %s); running on the CPU",
             ", ".join(available),
         )
     return chosen + ["CPUExecutionProvider"]
@@ -155,10 +155,6 @@ def session_options(threads: int = 0):
 def uses_fp16(precision: str, providers: Sequence[str]) -> bool:
     """Whether to run in float16: "auto" chooses it on a GPU (faster, same faces) and
     not on a CPU, where onnxruntime has few float16 kernels and casts back and forth."""
-    if precision not in PRECISIONS:
-        raise OptionError(
-            f"unknown precision '{precision}'; choose one of: {', '.join(PRECISIONS)}"
-        )
     return precision == "fp16" or (precision == "auto" and providers[0] != "CPUExecutionProvider")
 
 

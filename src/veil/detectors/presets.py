@@ -22,8 +22,7 @@ import cv2
 import numpy as np
 
 from ..detections import Detections, box_iou
-from ..errors import OptionError
-from .base import QUALITIES, DetectorOptions
+from .base import DetectorOptions
 from .centerface import CenterFace
 
 FAST_MAX_SIZE = 640
@@ -97,17 +96,14 @@ class PresetDetector:
     def __init__(
         self, options: DetectorOptions = DetectorOptions(), net: CenterFace | None = None
     ) -> None:
-        if options.quality not in QUALITIES:
-            raise OptionError(
-                f"unknown quality '{options.quality}'; choose one of: {', '.join(QUALITIES)}"
-            )
         self.options = options
         self.net = net or CenterFace(options)
         self.provider = self.net.provider
         self.preferred_batch = self.net.preferred_batch
 
     def stream(self):
-        """The per-video keyframe scan (detectors/scan.py) refines the native-resolution preset only."""
+        """The per-video keyframe scan (detectors/scan.py) refines the native-resolution preset
+        only."""
         return self.net.stream() if self.options.quality == "balanced" else None
 
     def detect(self, frames: Sequence[np.ndarray]) -> list[Detections]:
