@@ -383,7 +383,7 @@ def test_config_file_is_honoured(clip, tmp_path):
     record = tmp_path / "rec.mp4"
     config = tmp_path / "live.toml"
     config.write_text(
-        f'output = ["{record.as_posix()}"]\nframes = 5\nmax-latency = 30000\n'
+        f'output = ["{record.as_posix()}"]\nframes = 5\nmax-latency = 30000\nbuffer = 60\n'
         "no-reconnect = true\nquiet = true\n"
     )
     result = run_live(str(clip), "--config", str(config))
