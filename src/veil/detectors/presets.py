@@ -21,12 +21,13 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from ..detections import Detections, box_iou
-from ..errors import OptionError
-from .base import DetectorOptions
+from ..boxes import box_iou
+from ..detections import Detections
+from .base import QUALITIES as QUALITIES  # --quality's choices, where the CLI reads them
+from .base import Detector, DetectorOptions
 from .centerface import CenterFace
+from .scan import KeyframeScanner
 
-QUALITIES = ("fast", "balanced", "max")
 FAST_MAX_SIZE = 640
 # The upscaled pass doubles the frame, but never beyond this longer side (cost grows with area).
 UPSCALE = 2.0
@@ -92,23 +93,22 @@ def fuse(parts: Sequence[Detections], iou_threshold: float = FUSION_IOU) -> Dete
     return Detections(fused, score=out_score, class_id=class_id, landmarks=out_lm)
 
 
-class PresetDetector:
+class PresetDetector(Detector):
     """CenterFace run as the options' quality preset asks."""
 
     def __init__(
         self, options: DetectorOptions = DetectorOptions(), net: CenterFace | None = None
     ) -> None:
-        if options.quality not in QUALITIES:
-            raise OptionError(
-                f"unknown quality '{options.quality}'; choose one of: {', '.join(QUALITIES)}"
-            )
         self.options = options
         self.net = net or CenterFace(options)
         self.provider = self.net.provider
         self.preferred_batch = self.net.preferred_batch
+        self.backend = self.net.backend
+        self.device = self.net.device
+        self.precision = self.net.precision
 
-    def stream(self):
-        """The per-video keyframe scan (detectors/scan.py) refines the native-resolution preset only."""
+    def stream(self) -> KeyframeScanner | None:
+        """The per-video keyframe scan (scan.py) refines the native-resolution preset only."""
         return self.net.stream() if self.options.quality == "balanced" else None
 
     def detect(self, frames: Sequence[np.ndarray]) -> list[Detections]:

@@ -10,10 +10,11 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from ..boxes import scale_box
 from ..detections import CLASS_NAMES, Detections
 from ..errors import OptionError
 from . import methods
-from .masks import SHAPES, outline_mask, region_for, region_mask, scale_box
+from .masks import SHAPES, outline_mask, region_for, region_mask
 
 
 @dataclass(frozen=True)
@@ -129,7 +130,9 @@ def draw(
     color: tuple[int, int, int] = (0, 255, 0),
     names: dict[int, str] | None = None,
 ) -> np.ndarray:
-    """Outline boxes and label them '#track class score' (in place); names labels a user model's classes."""
+    """Outline boxes and label them '#track class score' (in place).
+
+    names: labels for a user model's classes."""
     names = {**CLASS_NAMES, **(names or {})}
     thickness = max(1, round(max(frame.shape[:2]) / 600))
     for i, (x1, y1, x2, y2) in enumerate(np.round(detections.xyxy).astype(int)):

@@ -26,9 +26,11 @@ from fastapi.staticfiles import StaticFiles
 from starlette.background import BackgroundTask
 
 from .. import __version__
+from ..detectors import detector_for
 from ..errors import OptionError, VeilError
 from ..hide import SHAPES, AnonymizeOptions
 from ..pipeline import JobOptions, Pipeline
+from ..tracking import detector_options
 from .live import LiveSession
 from .options import METHODS, STRENGTH_RANGE, TARGETS, check_options, job_options
 from .security import AccessGuard
@@ -71,7 +73,6 @@ def create_app(config: ServerConfig) -> AccessGuard:
         store, config.workers, config.keep_seconds, config.sweep_every, config.base_options
     )
     live_lock = asyncio.Lock()
-    live_detector: list = []  # loaded on the first camera connection, shared by all
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -284,11 +285,9 @@ def create_app(config: ServerConfig) -> AccessGuard:
             return
         await ws.accept()
         options = job_options(chosen, "image", config.base_options)
-        if not live_detector:
-            live_detector.append(
-                await asyncio.to_thread(lambda: Pipeline(config.base_options).detector)
-            )
-        session = LiveSession(Pipeline(options, detector=live_detector[0]))
+        wanted = detector_options(options.tracking, options.detector)
+        detector = await asyncio.to_thread(detector_for, wanted)  # loads once, shared with jobs
+        session = LiveSession(Pipeline(options, detector=detector))
         try:
             while True:
                 message = await ws.receive()
