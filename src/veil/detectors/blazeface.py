@@ -136,9 +136,26 @@ class BlazeFaceFast(BlazeFace):
     ) -> None:
         super().__init__(options)
         self.max_age = max_age
-        self._inflight: tuple[float, Future] | None = None
-        self._latest: tuple[float, Detections] | None = None
-        self._state = threading.Lock()  # the boxes in flight and the latest belong to one caller
+        # The CenterFace pass in flight and its latest boxes belong to one stream. Each stream
+        # detects on a thread of its own, so they are kept per thread: streams sharing this
+        # detector (detectors.detector_for) never take each other's boxes for their small faces.
+        self._per_thread = threading.local()
+
+    @property
+    def _inflight(self) -> tuple[float, Future] | None:
+        return getattr(self._per_thread, "inflight", None)
+
+    @_inflight.setter
+    def _inflight(self, value: tuple[float, Future] | None) -> None:
+        self._per_thread.inflight = value
+
+    @property
+    def _latest(self) -> tuple[float, Detections] | None:
+        return getattr(self._per_thread, "latest", None)
+
+    @_latest.setter
+    def _latest(self, value: tuple[float, Detections] | None) -> None:
+        self._per_thread.latest = value
 
     def _harvest(self) -> None:
         started, future = self._inflight  # type: ignore[misc]
@@ -170,7 +187,6 @@ class BlazeFaceFast(BlazeFace):
     def detect(self, frames: Sequence[np.ndarray]) -> list[Detections]:
         out = []
         for frame in frames:
-            with self._state:
-                small = self._small_faces(frame).clipped(frame.shape[1], frame.shape[0])
+            small = self._small_faces(frame).clipped(frame.shape[1], frame.shape[0])
             out.append(unite(self.detect_blazeface(frame), small))
         return out
