@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 import veil
-from veil.detectors import DetectorOptions, create_detector
+from veil.detectors import Detector, DetectorOptions, create_detector
 from veil.errors import InputError, OptionError
 from veil.io.live_source import LiveSource, parse_source
 from veil.livestream import LiveAnonymizer, LiveOptions
@@ -312,7 +312,7 @@ def test_late_frames_can_be_dropped_instead(clip):
     assert anonymizer.stats.blurred == 0
 
 
-class FailingDetector:
+class FailingDetector(Detector):
     """A detector whose inference breaks (as a lost GPU or a corrupt model would)."""
 
     def detect(self, frames):
@@ -347,7 +347,7 @@ def test_python_iterator_gives_anonymized_frames_with_stream_times(clip, detecto
     assert len(stream.stats.latencies) == 4
 
 
-class CountingDetector:
+class CountingDetector(Detector):
     """The real detector, counting how often the loop calls it."""
 
     def __init__(self, inner) -> None:

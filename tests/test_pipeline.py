@@ -2,6 +2,8 @@ import av
 import numpy as np
 import pytest
 
+from veil.detections import Detections
+from veil.detectors import Detector
 from veil.errors import InputError, VeilError
 from veil.io.export import DataExport
 from veil.pipeline import Cancelled, JobOptions, Pipeline
@@ -102,7 +104,7 @@ def test_not_a_video(tmp_path, pipeline):
         pipeline.process(bogus, tmp_path / "x.mp4")
 
 
-class Exploding:
+class Exploding(Detector):
     def __init__(self, after):
         self.calls, self.after = 0, after
 
@@ -110,8 +112,6 @@ class Exploding:
         self.calls += 1
         if self.calls > self.after:
             raise RuntimeError("onnx blew up")
-        from veil.detections import Detections
-
         return [Detections.empty() for _ in frames]
 
 

@@ -16,6 +16,7 @@ from functools import cached_property, partial
 import cv2
 import numpy as np
 
+from .boxes import longer_side
 from .detections import CLASS_NAMES, FACE, Detections
 from .errors import OptionError
 from .options import FILTER, check, option
@@ -211,7 +212,7 @@ class DetectionFilter:
         h, w = frame.shape[:2]
         keep = np.ones(len(dets), bool)
         face = dets.class_id == FACE
-        side = np.maximum(dets.width, dets.height)
+        side = longer_side(dets.xyxy)
         keep &= ~face | (side >= opts.min_face)
         if opts.max_face is not None:
             keep &= ~face | (side <= opts.max_face)

@@ -2,7 +2,8 @@ import cv2
 import numpy as np
 import pytest
 
-from veil.detections import Detections, box_iou
+from veil.boxes import box_iou
+from veil.detections import Detections
 from veil.detectors import DetectorOptions, create_detector
 from veil.detectors.base import QUALITIES
 from veil.detectors.presets import PresetDetector, fuse, mirror

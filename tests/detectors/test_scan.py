@@ -5,7 +5,7 @@ import numpy as np
 import onnxruntime
 import pytest
 
-from veil.detections import box_iou
+from veil.boxes import box_iou
 from veil.detectors import DetectorOptions, create_detector
 from veil.detectors.centerface import CenterFace
 from veil.detectors.scan import KeyframeScanner, ScanPolicy, crop_windows
@@ -89,9 +89,12 @@ def test_scan_matches_full_resolution_on_a_face_the_coarse_pass_misses(detector,
     frames, faces = small_face_pan(astronaut, 8, scale=0.22)
     full = [detector.infer([f], None, 0.2)[0] for f in frames]
     coarse = [detector.infer([f], 640, 0.2)[0] for f in frames]
-    hits = lambda dets: sum(
-        len(d) > 0 and box_iou(face, d.xyxy).max() >= 0.5 for d, face in zip(dets, faces)
-    )  # noqa: E731
+
+    def hits(dets):
+        return sum(
+            len(d) > 0 and box_iou(face, d.xyxy).max() >= 0.5 for d, face in zip(dets, faces)
+        )
+
     assert hits(full) == 8
     assert hits(coarse) < 8  # the face is too small for a downscaled pass alone
     scan = KeyframeScanner(detector.infer, 0.2, ScanPolicy(full_every=8, coarse_size=640)).detect(
@@ -101,7 +104,7 @@ def test_scan_matches_full_resolution_on_a_face_the_coarse_pass_misses(detector,
 
 
 def test_crops_see_what_the_full_pass_sees(detector, astronaut):
-    """Crops snap to the network's stride, so a face inside one gets the full pass's box, not a shifted guess."""
+    """Crops snap to the network's stride: a face inside one gets the full pass's box, unshifted."""
     frames, _ = small_face_pan(astronaut, 8, scale=0.22, step=7)
     full = [detector.infer([f], None, 0.2)[0] for f in frames]
     scan = KeyframeScanner(detector.infer, 0.2, ScanPolicy(full_every=8, coarse_size=640)).detect(
@@ -116,11 +119,12 @@ def test_crops_see_what_the_full_pass_sees(detector, astronaut):
 
 
 def test_fast_pan_finds_a_small_face_on_its_path_between_keyframes(detector, astronaut):
-    """At 40 px a frame the face is beyond a crop's margin around both keyframes for most frames between."""
+    """At 40 px a frame the face is beyond a crop's margin around both keyframes most of the way."""
     frames, faces = small_face_pan(astronaut, 16, scale=0.22, step=40)
-    hits = lambda dets: [
-        len(d) > 0 and box_iou(face, d.xyxy).max() >= 0.5 for d, face in zip(dets, faces)
-    ]  # noqa: E731
+
+    def hits(dets):
+        return [len(d) > 0 and box_iou(face, d.xyxy).max() >= 0.5 for d, face in zip(dets, faces)]
+
     full = hits([detector.infer([f], None, 0.2)[0] for f in frames])
     scan = hits(
         run(KeyframeScanner(detector.infer, 0.2, ScanPolicy(full_every=8, coarse_size=640)), frames)

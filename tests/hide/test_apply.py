@@ -3,10 +3,11 @@ import numpy as np
 import pytest
 
 import veil
+from veil.boxes import scale_box
 from veil.detections import Detections
 from veil.errors import OptionError
 from veil.hide import AnonymizeOptions, apply, blur_whole_frame
-from veil.hide.masks import coverage, region_for, region_mask, scale_box
+from veil.hide.masks import coverage, region_for, region_mask
 from veil.hide.methods import parse_color
 
 from media import mean_abs_diff

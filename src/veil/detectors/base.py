@@ -1,22 +1,38 @@
-"""What every detector backend provides.
+"""The detector contract: what every backend provides and the options that choose one.
 
 A detector takes a batch of BGR frames and returns one `Detections` per frame,
 in frame pixels. Batching is part of the contract because inference engines
-amortise per-call overhead across frames of the same size.
+amortise per-call overhead across frames of the same size. `Detector` declares
+everything the pipeline may call, with defaults, so a composite of several
+targets or a user's own detector gets batching and the per-video keyframe scan
+without the pipeline probing for optional attributes.
 """
 
 from __future__ import annotations
 
+import numbers
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Protocol, runtime_checkable
+from typing import Protocol
 
 import numpy as np
 
 from ..detections import Detections
+from ..errors import OptionError
 from ..options import DETECT, FILTER, Web, check, option
 
+# name -> "module:factory"; each factory takes DetectorOptions. "onnx" stands for "onnx:PATH".
+REGISTRY: dict[str, str] = {
+    "centerface": "veil.detectors.presets:create",
+    "hog": "veil.detectors.hog_people:HogPeople",
+    "selfie": "veil.detectors.selfie_segmentation:SelfieSegmentation",
+    "text": "veil.detectors.ppocr_text:PpocrText",
+    "onnx": "veil.detectors.yolo_onnx:from_spec",
+    "blazeface": "veil.detectors.blazeface:BlazeFace",
+    "blazeface-fast": "veil.detectors.blazeface:BlazeFaceFast",
+}
 # The values DetectorOptions accepts; the backends that read them import these.
 QUALITIES = ("fast", "balanced", "max")
 PRECISIONS = ("auto", "fp32", "fp16")
@@ -126,11 +142,65 @@ class DetectorOptions:
     )
 
     def __post_init__(self) -> None:
+        if isinstance(self.targets, str):  # Python callers may write "face,person"
+            object.__setattr__(self, "targets", _names(self.targets))
+        else:
+            object.__setattr__(self, "targets", tuple(str(t).strip() for t in self.targets))
+        if not self.targets:
+            raise OptionError(f"--targets: name at least one of: {', '.join(TARGETS)}")
         check(self)
+        if self.name == "onnx" or (self.name not in REGISTRY and not self.name.startswith("onnx:")):
+            names = ", ".join(sorted(REGISTRY))
+            raise OptionError(f"unknown detector '{self.name}'; choose one of: {names} (onnx:PATH)")
+        for name in ("full_every", "threads"):
+            value = getattr(self, name)
+            if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+                raise OptionError(
+                    f"--{name.replace('_', '-')} must be a whole number, got {value!r}"
+                )
 
 
-@runtime_checkable
-class Detector(Protocol):
-    """Frames in (BGR uint8 HxWx3), one `Detections` per frame out."""
+class Stream(Protocol):
+    """Detection over the consecutive frames of one video (see scan.py); it keeps state
+    between calls, so a detector makes a new one per video."""
+
+    @property
+    def batch_size(self) -> int:
+        """Frames per call that suit it (the pipeline sends at least this many)."""
+        ...
 
     def detect(self, frames: Sequence[np.ndarray]) -> list[Detections]: ...
+
+
+class Detector(ABC):
+    """Frames in (BGR uint8 HxWx3, one size per call), one `Detections` per frame out.
+
+    This is everything the pipeline may call. A backend writes `detect`; the
+    rest defaults to what suits a detector that looks at each frame on its own:
+    no per-video scan, one frame per call, on the CPU in float32. `backend`,
+    `device` and `precision` say what it actually runs with (after any fallback,
+    e.g. from an unusable GPU), for logs, benchmarks and tests.
+
+    `detect` may be called from several threads at once, because `detector_for`
+    shares one detector per settings among the web workers and live sessions;
+    a backend whose engine handles one image at a time guards it with a lock.
+    """
+
+    #: Frames per `detect` call that run best (a GPU amortises each call over a batch).
+    preferred_batch: int = 1
+    #: The runtime that runs the model: "onnxruntime", "mediapipe", "opencv", ...
+    backend: str = "python"
+    #: Where it runs: "cpu", or the accelerator in use ("cuda", "tensorrt", "coreml").
+    device: str = "cpu"
+    #: The network's arithmetic: "fp32" or "fp16".
+    precision: str = "fp32"
+
+    @abstractmethod
+    def detect(self, frames: Sequence[np.ndarray]) -> list[Detections]:
+        """One `Detections` per frame, in frame pixels, in the order given."""
+
+    def stream(self) -> Stream | None:
+        """A detector for the consecutive frames of one video, or None to call `detect`
+        on every batch as it comes. Backends with a cheaper way through a video than
+        full detection on every frame (the keyframe scan) return a fresh one per video."""
+        return None

@@ -17,9 +17,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..detections import FACE, Detections, nms
+from ..boxes import nms
+from ..detections import FACE, Detections
 from ..errors import DetectorError
-from .base import DetectorOptions
+from .base import Detector, DetectorOptions
 from .scan import KeyframeScanner, ScanPolicy
 
 log = logging.getLogger("veil")
@@ -133,6 +134,12 @@ def providers_for(device: str) -> list[str]:
     return chosen + ["CPUExecutionProvider"]
 
 
+def device_of(provider: str) -> str:
+    """The device an onnxruntime execution provider runs on, in --device's words
+    ("CUDAExecutionProvider" -> "cuda")."""
+    return provider.removesuffix("ExecutionProvider").lower()
+
+
 def session_options(threads: int = 0):
     """CPU inference settings for a machine that also decodes and encodes video.
 
@@ -223,8 +230,10 @@ def decode(
     )
 
 
-class CenterFace:
+class CenterFace(Detector):
     """CenterFace on onnxruntime; frames of one size are inferred as one batch."""
+
+    backend = "onnxruntime"
 
     def __init__(
         self,
@@ -239,6 +248,8 @@ class CenterFace:
             self.model_path, options.device, options.threads, self.fp16, providers
         )
         self.provider = self.session.get_providers()[0]
+        self.device = device_of(self.provider)
+        self.precision = "fp16" if self.fp16 else "fp32"
         # A GPU amortises each call over a batch; on a CPU a batch only multiplies memory.
         self.preferred_batch = 1 if self.provider == "CPUExecutionProvider" else 8
 

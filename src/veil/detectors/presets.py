@@ -21,9 +21,11 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from ..detections import Detections, box_iou
-from .base import DetectorOptions
+from ..boxes import box_iou
+from ..detections import Detections
+from .base import Detector, DetectorOptions
 from .centerface import CenterFace
+from .scan import KeyframeScanner
 
 FAST_MAX_SIZE = 640
 # The upscaled pass doubles the frame, but never beyond this longer side (cost grows with area).
@@ -90,7 +92,7 @@ def fuse(parts: Sequence[Detections], iou_threshold: float = FUSION_IOU) -> Dete
     return Detections(fused, score=out_score, class_id=class_id, landmarks=out_lm)
 
 
-class PresetDetector:
+class PresetDetector(Detector):
     """CenterFace run as the options' quality preset asks."""
 
     def __init__(
@@ -100,10 +102,12 @@ class PresetDetector:
         self.net = net or CenterFace(options)
         self.provider = self.net.provider
         self.preferred_batch = self.net.preferred_batch
+        self.backend = self.net.backend
+        self.device = self.net.device
+        self.precision = self.net.precision
 
-    def stream(self):
-        """The per-video keyframe scan (detectors/scan.py) refines the native-resolution preset
-        only."""
+    def stream(self) -> KeyframeScanner | None:
+        """The per-video keyframe scan (scan.py) refines the native-resolution preset only."""
         return self.net.stream() if self.options.quality == "balanced" else None
 
     def detect(self, frames: Sequence[np.ndarray]) -> list[Detections]:

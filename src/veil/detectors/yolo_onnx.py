@@ -16,9 +16,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..detections import CLASS_NAMES, Detections, nms
+from ..boxes import nms
+from ..detections import CLASS_NAMES, Detections
 from ..errors import DetectorError, OptionError
-from .base import DetectorOptions
+from .base import Detector, DetectorOptions
 
 DEFAULT_INPUT = 640
 NMS_IOU = 0.45
@@ -80,13 +81,15 @@ def decode(output: np.ndarray, threshold: float, classes: dict[int, int] | None)
     return Detections(xyxy[order], score=score[order], class_id=ids)
 
 
-class YoloOnnx:
+class YoloOnnx(Detector):
     """A user-supplied YOLO ONNX model on onnxruntime."""
+
+    backend = "onnxruntime"
 
     def __init__(self, options: DetectorOptions, path: str | Path) -> None:
         import onnxruntime as ort
 
-        from .centerface import providers_for, session_options
+        from .centerface import device_of, providers_for, session_options
 
         self.options = options
         self.classes = parse_classes(options.classes)
@@ -103,6 +106,7 @@ class YoloOnnx:
             raise DetectorError(
                 f"cannot load ONNX model {path}: {' '.join(str(exc).split())[:200]}"
             ) from exc
+        self.device = device_of(self.session.get_providers()[0])
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
         dims = list(inp.shape)

@@ -11,11 +11,12 @@ from functools import partial
 import cv2
 import numpy as np
 
+from ..boxes import scale_box
 from ..detections import CLASS_NAMES, Detections
 from ..errors import OptionError
 from ..options import HIDE, Web, check, option
 from . import methods
-from .masks import SHAPES, outline_mask, region_for, region_mask, scale_box
+from .masks import SHAPES, outline_mask, region_for, region_mask
 
 hiding = partial(option, group="anonymization", commands=HIDE)
 

@@ -19,11 +19,12 @@ the user's threshold are kept only where they continue a tracked face.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Protocol
 
 from ..detections import Detections
+from ..detectors.base import DetectorOptions
 from ..frame import Frame
 from ..options import TRACK, check, option
 
@@ -137,6 +138,13 @@ def detection_threshold(options: TrackingOptions, threshold: float) -> float:
     return threshold if options.mode == "none" else min(threshold, options.low_threshold)
 
 
+def detector_options(options: TrackingOptions, detector: DetectorOptions) -> DetectorOptions:
+    """The options a detector should run with for this tracking: the user's, at the
+    detection threshold above. Front ends pass them to detectors.detector_for, so every
+    job with the same settings shares one detector."""
+    return replace(detector, threshold=detection_threshold(options, detector.threshold))
+
+
 def create_filter(
     options: TrackingOptions, fps: float, live: bool = False, threshold: float = 0.0
 ) -> TemporalFilter:
@@ -176,4 +184,5 @@ __all__ = [
     "PassThrough",
     "create_filter",
     "detection_threshold",
+    "detector_options",
 ]

@@ -34,8 +34,10 @@ from fastapi.staticfiles import StaticFiles
 from starlette.background import BackgroundTask
 
 from .. import __version__
+from ..detectors import detector_for
 from ..errors import OptionError, VeilError
 from ..pipeline import Pipeline
+from ..tracking import detector_options
 from .live import LiveSession
 from .options import check_options, form, job_options, query_parameters
 from .security import AccessGuard
@@ -267,7 +269,6 @@ def _event_route(app: FastAPI, store: JobStore) -> None:
 
 def _live_route(app: FastAPI, config: ServerConfig) -> None:
     live_lock = asyncio.Lock()
-    live_detector: list = []  # loaded on the first camera connection, shared by all
 
     @app.websocket("/api/live")
     async def live(ws: WebSocket) -> None:
@@ -279,11 +280,9 @@ def _live_route(app: FastAPI, config: ServerConfig) -> None:
             return
         await ws.accept()
         options = job_options(chosen, "image", config.base_options)
-        if not live_detector:
-            live_detector.append(
-                await asyncio.to_thread(lambda: Pipeline(config.base_options).detector)
-            )
-        session = LiveSession(Pipeline(options, detector=live_detector[0]))
+        wanted = detector_options(options.tracking, options.detector)
+        detector = await asyncio.to_thread(detector_for, wanted)  # loads once, shared with jobs
+        session = LiveSession(Pipeline(options, detector=detector))
         try:
             while True:
                 message = await ws.receive()
