@@ -1,5 +1,6 @@
 """Real test media and checks shared by the tests: scikit-image photos, videos made from them,
-and the astronaut's face position. Fixtures live in conftest.py; this module holds plain functions."""
+and the astronaut's face position. Fixtures live in conftest.py; this module holds plain
+functions."""
 
 from __future__ import annotations
 
@@ -55,7 +56,8 @@ def write_video(
     codec: str = "libx264",
     gop: int | None = None,
 ) -> Path:
-    """Encode BGR frames (plus an optional 440 Hz tone) with PyAV; gop fixes the keyframe interval."""
+    """Encode BGR frames (plus an optional 440 Hz tone) with PyAV; gop fixes the keyframe
+    interval."""
     container = av.open(str(path), "w")
     if metadata:
         container.metadata.update(metadata)
@@ -111,6 +113,19 @@ def panning_frames(image: np.ndarray, n: int, step: int = 3) -> list[np.ndarray]
     return [np.ascontiguousarray(canvas[:, pad - i * step : pad - i * step + w]) for i in range(n)]
 
 
+def live_loop(pipeline, frames, fps: float, *, max_latency: float | None = None, **loop) -> list:
+    """Frames through the one frame loop with the live detection strategy, as `veil live` and
+    the web camera run it: pushed one at a time (arriving now), then flushed."""
+    from veil.pipeline import DeadlineDetection, FrameLoop
+
+    detection = DeadlineDetection(pipeline, max_latency=max_latency)
+    frame_loop = FrameLoop(pipeline, detection, fps=fps, **loop)
+    try:
+        return [out for frame in frames for out in frame_loop.push(frame)] + frame_loop.flush()
+    finally:
+        detection.close()
+
+
 def mean_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.abs(a.astype(np.int16) - b.astype(np.int16)).mean())
 
@@ -133,7 +148,8 @@ def load_json(path: Path):
 
 
 def default_overlay(path: str) -> str:
-    """A round emoji-like PNG with transparent corners, written to path (re-identification tests and sweeps)."""
+    """A round emoji-like PNG with transparent corners, written to path (re-identification
+    tests and sweeps)."""
     img = np.zeros((128, 128, 4), np.uint8)
     cv2.circle(img, (64, 64), 60, (40, 200, 250, 255), -1, cv2.LINE_AA)
     cv2.circle(img, (44, 50), 8, (30, 30, 30, 255), -1, cv2.LINE_AA)
