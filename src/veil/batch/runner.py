@@ -176,8 +176,11 @@ def run_batch(options: BatchOptions, progress=None) -> Summary:
         if options.engine == "ray"
         else worker_threads(options.job.detector.threads, options.workers)
     )
+    # The journal owns each output's name: a file redone replaces its earlier output.
     job = dataclasses.replace(
-        options.job, detector=dataclasses.replace(options.job.detector, threads=threads)
+        options.job,
+        overwrite=True,
+        detector=dataclasses.replace(options.job.detector, threads=threads),
     )
     summary = Summary(
         options.input,
@@ -193,16 +196,8 @@ def run_batch(options: BatchOptions, progress=None) -> Summary:
         plan: dict[str, tuple[Source, str, str]] = {}
         owners: dict[str, Source] = {}
         for source in inputs.sources:
-            target = output_location(options.output, source.key)
             wanted = settings + _segment_tag(options, source.key)
-            owner = owners.setdefault(target, source)
-            error = None
-            if owner is not source:  # e.g. clip.avi and clip.mp4 would both become clip.mp4
-                error = f"{source.location}: its output {target} is already the output of {owner.location}"
-            elif _same_file(
-                source.location, target
-            ):  # a manifest naming files in the output folder
-                error = f"{source.location}: refusing to overwrite the input with its output"
+            target, error = _target_for(options.output, source, owners)
             if error:
                 _record(
                     journal,
@@ -259,6 +254,21 @@ def run_batch(options: BatchOptions, progress=None) -> Summary:
             summary.seconds = time.perf_counter() - start
             _write_summary(summary, summary_path)
     return summary
+
+
+def _target_for(output: str, source: Source, owners: dict[str, Source]) -> tuple[str, str | None]:
+    """Where a source's output goes, and why it cannot be written there (None: it can)."""
+    try:
+        target = output_location(output, source.key)
+    except VeilError as exc:  # it would land outside OUTPUT
+        return "", str(exc)
+    owner = owners.setdefault(target, source)
+    if owner is not source:  # e.g. clip.avi and clip.mp4 would both become clip.mp4
+        taken = f"its output {target} is already the output of {owner.location}"
+        return target, f"{source.location}: {taken}"
+    if _same_file(source.location, target):  # a manifest naming files in the output folder
+        return target, f"{source.location}: refusing to overwrite the input with its output"
+    return target, None
 
 
 def _segment_tag(options: BatchOptions, key: str) -> str:
