@@ -101,6 +101,13 @@ def test_folder_inputs_leave_out_veils_own_outputs(tmp_path, caplog):
     assert "left out 3 file(s)" in caplog.text
 
 
+def test_an_output_folder_equal_to_the_input_is_refused_not_emptied(tmp_path):
+    touch(tmp_path / "in" / "a.jpg")
+    items = collect_inputs([tmp_path / "in"], exclude=tmp_path / "in")
+    with pytest.raises(OutputError, match="refusing to overwrite the input"):
+        plan_outputs(items, tmp_path / "in", many=True)
+
+
 def test_collect_inputs_recursive(tmp_path):
     (tmp_path / "d" / "sub").mkdir(parents=True)
     for name in ("d/1.jpg", "d/sub/2.png", "d/notes.txt", f"d/{TEMP_PREFIX}x.jpg"):

@@ -92,7 +92,8 @@ class Summary:
 
     def text(self) -> str:
         head = (
-            f"{self.files} files: {self.processed} anonymized, {self.skipped} already done, {self.failed} failed; "
+            f"{self.files} files: {self.processed} anonymized, {self.skipped} already done, "
+            f"{self.failed} failed; "
             f"{self.frames} frames, {self.faces} faces in {self.seconds:.1f} s "
             f"({self.files_per_second:.2f} files/s, {self.frames_per_second:.1f} frames/s)"
         )
@@ -111,7 +112,8 @@ def describe_failure(name: str, error: str | None) -> str:
 
 
 def default_journal(output: str) -> Path:
-    """Inside a local output folder; for a remote output, in the current folder (named after the URL)."""
+    """Inside a local output folder; for a remote output, in the current folder (named after
+    the URL)."""
     if not is_remote(output):
         return local_path(output) / JOURNAL_NAME
     tag = hashlib.sha256(output.rstrip("/").encode()).hexdigest()[:12]
@@ -211,7 +213,7 @@ def run_batch(options: BatchOptions, progress=None) -> Summary:
                 summary.skipped += 1
         items: list[WorkItem] = []
         parts = _Parts(job)
-        for source, target, wanted in plan.values():
+        for source, target, _ in plan.values():
             try:
                 segments = _segments_for(options, source, target)
             except VeilError as exc:
@@ -272,7 +274,7 @@ def _target_for(output: str, source: Source, owners: dict[str, Source]) -> tuple
 
 
 def _segment_tag(options: BatchOptions, key: str) -> str:
-    """Segmented videos are encoded differently (no B-frames), so the setting is part of their hash."""
+    """Segmented videos are encoded differently (no B-frames): the setting is part of their hash."""
     if options.segment_seconds and media_ext(key) in VIDEO_EXTS:
         return f":segments={options.segment_seconds:g}/{options.segment_overlap:g}"
     return ""

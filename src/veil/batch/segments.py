@@ -48,7 +48,7 @@ class Segment:
 
 
 def keyframe_times(path: Path) -> tuple[list[float], float]:
-    """Presentation times of the video's keyframes (packets only, nothing decoded), and its end time."""
+    """Presentation times of the video's keyframes (packets only, nothing decoded), and its end."""
     try:
         with av.open(str(path), metadata_errors="ignore") as container:
             if not container.streams.video:
@@ -82,7 +82,8 @@ def can_join(path: Path, target: Path, keep_audio: bool) -> bool:
 def plan_segments(
     source: Path, target: Path, seconds: float, overlap: float = DEFAULT_OVERLAP
 ) -> list[Segment]:
-    """Cut points at the first keyframe at or after each multiple of `seconds`; [] if one piece suffices."""
+    """Cut points at the first keyframe at or after each multiple of `seconds`; [] if one piece
+    suffices."""
     keys, last = keyframe_times(source)
     cuts: list[float] = []
     wanted = seconds

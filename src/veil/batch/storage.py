@@ -72,7 +72,7 @@ def media_ext(name: str) -> str:
 
 @dataclass(frozen=True)
 class Source:
-    """One input file: key is its path relative to the input root (posix), mirrored in the output."""
+    """One input file: key is its path below the input root (posix), mirrored in the output."""
 
     key: str
     location: str
@@ -213,7 +213,8 @@ def _from_manifest(text: str, base: str, options: dict[str, Any]) -> list[Source
     for entry in located:
         if not _is_media(entry):
             raise InputError(
-                f"manifest entry {entry}: not a supported image or video (extension '{media_ext(entry)}')"
+                f"manifest entry {entry}: not a supported image or video "
+                f"(extension '{media_ext(entry)}')"
             )
     if not located:
         return []

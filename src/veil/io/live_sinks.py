@@ -179,7 +179,8 @@ class RestreamSink:
         self._last_pts = pts
         vf.pts, vf.time_base = pts, TIME_BASE
         if self._last_key is None or frame.time - self._last_key >= KEYFRAME_SECONDS:
-            # By time, not frame count: output fps varies with load, a viewer joining waits at most this long.
+            # By time, not frame count: output fps varies with load, and a viewer joining waits
+            # at most this long.
             vf.pict_type = av.video.frame.PictureType.I
             self._last_key = frame.time
         try:

@@ -133,8 +133,8 @@ def collect_inputs(
     Inside folders, veil's own outputs are left out, so running twice never
     anonymizes the first run's results: files named with the output suffix
     (`x_anonymized.jpg`, `x_anonymized (2).jpg`) and, when the output folder
-    lies inside an input folder, everything in `exclude`. A file named on the
-    command line is always taken. One line says how many were left out.
+    `exclude` lies inside an input folder, everything in it. A file named on
+    the command line is always taken. One line says how many were left out.
     """
     found: list[tuple[Path, Path]] = []
     ours = own_output_pattern(suffix)
@@ -147,12 +147,13 @@ def collect_inputs(
             found.append((path, path.parent))
             continue
         files, skipped = [], 0
+        inner = skip if skip is not None and skip != path.resolve() else None
         for p in sorted(path.glob("**/*" if recursive else "*")):
             if not p.is_file() or p.suffix.lower() not in IMAGE_EXTS | VIDEO_EXTS:
                 continue
             if p.name.startswith(TEMP_PREFIX):
                 continue
-            if (ours and ours.fullmatch(p.stem)) or (skip and p.resolve().is_relative_to(skip)):
+            if (ours and ours.fullmatch(p.stem)) or (inner and p.resolve().is_relative_to(inner)):
                 skipped += 1
                 continue
             files.append(p)
