@@ -19,6 +19,9 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 # Subprocesses import this checkout's veil, whatever is installed.
 ENV = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+# For runs under an address-space limit: malloc arenas and thread pools reserve address space
+# per thread, which would count against the limit without ever being used.
+LOW_MEMORY_ENV = {**ENV, "MALLOC_ARENA_MAX": "2", "OMP_NUM_THREADS": "1"}
 
 # Where the faces are in the scikit-image photos (checked by eye, generous).
 ASTRONAUT_FACE = (170, 40, 285, 200)  # x1, y1, x2, y2
@@ -56,8 +59,7 @@ def write_video(
     codec: str = "libx264",
     gop: int | None = None,
 ) -> Path:
-    """Encode BGR frames (plus an optional 440 Hz tone) with PyAV; gop fixes the keyframe
-    interval."""
+    """Encode BGR frames (and a 440 Hz tone if asked) with PyAV; gop fixes the keyframe interval."""
     container = av.open(str(path), "w")
     if metadata:
         container.metadata.update(metadata)
@@ -148,8 +150,8 @@ def load_json(path: Path):
 
 
 def default_overlay(path: str) -> str:
-    """A round emoji-like PNG with transparent corners, written to path (re-identification
-    tests and sweeps)."""
+    """A round emoji-like PNG with transparent corners, written to path (re-identification tests
+    and sweeps)."""
     img = np.zeros((128, 128, 4), np.uint8)
     cv2.circle(img, (64, 64), 60, (40, 200, 250, 255), -1, cv2.LINE_AA)
     cv2.circle(img, (44, 50), 8, (30, 30, 30, 255), -1, cv2.LINE_AA)
@@ -169,3 +171,9 @@ def astronaut_face(embedder):
         np.argmax((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) * (boxes[:, 1] < 200))
     )
     return embedder.face(image, boxes[best])
+
+
+def big_photo(path: Path, tiles: int = 19) -> Path:
+    """The astronaut tiled 19 x 19: 9728 x 9728 pixels, 95 MP, just under the 100 MP default."""
+    cv2.imwrite(str(path), np.tile(astronaut_bgr(), (tiles, tiles, 1)))
+    return path

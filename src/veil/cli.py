@@ -7,13 +7,16 @@ SUBCOMMANDS parses its own arguments in its own module. No stage logic lives her
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from importlib import import_module
 from pathlib import Path
 
 from . import __version__
-from .errors import VeilError
+from .errors import OutputError, ProcessingError, Terminated, VeilError
 from .options import CommandParser, build
 
 # Sub-command name -> "module:function" taking argv (after the name) and returning an exit code.
@@ -168,16 +171,48 @@ def _resolve(target: str) -> Callable[[Sequence[str]], int]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    with _terminate_on_sigterm():
+        try:
+            if argv and argv[0] in SUBCOMMANDS:
+                return int(_resolve(SUBCOMMANDS[argv[0]][0])(argv[1:]) or 0)
+            return anonymize_main(argv)
+        except VeilError as exc:
+            print(f"veil: error: {exc}", file=sys.stderr)
+            return exc.exit_code
+        except Terminated:
+            print("veil: terminated; partial outputs were removed", file=sys.stderr)
+            return Terminated.exit_code
+        except KeyboardInterrupt:
+            print("veil: interrupted; partial outputs were removed", file=sys.stderr)
+            return 130
+        except MemoryError:
+            print(
+                "veil: error: out of memory; partial outputs were removed (lower max_pixels, "
+                "--max-size or the number of workers)",
+                file=sys.stderr,
+            )
+            return ProcessingError.exit_code
+        except OSError as exc:  # what the system refused where no module said more
+            where = f"{exc.filename}: " if exc.filename else ""
+            print(f"veil: error: {where}{exc.strerror or exc}", file=sys.stderr)
+            return OutputError.exit_code
+
+
+@contextlib.contextmanager
+def _terminate_on_sigterm() -> Iterator[None]:
+    """SIGTERM raises Terminated in the main thread while a command runs (Ctrl-C's clean-up)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum, frame):
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, terminate)
     try:
-        if argv and argv[0] in SUBCOMMANDS:
-            return int(_resolve(SUBCOMMANDS[argv[0]][0])(argv[1:]) or 0)
-        return anonymize_main(argv)
-    except VeilError as exc:
-        print(f"veil: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("veil: interrupted; partial outputs were removed", file=sys.stderr)
-        return 130
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":  # pragma: no cover

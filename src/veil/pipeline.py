@@ -39,7 +39,7 @@ from .io import images as image_io
 from .io import video as video_io
 from .io.export import FORMATS as EXPORT_FORMATS
 from .io.export import DataExport
-from .io.paths import DEFAULT_SUFFIX, collect_inputs, media_kind, plan_output
+from .io.paths import DEFAULT_SUFFIX, collect_inputs, media_kind, plan_outputs, reserve
 from .options import check, option
 from .tracking import TrackingOptions, create_filter, detector_options
 from .tracking.review import ReviewReport, review_folder
@@ -78,6 +78,16 @@ class JobOptions:
         group="output",
         commands=("main", "live"),
         help="replace existing outputs instead of picking a free name",
+    )
+    max_pixels: int = option(
+        image_io.DEFAULT_MAX_PIXELS,
+        "--max-pixels",
+        group="output",
+        commands=("main", "batch"),
+        metavar="N",
+        help="largest picture decoded, in pixels (all pages of a multi-page image together); "
+        "checked before decoding, so a small file that declares a huge picture is refused "
+        "(default %(default)s)",
     )
     suffix: str = option(
         DEFAULT_SUFFIX,
@@ -201,26 +211,20 @@ class Pipeline:
         self, inputs: Sequence[str | Path], output: str | Path | None = None
     ) -> list[tuple[Path, Path]]:
         """(source, target) for every input file, following the output naming rules."""
-        items = collect_inputs(inputs, self.options.recursive)
+        items = collect_inputs(
+            inputs,
+            self.options.recursive,
+            suffix=self.options.suffix,
+            exclude=Path(output) if output is not None else None,
+        )
         many = len(items) > 1 or any(Path(p).is_dir() for p in inputs)
-        planned = []
-        for source, root in items:
-            ext = video_io.output_extension(source) if media_kind(source) == "video" else None
-            planned.append(
-                (
-                    source,
-                    plan_output(
-                        source,
-                        root,
-                        output,
-                        many=many,
-                        suffix=self.options.suffix,
-                        overwrite=self.options.overwrite,
-                        extension=ext,
-                    ),
-                )
-            )
-        return planned
+        return plan_outputs(
+            items,
+            output,
+            many=many,
+            suffix=self.options.suffix,
+            overwrite=self.options.overwrite,
+        )
 
     def run(
         self, inputs: Sequence[str | Path], output: str | Path | None = None
@@ -250,46 +254,82 @@ class Pipeline:
         )
 
     def process_image(self, source: Path, target: Path) -> JobResult:
+        """Anonymize an image file (every page or frame of it); target may become a free name."""
         start = time.perf_counter()
-        loaded = image_io.read_image(source)
-        result_image, dets = self.anonymize_image(loaded.image)
-        image_io.write_image(
-            result_image, target, keep_metadata=self.options.keep_metadata, source=loaded
-        )
-        export = self._export_for(target)
+        per_frame: list[Detections] = []
+        with (
+            image_io.ImageSource(
+                source,
+                max_pixels=self.options.max_pixels,
+                keep_metadata=self.options.keep_metadata,
+            ) as src,
+            reserve(target, overwrite=self.options.overwrite) as slot,
+        ):
+            export = self._export_for(slot.target)
+            review = self._review_for(source, slot.target)
+            pictures = self._anonymized_pictures(src, per_frame, export, review)
+            image_io.save_pictures(pictures, slot, source=src)
         if export:
-            export.add(0, 0.0, dets)
             export.write()
-        review = self._review_for(source, target)
         if review:
-            review.add(Frame(0, 0.0, result_image), dets)
             review.write()
         if self.progress:
-            self.progress(str(source), 1, 1)
+            self.progress(str(source), len(per_frame), len(per_frame))
         return JobResult(
             Path(source),
-            target,
+            slot.target,
             "image",
-            1,
-            len(dets),
+            len(per_frame),
+            sum(len(d) for d in per_frame),
             time.perf_counter() - start,
             export.target if export else None,
             review.folder if review else None,
-            per_frame=[dets],
+            per_frame=per_frame,
         )
 
+    def _anonymized_pictures(
+        self,
+        src: image_io.ImageSource,
+        per_frame: list[Detections],
+        export: DataExport | None,
+        review: ReviewReport | None,
+    ) -> Iterator[image_io.Picture]:
+        """The pictures of an image file, anonymized. A photo is one picture; the pages and
+        frames of a multi-picture file go through the frame loop, tracked like video frames."""
+        if src.frames == 1:
+            picture = next(src.pictures())
+            dets = self.detect([picture.image])[0]
+            anon.apply(picture.image, dets, self.options.anonymize, inplace=True)
+            found = [(Frame(0, 0.0, picture.image), dets)]
+            pictures = {0: picture}
+        else:
+            pictures = {}
+            found = self.iter_anonymized(_picture_frames(src, pictures), _picture_rate(src))
+        for frame, dets in found:
+            picture = pictures.pop(frame.index)
+            picture.image = frame.image
+            per_frame.append(dets)
+            if export:
+                export.add(frame.index, frame.time, dets)
+            if review:
+                review.add(Frame(frame.index, frame.time, picture.image), dets)
+            yield picture
+
     def process_video(self, source: Path, target: Path) -> JobResult:
+        """Anonymize a video file; target may become a free name."""
         start = time.perf_counter()
-        with video_io.VideoSource(source) as src:
+        with video_io.VideoSource(source, max_pixels=self.options.max_pixels) as src:
             sink = video_io.VideoSink(
                 target,
                 src.info,
                 self.options.encoder,
-                audio_template=src.audio_stream,
+                audio_templates=src.audio_streams,
                 metadata=src.metadata if self.options.keep_metadata else None,
+                overwrite=self.options.overwrite,
             )
-            if src.audio_stream is not None and self.options.encoder.keep_audio:
+            if src.audio_streams and self.options.encoder.keep_audio:
                 src.on_audio_packet = sink.add_audio_packet
+            target = sink.target
             export = self._export_for(target)
             review = self._review_for(source, target)
             try:
@@ -706,3 +746,15 @@ class FrameLoop:
                 frame.image = anon.blur_whole_frame(frame.image)
                 out.append(Anonymized(frame, Detections.empty(), arrived, hidden_whole=True))
         return out
+def _picture_frames(src: image_io.ImageSource, pictures: dict) -> Iterator[Frame]:
+    """Frames of a multi-picture image at their display times (pages: one a second)."""
+    time = 0.0
+    for index, picture in enumerate(src.pictures()):
+        pictures[index] = picture
+        yield Frame(index, time, picture.image)
+        time += (picture.duration or 1000) / 1000
+
+
+def _picture_rate(src: image_io.ImageSource) -> float:
+    """Frames per second of an animation (from its first frame), 1 for pages."""
+    return 1000 / src.duration if src.duration else 1.0

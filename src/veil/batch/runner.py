@@ -267,8 +267,11 @@ def run_batch(options: BatchOptions, progress=None) -> Summary:
         if options.engine == "ray"
         else worker_threads(options.job.detector.threads, workers)
     )
+    # The journal owns each output's name: a file redone replaces its earlier output.
     job = dataclasses.replace(
-        options.job, detector=dataclasses.replace(options.job.detector, threads=threads)
+        options.job,
+        overwrite=True,
+        detector=dataclasses.replace(options.job.detector, threads=threads),
     )
     summary = Summary(
         options.input,
@@ -322,16 +325,8 @@ def _plan(
     plan: Planned = {}
     owners: dict[str, Source] = {}
     for source in sources:
-        target = output_location(options.output, source.key)
         wanted = settings + _segment_tag(options, source.key)
-        owner = owners.setdefault(target, source)
-        error = None
-        if owner is not source:  # e.g. clip.avi and clip.mp4 would both become clip.mp4
-            error = (
-                f"{source.location}: its output {target} is already the output of {owner.location}"
-            )
-        elif _same_file(source.location, target):  # a manifest naming files in the output
-            error = f"{source.location}: refusing to overwrite the input with its output"
+        target, error = _target_for(options.output, source, owners)
         if error:
             outcome = Outcome(source.key, False, error=error)
             _record(journal, summary, outcome, (source, target, wanted))
@@ -371,9 +366,23 @@ def _work_items(
     return items
 
 
+def _target_for(output: str, source: Source, owners: dict[str, Source]) -> tuple[str, str | None]:
+    """Where a source's output goes, and why it cannot be written there (None: it can)."""
+    try:
+        target = output_location(output, source.key)
+    except VeilError as exc:  # it would land outside OUTPUT
+        return "", str(exc)
+    owner = owners.setdefault(target, source)
+    if owner is not source:  # e.g. clip.avi and clip.mp4 would both become clip.mp4
+        taken = f"its output {target} is already the output of {owner.location}"
+        return target, f"{source.location}: {taken}"
+    if _same_file(source.location, target):  # a manifest naming files in the output folder
+        return target, f"{source.location}: refusing to overwrite the input with its output"
+    return target, None
+
+
 def _segment_tag(options: BatchOptions, key: str) -> str:
-    """Segmented videos are encoded differently (no B-frames), so the setting is part of their
-    hash."""
+    """Segmented videos are encoded differently (no B-frames): the setting is part of their hash."""
     if options.segment_seconds and media_ext(key) in VIDEO_EXTS:
         return f":segments={options.segment_seconds:g}/{options.segment_overlap:g}"
     return ""

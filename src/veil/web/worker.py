@@ -209,6 +209,6 @@ def _inside(folder: Path, path: Path | None) -> str | None:
 def _output_extension(source: Path, kind: str) -> str:
     if kind == "image":
         return ".png" if source.suffix in (".png", ".bmp", ".tif") else ".jpg"
-    from ..io.video import output_extension
+    from ..io.paths import output_extension
 
     return output_extension(source)
