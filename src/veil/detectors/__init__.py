@@ -18,29 +18,50 @@ REGISTRY: dict[str, str] = {
     "hog": "veil.detectors.hog_people:HogPeople",
     "selfie": "veil.detectors.selfie_segmentation:SelfieSegmentation",
     "text": "veil.detectors.ppocr_text:PpocrText",
-    "onnx": "veil.detectors.yolo_onnx:from_spec",
+    "onnx": "veil.detectors.onnx_models:from_spec",
     "blazeface": "veil.detectors.blazeface:BlazeFace",
     "blazeface-fast": "veil.detectors.blazeface:BlazeFaceFast",
 }
 TARGETS = ("face", "person", "text")
 PERSON_BACKENDS = ("hog", "selfie")
+# What `--detector` (DetectorOptions.name) accepts, besides onnx:PATH; the
+# other backends find other targets and are chosen through `targets`.
+FACE_DETECTORS = ("centerface", "blazeface", "blazeface-fast")
 
 
 def available() -> list[str]:
     return sorted(REGISTRY)
 
 
+def check_face_detector(name: str) -> None:
+    """`name` must find faces: a person or text backend in the face slot would leave faces
+    visible. One-line OptionError otherwise, saying how to ask for that target instead."""
+    if name in FACE_DETECTORS or (name.startswith("onnx:") and name[5:]):
+        return
+    others = {**dict.fromkeys(PERSON_BACKENDS, "person"), "text": "text"}
+    if name in others:
+        target = others[name]
+        how = f"--targets face,{target}" + (f" --person {name}" if target == "person" else "")
+        raise OptionError(f"'{name}' is not a face detector (it finds {target}s); use {how}")
+    raise OptionError(
+        f"unknown face detector '{name}'; choose one of: {', '.join(FACE_DETECTORS)}, onnx:PATH"
+    )
+
+
 def create_detector(options: DetectorOptions = DetectorOptions()) -> Detector:
-    """The detector for the options' targets: one backend, or a Composite of several."""
+    """The detector for the options' targets: one backend, or a Composite of several.
+
+    Every front end comes through here, so the face slot is checked here.
+    """
+    check_face_detector(options.name)
     unknown = [t for t in options.targets if t not in TARGETS]
     if unknown or not options.targets:
         raise OptionError(
             f"unknown target '{','.join(unknown)}'; choose from: {', '.join(TARGETS)}"
         )
     if options.person not in PERSON_BACKENDS:
-        raise OptionError(
-            f"unknown person detector '{options.person}'; choose one of: {', '.join(PERSON_BACKENDS)}"
-        )
+        choices = ", ".join(PERSON_BACKENDS)
+        raise OptionError(f"unknown person detector '{options.person}'; choose one of: {choices}")
     names = {"face": options.name, "person": options.person, "text": "text"}
     if tuple(options.targets) == ("face",):
         return build(options.name, options)
@@ -69,4 +90,6 @@ __all__ = [
     "available",
     "REGISTRY",
     "TARGETS",
+    "FACE_DETECTORS",
+    "check_face_detector",
 ]

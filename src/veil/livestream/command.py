@@ -30,7 +30,6 @@ def build_parser() -> argparse.ArgumentParser:
         add_encoder_arguments,
         add_tracking_arguments,
     )
-    from ..detectors import available
 
     parser = argparse.ArgumentParser(
         prog="veil live",
@@ -129,9 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_detector_arguments(parser)
     parser.add_argument_group("detection").add_argument(
         "--detector",
-        choices=available(),
         default="centerface",
-        help="face detector; blazeface (extra mediapipe) runs BlazeFace with CenterFace for small faces",
+        metavar="NAME",
+        help="face detector: centerface, blazeface (extra mediapipe; with CenterFace for small "
+        "faces), blazeface-fast, or onnx:PATH for your own model (default %(default)s)",
     )
     add_anonymize_arguments(parser)
     add_tracking_arguments(parser)
