@@ -44,7 +44,7 @@ def check_face_detector(name: str) -> None:
         how = f"--targets face,{target}" + (f" --person {name}" if target == "person" else "")
         raise OptionError(f"'{name}' is not a face detector (it finds {target}s); use {how}")
     raise OptionError(
-        f"unknown face detector '{name}'; choose one of: {', '.join(FACE_DETECTORS)}, onnx:PATH"
+        f"unknown detector '{name}'; choose a face detector: {', '.join(FACE_DETECTORS)}, onnx:PATH"
     )
 
 
