@@ -236,6 +236,36 @@ def test_scrfd_without_keypoints_and_in_any_output_order(tmp_path, astronaut):
     assert dets[0].landmarks is None
 
 
+def ultralytics_rows(kind: str) -> np.ndarray:
+    """A person (class 1 of 3) at the face: end-to-end rows [x1, y1, x2, y2, score, class] or
+    YOLOv5 rows [cx, cy, w, h, objectness, 3 class scores]."""
+    centre, size, _ = face_in_input()
+    if kind == "end2end":
+        rows = np.zeros((300, 6), np.float32)
+        rows[0] = [*(centre - size / 2), *(centre + size / 2), 0.7, 1]
+    else:
+        rows = np.zeros((25200, 8), np.float32)
+        rows[:, :4] = [320, 320, 10, 10]
+        rows[9000] = [*centre, *size, 0.9, 0.1, 0.8, 0.05]
+    return rows[None]
+
+
+@pytest.mark.parametrize(
+    "kind, metadata, score",
+    [
+        ("end2end", {"end2end": "True", "names": "{0: 'a', 1: 'b', 2: 'c'}"}, 0.7),
+        ("yolov5", {"stride": "32", "names": "{0: 'a', 1: 'b', 2: 'c'}"}, 0.72),
+    ],
+)
+def test_other_ultralytics_layouts(tmp_path, astronaut, kind, metadata, score):
+    path = save_model(tmp_path / "u.onnx", {"output0": ultralytics_rows(kind)}, metadata=metadata)
+    options = DetectorOptions(name=f"onnx:{path}", threshold=0.5, classes="1=person")
+    dets = create_detector(options).detect([astronaut])[0]
+    assert dets.class_id.tolist() == [PERSON]
+    assert box_iou(dets.xyxy, BOX[None])[0, 0] > 0.95
+    assert np.isclose(dets.score[0], score, atol=1e-3)
+
+
 def test_dynamic_input_runs_at_the_family_size_or_max_size(tmp_path, astronaut):
     """A dynamic YOLO input gets the frame at 640 on its longer side, or at --max-size."""
     wide = np.hstack([astronaut, astronaut])  # 512x1024: 320x640 at the default size

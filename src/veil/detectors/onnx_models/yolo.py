@@ -135,6 +135,8 @@ def _keypoint_shape(value: object) -> tuple[int, int]:
 def _without_metadata(channels: int, transposed: bool, graph: Graph) -> Ultralytics | None:
     """No `names`: all channels after the box are classes, unless the probe shows that reading
     gives scores outside 0..1 and a one-class face model with five keypoints fits the width."""
+    if channels <= 4:
+        return None
     conv = convention(graph)
     plain = Ultralytics(conv, channels - 4, transposed)
     faces = [
@@ -148,7 +150,7 @@ def _without_metadata(channels: int, transposed: bool, graph: Graph) -> Ultralyt
         except DetectorError:
             continue
         return layout
-    return plain if channels > 4 else None
+    return plain  # its scores fail the check again at load, with the message saying so
 
 
 def match(graph: Graph) -> Layout | None:
