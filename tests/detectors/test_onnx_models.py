@@ -160,6 +160,20 @@ def yunet_outputs() -> dict[str, np.ndarray]:
     return out
 
 
+def yunet_scattered_outputs(seed: int = 0) -> dict[str, np.ndarray]:
+    """2023mar outputs with one random detection per stride, in cells far apart."""
+    rng = np.random.default_rng(seed)
+    out = yunet_outputs()
+    corners = {8: (5, 6), 16: (30, 8), 32: (4, 15)}  # (column, row) per stride
+    for stride, (col, row) in corners.items():
+        i = row * (SIDE // stride) + col
+        out[f"cls_{stride}"][0, i] = rng.uniform(0.6, 1.0)
+        out[f"obj_{stride}"][0, i] = rng.uniform(0.6, 1.0)
+        out[f"bbox_{stride}"][0, i] = [*rng.uniform(0, 1, 2), *rng.uniform(0.5, 1.5, 2)]
+        out[f"kps_{stride}"][0, i] = rng.uniform(-1, 2, 10)
+    return out
+
+
 def yunet_2022_outputs() -> dict[str, np.ndarray]:
     """2022mar: loc [N, 14], conf [N, 2], iou [N, 1] over priors at steps 8/16/32/64 (feature
     maps 80, 40, 20, 10 for 640); the face on the 192 px prior of the step-64 cell holding its
@@ -264,6 +278,24 @@ def test_other_ultralytics_layouts(tmp_path, astronaut, kind, metadata, score):
     assert dets.class_id.tolist() == [PERSON]
     assert box_iou(dets.xyxy, BOX[None])[0, 0] > 0.95
     assert np.isclose(dets.score[0], score, atol=1e-3)
+
+
+def test_yunet_agrees_with_opencvs_own_decoder(tmp_path, astronaut):
+    """OpenCV's FaceDetectorYN is the reference YuNet decoder: same graph, same faces."""
+    import cv2
+
+    path = save_model(tmp_path / "yunet.onnx", yunet_scattered_outputs())
+    image = cv2.resize(astronaut, (SIDE, SIDE))  # the input size, so no letterbox differs
+    ok, faces = cv2.FaceDetectorYN.create(str(path), "", (SIDE, SIDE), 0.5, 0.3).detect(image)
+    assert ok
+    reference = faces[np.argsort(-faces[:, 14])]
+    dets = create_detector(DetectorOptions(name=f"onnx:{path}", threshold=0.5)).detect([image])[0]
+    order = np.argsort(-dets.score)
+    assert len(dets) == len(reference) == 4
+    xywh = np.concatenate([dets.xyxy[:, :2], dets.xyxy[:, 2:] - dets.xyxy[:, :2]], axis=1)
+    assert np.allclose(xywh[order], reference[:, :4], atol=0.01)
+    assert np.allclose(dets.landmarks[order].reshape(-1, 10), reference[:, 4:14], atol=0.01)
+    assert np.allclose(dets.score[order], reference[:, 14], atol=1e-4)
 
 
 def test_dynamic_input_runs_at_the_family_size_or_max_size(tmp_path, astronaut):
