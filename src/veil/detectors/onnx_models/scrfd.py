@@ -26,7 +26,7 @@ from .common import Convention, Graph, Layout, check_scores, grid, last_dim, row
 
 NMS_IOU = 0.4  # insightface's default
 CONVENTION = Convention(rgb=True, mean=127.5, std=128.0)
-WIDTHS = {1: "score", 4: "box", 10: "keypoints"}
+WIDTHS = (1, 4, 10)  # score, box, keypoints
 
 
 @dataclass(frozen=True)
