@@ -22,10 +22,10 @@ from veil.detectors.blazeface import BlazeFace, BlazeFaceFast
 from veil.detectors.centerface import CenterFace
 from veil.detectors.composite import Composite
 from veil.detectors.hog_people import HogPeople
+from veil.detectors.onnx_models import OnnxModel
 from veil.detectors.ppocr_text import PpocrText
 from veil.detectors.presets import PresetDetector
 from veil.detectors.selfie_segmentation import SelfieSegmentation
-from veil.detectors.yolo_onnx import YoloOnnx
 from veil.errors import OptionError
 from veil.frame import Frame
 from veil.pipeline import JobOptions, Pipeline
@@ -92,7 +92,7 @@ def test_a_detector_writes_detect_and_gets_the_rest():
         BlazeFace,
         BlazeFaceFast,
         PpocrText,
-        YoloOnnx,
+        OnnxModel,
         Composite,
     ],
 )
@@ -152,14 +152,15 @@ def test_composite_scans_faces_at_full_resolution_on_keyframes_only(astronaut):
 @pytest.mark.parametrize(
     "changes, words",
     [
-        ({"targets": ("face", "cars")}, "unknown target 'cars'"),
-        ({"targets": ()}, "unknown target"),
-        ({"person": "yolo"}, "unknown person detector 'yolo'"),
-        ({"quality": "ultra"}, "unknown quality 'ultra'"),
-        ({"precision": "int4"}, "unknown precision 'int4'"),
-        ({"device": "tpu"}, "unknown device 'tpu'"),
+        ({"targets": ("face", "cars")}, "--targets: invalid choice 'cars'"),
+        ({"targets": ()}, "--targets: name at least one"),
+        ({"person": "yolo"}, "--person: invalid choice 'yolo'"),
+        ({"quality": "ultra"}, "--quality: invalid choice 'ultra'"),
+        ({"precision": "int4"}, "--precision: invalid choice 'int4'"),
+        ({"device": "tpu"}, "--device: invalid choice 'tpu'"),
         ({"name": "nope"}, "unknown detector 'nope'"),
         ({"name": "onnx"}, "unknown detector 'onnx'"),
+        ({"name": "hog"}, "not a face detector"),
         ({"threshold": 1.5}, "--threshold"),
         ({"threshold": -0.1}, "--threshold"),
         ({"threshold": "high"}, "--threshold"),

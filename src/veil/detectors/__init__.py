@@ -11,7 +11,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from importlib import import_module
 
-from .base import PERSON_BACKENDS, REGISTRY, TARGETS, Detector, DetectorOptions
+from .base import FACE_DETECTORS, PERSON_BACKENDS, REGISTRY, TARGETS, Detector, DetectorOptions
 
 # Settings whose detectors stay loaded in one process; a server asked for many keeps the newest.
 CACHE_SIZE = 8
@@ -70,4 +70,5 @@ __all__ = [
     "REGISTRY",
     "TARGETS",
     "PERSON_BACKENDS",
+    "FACE_DETECTORS",
 ]

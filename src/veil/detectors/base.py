@@ -29,7 +29,7 @@ REGISTRY: dict[str, str] = {
     "hog": "veil.detectors.hog_people:HogPeople",
     "selfie": "veil.detectors.selfie_segmentation:SelfieSegmentation",
     "text": "veil.detectors.ppocr_text:PpocrText",
-    "onnx": "veil.detectors.yolo_onnx:from_spec",
+    "onnx": "veil.detectors.onnx_models:from_spec",
     "blazeface": "veil.detectors.blazeface:BlazeFace",
     "blazeface-fast": "veil.detectors.blazeface:BlazeFaceFast",
 }
@@ -39,6 +39,10 @@ PRECISIONS = ("auto", "fp32", "fp16")
 DEVICES = ("cpu", "cuda", "auto")
 TARGETS = ("face", "person", "text")
 PERSON_BACKENDS = ("hog", "selfie")
+# What `--detector` (DetectorOptions.name) accepts, besides onnx:PATH; the other backends find
+# other targets and are chosen through `targets`, so a person or text backend never takes the
+# face slot (it would leave faces visible).
+FACE_DETECTORS = ("centerface", "blazeface", "blazeface-fast")
 
 detection = partial(option, group="detection", commands=DETECT)
 targeting = partial(option, group="targets and filters", commands=FILTER)
@@ -58,7 +62,7 @@ class DetectorOptions:
     device: "cpu", "cuda" or "auto". threads: inference threads (0 = all cores).
     precision: "auto" (float16 on a GPU, float32 on a CPU), "fp32" or "fp16".
     targets: what to find (face, person, text); name picks the face backend,
-    or "onnx:PATH" for the user's own YOLO model whose kept classes are `classes`
+    or "onnx:PATH" for the user's own model (onnx_models) whose kept classes are `classes`
     ("0,2" or "0=person,2=face"). person: "hog" or "selfie" (MediaPipe outline).
     full_every: in videos, a full-resolution pass every this many frames and a
     coarse pass plus full-resolution crops around small faces between (1 = full
@@ -71,7 +75,8 @@ class DetectorOptions:
         "--detector",
         metavar="NAME",
         help="face detector: centerface, blazeface (extra mediapipe; CenterFace adds the small "
-        "faces), or onnx:PATH for your own YOLO ONNX model (default %(default)s)",
+        "faces), blazeface-fast, or onnx:PATH for your own face model (YOLOv5-face, YOLOv8/11 "
+        "face, SCRFD, RetinaFace or YuNet layouts; default %(default)s)",
     )
     threshold: float = detection(
         0.2,
@@ -149,15 +154,27 @@ class DetectorOptions:
         if not self.targets:
             raise OptionError(f"--targets: name at least one of: {', '.join(TARGETS)}")
         check(self)
-        if self.name == "onnx" or (self.name not in REGISTRY and not self.name.startswith("onnx:")):
-            names = ", ".join(sorted(REGISTRY))
-            raise OptionError(f"unknown detector '{self.name}'; choose one of: {names} (onnx:PATH)")
+        check_face_detector(self.name)
         for name in ("full_every", "threads"):
             value = getattr(self, name)
             if not isinstance(value, numbers.Integral) or isinstance(value, bool):
                 raise OptionError(
                     f"--{name.replace('_', '-')} must be a whole number, got {value!r}"
                 )
+
+
+def check_face_detector(name: str) -> None:
+    """`name` must find faces: one-line OptionError otherwise, saying how to ask for that
+    target instead."""
+    if name in FACE_DETECTORS or (name.startswith("onnx:") and name[5:]):
+        return
+    others = {**dict.fromkeys(PERSON_BACKENDS, "person"), "text": "text"}
+    if name in others:
+        target = others[name]
+        how = f"--targets face,{target}" + (f" --person {name}" if target == "person" else "")
+        raise OptionError(f"'{name}' is not a face detector (it finds {target}s); use {how}")
+    choices = ", ".join(FACE_DETECTORS)
+    raise OptionError(f"unknown detector '{name}'; choose a face detector: {choices}, onnx:PATH")
 
 
 class Stream(Protocol):
