@@ -1,4 +1,4 @@
-"""Who may talk to the server: a token when one is set, and never another web site.
+"""Who may talk to the server, which jobs each caller sees, and the headers every answer carries.
 
 Plain ASGI so the same check covers HTTP requests, server-sent events and
 WebSockets (FastAPI's HTTP middleware does not see WebSockets).
@@ -10,25 +10,67 @@ WebSockets (FastAPI's HTTP middleware does not see WebSockets).
 - Without a token the server listens on loopback only, and the Host header
   must name loopback too: a web page that rebinds its own domain name to
   127.0.0.1 cannot reach the API.
-- A request that states an Origin other than this server is refused, so other
-  sites open in the same browser can neither post jobs nor open the camera socket.
+- Only this server's own pages may talk to it: a request whose Origin is anything else,
+  `null` included (what a sandboxed frame or a local file sends), is refused, and so is a
+  request the browser marks as sent from another site, unless the user navigated to the
+  page; other sites open in the same browser can neither post jobs nor open the camera socket.
+- Each browser gets a random session cookie; the job lists show only that session's jobs.
+- Every answer forbids framing (X-Frame-Options, CSP frame-ancestors), content sniffing,
+  outside scripts and referrers (the address may hold the token).
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import ipaddress
 import json
+import re
+import secrets
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from http.cookies import SimpleCookie
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 COOKIE = "veil_token"
+SESSION_COOKIE = "veil_session"
+SESSION_PATTERN = re.compile(r"^[A-Za-z0-9_-]{43}$")  # secrets.token_urlsafe(32)
+SESSION_MAX_AGE = 30 * 24 * 3600
+CSP = (
+    "default-src 'self'; img-src 'self' blob:; media-src 'self' blob:; connect-src 'self'; "
+    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+SECURITY_HEADERS = [
+    (b"content-security-policy", CSP.encode()),
+    (b"x-frame-options", b"DENY"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+]
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict]]
 Send = Callable[[dict], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who sent a request: its session, the client its limits count against, and whether it
+    proved the token (only a token holder may list every session's jobs)."""
+
+    session: str
+    client: str
+    token_holder: bool
+
+    @property
+    def owner(self) -> str:
+        """The key jobs are filed under: a hash, so the job list never holds a live cookie."""
+        return hashlib.sha256(self.session.encode()).hexdigest()[:32]
+
+
+def caller_of(scope: Scope) -> Caller:
+    """The Caller the guard attached to this request."""
+    return scope["state"]["caller"]
 
 
 def is_loopback(host: str) -> bool:
@@ -60,32 +102,24 @@ class AccessGuard:
         headers = {
             k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])
         }
-        host = headers.get("host", "")
-        origin = headers.get("origin")
-        if self.token is None and not is_loopback(_host_name(host)):
-            await self._refuse(
-                scope, receive, send, 403, "this server only answers to 127.0.0.1 or localhost"
-            )
+        if scope["type"] == "http":
+            send = _with_headers(send, SECURITY_HEADERS)
+        refusal = self._refusal(scope, headers)
+        if refusal is not None:
+            await _refuse(scope, receive, send, *refusal)
             return
-        if origin and origin != "null" and urlsplit(origin).netloc.lower() != host.lower():
-            await self._refuse(
-                scope, receive, send, 403, "requests from other web sites are refused"
-            )
-            return
-        if self.token is None:
-            await self.app(scope, receive, send)
-            return
-        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-        from_query = (query.get("token") or [None])[0]
         cookie = SimpleCookie(headers.get("cookie", ""))
         offered = [
             headers.get("authorization", "").removeprefix("Bearer ").strip() or None,
             headers.get("x-veil-token"),
             cookie[COOKIE].value if COOKIE in cookie else None,
-            from_query,
+            _query_token(scope),
         ]
-        if not any(t and hmac.compare_digest(t.encode(), self.token.encode()) for t in offered):
-            await self._refuse(
+        holder = self.token is not None and any(
+            t and hmac.compare_digest(t.encode(), self.token.encode()) for t in offered
+        )
+        if self.token is not None and not holder:
+            await _refuse(
                 scope,
                 receive,
                 send,
@@ -93,38 +127,72 @@ class AccessGuard:
                 "a valid token is needed (open the address printed by veil serve)",
             )
             return
-        if from_query and scope["type"] == "http":
-            send = self._with_cookie(send)
+        new_cookies = []
+        if offered[3] and scope["type"] == "http":
+            new_cookies.append(f"{COOKIE}={self.token}; Path=/; HttpOnly; SameSite=Strict")
+        session = cookie[SESSION_COOKIE].value if SESSION_COOKIE in cookie else ""
+        if SESSION_PATTERN.match(session):
+            client = f"session:{session}"
+        else:
+            session = secrets.token_urlsafe(32)
+            peer = scope.get("client") or ("unknown", 0)
+            client = f"address:{peer[0]}"
+            new_cookies.append(
+                f"{SESSION_COOKIE}={session}; Path=/; Max-Age={SESSION_MAX_AGE}; HttpOnly; "
+                "SameSite=Lax"
+            )
+        scope.setdefault("state", {})["caller"] = Caller(session, client, holder)
+        if new_cookies and scope["type"] == "http":
+            send = _with_headers(send, [(b"set-cookie", c.encode("latin-1")) for c in new_cookies])
         await self.app(scope, receive, send)
 
-    def _with_cookie(self, send: Send) -> Send:
-        value = f"{COOKIE}={self.token}; Path=/; HttpOnly; SameSite=Strict".encode("latin-1")
+    def _refusal(self, scope: Scope, headers: dict[str, str]) -> tuple[int, str] | None:
+        """Why a request may not reach the app (status, one line), or None."""
+        host = headers.get("host", "")
+        if self.token is None and not is_loopback(_host_name(host)):
+            return 403, "this server only answers to 127.0.0.1 or localhost"
+        origin = headers.get("origin")
+        if origin is not None:
+            parts = urlsplit(origin)
+            if parts.scheme not in ("http", "https") or parts.netloc.lower() != host.lower():
+                return 403, "requests from other web sites are refused"
+        site = headers.get("sec-fetch-site", "")
+        navigation = scope["type"] == "http" and headers.get("sec-fetch-mode") == "navigate"
+        if site in ("cross-site", "same-site") and not navigation:
+            return 403, "requests from other web sites are refused"
+        return None
 
-        async def wrapped(message: dict) -> None:
-            if message["type"] == "http.response.start":
-                message = {
-                    **message,
-                    "headers": [*message.get("headers", []), (b"set-cookie", value)],
-                }
-            await send(message)
 
-        return wrapped
+def _query_token(scope: Scope) -> str | None:
+    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+    return (query.get("token") or [None])[0]
 
-    @staticmethod
-    async def _refuse(scope: Scope, receive: Receive, send: Send, status: int, reason: str) -> None:
-        if scope["type"] == "websocket":
-            await receive()  # the connect event
-            await send({"type": "websocket.close", "code": 1008, "reason": reason})
-            return
-        body = json.dumps({"detail": reason}).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+
+def _with_headers(send: Send, extra: list[tuple[bytes, bytes]]) -> Send:
+    """send, adding these headers to the response's start."""
+
+    async def wrapped(message: dict) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", []), *extra]}
+        await send(message)
+
+    return wrapped
+
+
+async def _refuse(scope: Scope, receive: Receive, send: Send, status: int, reason: str) -> None:
+    if scope["type"] == "websocket":
+        await receive()  # the connect event
+        await send({"type": "websocket.close", "code": 1008, "reason": reason})
+        return
+    body = json.dumps({"detail": reason}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

@@ -4,6 +4,10 @@ Each job owns one folder under `<data>/jobs/<id>/` named by the server; the
 database holds the display name, the options, the state and the output's file
 name inside that folder. Progress (frames done) changes many times a second and
 lives only in memory; everything else is written through at once.
+
+Each job is filed under its owner (a hash of the browser session that created it), so
+each session lists only its own jobs. The folders are 0700 and the files 0600: on a shared
+machine no other account can read the results or the job list.
 """
 
 from __future__ import annotations
@@ -41,9 +45,11 @@ CREATE TABLE IF NOT EXISTS jobs (
     output TEXT,
     review TEXT,
     frames INTEGER NOT NULL DEFAULT 0,
-    boxes INTEGER NOT NULL DEFAULT 0
+    boxes INTEGER NOT NULL DEFAULT 0,
+    owner TEXT
 )
 """
+PRIVATE_DIR, PRIVATE_FILE = 0o700, 0o600
 
 
 @dataclass
@@ -60,6 +66,7 @@ class Job:
     review: str | None = None
     frames: int = 0
     boxes: int = 0
+    owner: str | None = field(default=None, compare=False)
     done_frames: int = field(default=0, compare=False)
     total_frames: int | None = field(default=None, compare=False)
 
@@ -68,8 +75,8 @@ class Job:
         data = asdict(self)
         data["has_result"] = self.status == DONE and self.output is not None
         data["has_review"] = self.review is not None
-        data.pop("output")
-        data.pop("review")
+        for private in ("output", "review", "owner"):
+            data.pop(private)
         return data
 
 
@@ -79,12 +86,17 @@ class JobStore:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self.jobs_dir = self.root / "jobs"
-        self.jobs_dir.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(
-            self.root / "jobs.sqlite3", check_same_thread=False, isolation_level=None
-        )
+        private_dir(self.jobs_dir)
+        database = self.root / "jobs.sqlite3"
+        database.touch(PRIVATE_FILE)
+        self._db = sqlite3.connect(database, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
+        if "owner" not in columns:  # a job list from before sessions: its jobs have no owner
+            self._db.execute("ALTER TABLE jobs ADD COLUMN owner TEXT")
+        for path in self.root.glob("jobs.sqlite3*"):
+            path.chmod(PRIVATE_FILE)
         self._lock = threading.Lock()
         self._progress: dict[str, tuple[int, int | None]] = {}
         self.version = 0
@@ -92,16 +104,23 @@ class JobStore:
     def folder(self, job_id: str) -> Path:
         return self.jobs_dir / job_id
 
+    def make_folder(self, job_id: str) -> Path:
+        """The job's own folder, created private."""
+        return private_dir(self.folder(job_id))
+
     @staticmethod
     def new_id() -> str:
         return uuid.uuid4().hex
 
-    def add(self, job_id: str, name: str, kind: str, options: dict[str, Any]) -> Job:
-        job = Job(job_id, name, kind, QUEUED, options, time.time())
+    def add(
+        self, job_id: str, name: str, kind: str, options: dict[str, Any], owner: str | None = None
+    ) -> Job:
+        job = Job(job_id, name, kind, QUEUED, options, time.time(), owner=owner)
         with self._lock:
             self._db.execute(
-                "INSERT INTO jobs (id, name, kind, status, options, created) VALUES (?, ?, ?, ?, ?, ?)",
-                (job.id, job.name, job.kind, job.status, json.dumps(options), job.created),
+                "INSERT INTO jobs (id, name, kind, status, options, created, owner) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (job.id, job.name, job.kind, job.status, json.dumps(options), job.created, owner),
             )
             self.version += 1
         return job
@@ -142,10 +161,24 @@ class JobStore:
             row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
             return self._job(row) if row else None
 
-    def list(self) -> list[Job]:
+    def list(self, owner: str | None = None) -> list[Job]:
+        """All jobs, oldest first; only those of `owner` when one is given."""
         with self._lock:
-            rows = self._db.execute("SELECT * FROM jobs ORDER BY created").fetchall()
+            if owner is None:
+                rows = self._db.execute("SELECT * FROM jobs ORDER BY created").fetchall()
+            else:
+                rows = self._db.execute(
+                    "SELECT * FROM jobs WHERE owner = ? ORDER BY created", (owner,)
+                ).fetchall()
             return [self._job(row) for row in rows]
+
+    def active(self) -> int:
+        """How many jobs are queued or running."""
+        with self._lock:
+            cur = self._db.execute(
+                "SELECT COUNT(*) FROM jobs WHERE status IN (?, ?)", (QUEUED, RUNNING)
+            )
+            return cur.fetchone()[0]
 
     def _job(self, row: tuple) -> Job:
         (
@@ -161,6 +194,7 @@ class JobStore:
             review,
             frames,
             boxes,
+            owner,
         ) = row
         done, total = self._progress.get(job_id, (0, None))
         return Job(
@@ -176,12 +210,13 @@ class JobStore:
             review,
             frames,
             boxes,
+            owner,
             done,
             total,
         )
 
     def recover(self) -> list[Job]:
-        """After a restart: running jobs are marked interrupted; queued jobs are returned to run again."""
+        """After a restart: running jobs are marked interrupted; queued ones are returned to run."""
         with self._lock:
             self._db.execute(
                 "UPDATE jobs SET status = ?, finished = ?, error = ? WHERE status = ?",
@@ -214,3 +249,10 @@ class JobStore:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def private_dir(path: Path) -> Path:
+    """path as a folder only this account can open (0700), created if missing."""
+    path.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
+    path.chmod(PRIVATE_DIR)
+    return path
