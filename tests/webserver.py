@@ -25,7 +25,10 @@ def server(tmp_path_factory):
 
 
 class Server:
-    """`python -m veil serve --port 0 ...`; the printed address tells where it listens."""
+    """`python -m veil serve --port 0 ...`; the printed address tells where it listens.
+
+    Its requests behave as one browser: they carry the session cookie the server gave.
+    """
 
     def __init__(self, data_dir: Path, *args: str) -> None:
         self.data_dir = data_dir
@@ -54,6 +57,7 @@ class Server:
         self.address = line.split(": ", 1)[1].strip()
         self.base = self.address.split("?", 1)[0].rstrip("/")
         self.headers: dict[str, str] = {}
+        self.session: str | None = None
         self._wait_ready()
 
     def _wait_ready(self) -> None:
@@ -75,13 +79,24 @@ class Server:
         timeout: float = 30,
     ) -> tuple[int, dict, bytes]:
         req = urllib.request.Request(
-            self.base + path, data=body, method=method, headers={**self.headers, **(headers or {})}
+            self.base + path,
+            data=body,
+            method=method,
+            headers={**self.cookie(), **self.headers, **(headers or {})},
         )
         try:
             with urllib.request.urlopen(req, timeout=timeout) as resp:
-                return resp.status, dict(resp.headers), resp.read()
+                status, answer, data = resp.status, resp.headers, resp.read()
         except urllib.error.HTTPError as err:
-            return err.code, dict(err.headers), err.read()
+            status, answer, data = err.code, err.headers, err.read()
+        for line in answer.get_all("set-cookie") or []:
+            if line.startswith("veil_session=") and self.session is None:
+                self.session = line.split(";", 1)[0]
+        return status, dict(answer), data
+
+    def cookie(self) -> dict[str, str]:
+        """The Cookie header of this client's browser session (empty before the first answer)."""
+        return {"Cookie": self.session} if self.session else {}
 
     def json(self, method: str, path: str, body: bytes | None = None, expect: int = 200, **kw):
         status, _, data = self.request(method, path, body, **kw)

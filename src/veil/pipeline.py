@@ -83,7 +83,7 @@ class JobOptions:
         image_io.DEFAULT_MAX_PIXELS,
         "--max-pixels",
         group="output",
-        commands=("main", "batch"),
+        commands=("main", "batch", "serve"),
         metavar="N",
         help="largest picture decoded, in pixels (all pages of a multi-page image together); "
         "checked before decoding, so a small file that declares a huge picture is refused "

@@ -115,7 +115,7 @@ def test_bad_options_are_refused(server, photo):
 def test_video_job_with_progress_events(server, face_video, astronaut):
     events: list[list[dict]] = []
     conn = http.client.HTTPConnection(server.base.split("//")[1], timeout=60)
-    conn.request("GET", "/api/events")
+    conn.request("GET", "/api/events", headers=server.cookie())
     resp = conn.getresponse()
     assert resp.status == 200
     assert resp.getheader("content-type").startswith("text/event-stream")

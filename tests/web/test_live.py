@@ -11,6 +11,7 @@ from PIL import Image
 pytest.importorskip("fastapi")
 
 from veil.detectors import Detector  # noqa: E402
+from veil.errors import InputError  # noqa: E402
 from veil.pipeline import Pipeline  # noqa: E402
 from veil.web.live import LiveSession  # noqa: E402
 
@@ -32,7 +33,8 @@ def test_live_frame_fails_closed(astronaut):
     x1, y1, x2, y2 = ASTRONAUT_FACE
     assert mean_abs_diff(astronaut[y1:y2, x1:x2], out[y1:y2, x1:x2]) > 12
     assert mean_abs_diff(astronaut[380:], out[380:]) > 12, "the whole frame must be hidden"
-    assert session.process(b"not a picture") is None
+    with pytest.raises(InputError):
+        session.process(b"not a picture")
 
 
 def test_live_frame_anonymizes(astronaut):

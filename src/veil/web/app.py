@@ -35,15 +35,24 @@ from starlette.background import BackgroundTask
 
 from .. import __version__
 from ..detectors import detector_for
-from ..errors import OptionError, VeilError
+from ..errors import InputError, OptionError, VeilError
 from ..pipeline import Pipeline
 from ..tracking import detector_options
+from .limits import Admission
 from .live import LiveSession
 from .options import check_options, form, job_options, query_parameters
-from .security import AccessGuard
+from .security import AccessGuard, caller_of
 from .server import ServerConfig
 from .store import DONE, FINAL_STATES, JobStore
-from .uploads import UploadTooLarge, check_decodes, display_stem, receive_upload, sanitize_name
+from .uploads import (
+    Busy,
+    UploadTimeout,
+    UploadTooLarge,
+    check_decodes,
+    receive_upload,
+    result_name,
+    sanitize_name,
+)
 from .worker import WorkerPool
 
 JOB_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -53,6 +62,10 @@ REVIEW_FILES = {
     "review.json": "application/json",
 }
 LIVE_MAX_FRAME = 8_000_000
+# A camera gives at most 4K UHD; a larger "camera frame" is refused before it is decoded.
+LIVE_MAX_PIXELS = 3840 * 2160
+EVERYONE = Query(False, alias="all", description="every session's jobs (token holders only)")
+ERROR_STATUS = ((UploadTooLarge, 413), (UploadTimeout, 408), (Busy, 429))
 EVENT_POLL_S = 0.2
 EVENT_PING_S = 15.0
 # The page's options as query parameters, so the OpenAPI schema lists them from the schema.
@@ -94,8 +107,9 @@ def create_app(config: ServerConfig) -> AccessGuard:
 
     @app.exception_handler(VeilError)
     async def veil_error(_request: Request, exc: VeilError) -> JSONResponse:
-        status = 413 if isinstance(exc, UploadTooLarge) else 400
-        return JSONResponse({"detail": str(exc)}, status_code=status)
+        status = next((code for kind, code in ERROR_STATUS if isinstance(exc, kind)), 400)
+        headers = {"Retry-After": "10"} if status == 429 else None
+        return JSONResponse({"detail": str(exc)}, status_code=status, headers=headers)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index() -> HTMLResponse:
@@ -116,6 +130,16 @@ def create_app(config: ServerConfig) -> AccessGuard:
     return AccessGuard(app, config.token)
 
 
+def _visible(store: JobStore, request: Request, everyone: bool) -> list:
+    """The jobs this caller may list: its session's, or every session's for a token holder."""
+    caller = caller_of(request.scope)
+    if not everyone:
+        return store.list(caller.owner)
+    if not caller.token_holder:
+        raise HTTPException(403, "only a token holder may list every session's jobs (--token)")
+    return store.list()
+
+
 def _job_or_404(store: JobStore, job_id: str):
     job = store.get(job_id) if JOB_ID.match(job_id) else None
     if job is None:
@@ -123,7 +147,19 @@ def _job_or_404(store: JobStore, job_id: str):
     return job
 
 
+def _check_decodes(path: Path, kind: str, display: str, config: ServerConfig) -> None:
+    """check_decodes with the server's pixel limit; errors name the upload by its display name."""
+    try:
+        check_decodes(path, kind, config.base_options.max_pixels)
+    except VeilError as exc:
+        raise type(exc)(str(exc).replace(str(path), display).replace(path.name, display)) from None
+
+
 def _job_routes(app: FastAPI, store: JobStore, pool: WorkerPool, config: ServerConfig) -> None:
+    admission = Admission(
+        store, max_queued=config.max_queued, max_client_uploads=config.max_client_uploads
+    )
+
     @app.post(
         "/api/jobs",
         status_code=201,
@@ -147,27 +183,29 @@ def _job_routes(app: FastAPI, store: JobStore, pool: WorkerPool, config: ServerC
             raise UploadTooLarge(
                 f"upload is larger than the limit of {config.max_upload_bytes // 1_000_000} MB"
             )
-        job_id = store.new_id()
-        folder = store.folder(job_id)
-        display = sanitize_name(name, "upload")
-        try:
-            path, kind = await receive_upload(request.stream(), folder, config.max_upload_bytes)
+        caller = caller_of(request.scope)
+        with admission.upload(caller.client):
+            job_id = store.new_id()
+            display = sanitize_name(name, "upload")
             try:
-                await asyncio.to_thread(check_decodes, path, kind)
-            except VeilError as exc:
-                raise type(exc)(
-                    str(exc).replace(str(path), display).replace(path.name, display)
-                ) from None
-        except BaseException:
-            shutil.rmtree(folder, ignore_errors=True)
-            raise
-        job = store.add(job_id, display, kind, chosen)
-        pool.submit(job_id)
+                path, kind = await receive_upload(
+                    request.stream(),
+                    store.make_folder(job_id),
+                    config.max_upload_bytes,
+                    stall_seconds=config.upload_stall_seconds,
+                    total_seconds=config.upload_seconds,
+                )
+                await asyncio.to_thread(_check_decodes, path, kind, display, config)
+            except BaseException:
+                shutil.rmtree(store.folder(job_id), ignore_errors=True)
+                raise
+            job = store.add(job_id, display, kind, chosen, owner=caller.owner)
+            pool.submit(job_id)
         return job.public()
 
-    @app.get("/api/jobs", summary="All jobs, oldest first")
-    async def list_jobs() -> list[dict]:
-        return [job.public() for job in store.list()]
+    @app.get("/api/jobs", summary="This browser session's jobs (all=true: every session's)")
+    async def list_jobs(request: Request, everyone: bool = EVERYONE) -> list[dict]:
+        return [job.public() for job in _visible(store, request, everyone)]
 
     @app.get("/api/jobs/{job_id}", summary="One job's state and progress")
     async def get_job(job_id: str) -> dict:
@@ -190,7 +228,7 @@ def _job_routes(app: FastAPI, store: JobStore, pool: WorkerPool, config: ServerC
 
 
 def _result_name(job) -> str:
-    return f"{display_stem(job.name)}_anonymized{Path(job.output).suffix}"
+    return result_name(job.name, job.output)
 
 
 def _result_routes(app: FastAPI, store: JobStore) -> None:
@@ -222,11 +260,16 @@ def _result_routes(app: FastAPI, store: JobStore) -> None:
 
     @app.get(
         "/api/results.zip",
-        summary="Several results in one zip (all finished ones when ids is empty)",
+        summary="Several results in one zip (when ids is empty: this session's finished ones, "
+        "or every session's with all=true)",
     )
-    async def get_zip(ids: str = "") -> FileResponse:
+    async def get_zip(request: Request, ids: str = "", everyone: bool = EVERYONE) -> FileResponse:
         wanted = [i for i in ids.split(",") if i]
-        jobs = [_job_or_404(store, i) for i in wanted] if wanted else store.list()
+        jobs = (
+            [_job_or_404(store, i) for i in wanted]
+            if wanted
+            else _visible(store, request, everyone)
+        )
         ready = [
             j
             for j in jobs
@@ -244,14 +287,21 @@ def _result_routes(app: FastAPI, store: JobStore) -> None:
 
 
 def _event_route(app: FastAPI, store: JobStore) -> None:
-    @app.get("/api/events", summary="Server-sent events: the whole job list each time it changes")
-    async def events(request: Request) -> StreamingResponse:
+    @app.get(
+        "/api/events",
+        summary="Server-sent events: this session's job list (all=true: every session's) each "
+        "time it changes",
+    )
+    async def events(request: Request, everyone: bool = EVERYONE) -> StreamingResponse:
+        _visible(store, request, everyone)  # refuses all=true to anyone but a token holder
+        owner = None if everyone else caller_of(request.scope).owner
+
         async def stream() -> AsyncIterator[str]:
             seen, quiet = -1, 0.0
             while not await request.is_disconnected():
                 if store.version != seen:
                     seen = store.version
-                    jobs = [job.public() for job in store.list()]
+                    jobs = [job.public() for job in store.list(owner)]
                     yield f"event: jobs\ndata: {json.dumps(jobs)}\n\n"
                     quiet = 0.0
                 elif quiet >= EVENT_PING_S:
@@ -282,7 +332,10 @@ def _live_route(app: FastAPI, config: ServerConfig) -> None:
         options = job_options(chosen, "image", config.base_options)
         wanted = detector_options(options.tracking, options.detector)
         detector = await asyncio.to_thread(detector_for, wanted)  # loads once, shared with jobs
-        session = LiveSession(Pipeline(options, detector=detector))
+        session = LiveSession(
+            Pipeline(options, detector=detector),
+            max_pixels=min(LIVE_MAX_PIXELS, config.base_options.max_pixels),
+        )
         try:
             while True:
                 message = await ws.receive()
@@ -294,10 +347,11 @@ def _live_route(app: FastAPI, config: ServerConfig) -> None:
                 if len(data) > LIVE_MAX_FRAME:
                     await ws.send_text(json.dumps({"error": "frame too large"}))
                     continue
-                async with live_lock:
-                    out = await asyncio.to_thread(session.process, data)
-                if out is None:
-                    await ws.send_text(json.dumps({"error": "not a picture; nothing shown"}))
+                try:
+                    async with live_lock:
+                        out = await asyncio.to_thread(session.process, data)
+                except InputError as exc:
+                    await ws.send_text(json.dumps({"error": f"{exc}; nothing shown"}))
                 else:
                     await ws.send_bytes(out)
         except WebSocketDisconnect:

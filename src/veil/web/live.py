@@ -4,7 +4,7 @@ Each camera runs the one frame loop (pipeline.FrameLoop) with the live detection
 like `veil live`. Fail closed: the page never draws the camera's own frames, only what comes
 back from here. A frame whose detection or hiding fails comes back blurred as a whole; a frame
 that cannot even be decoded gets no picture back, only a short error message, so nothing
-unprocessed is ever shown.
+unprocessed is ever shown. A frame's size is checked from its header before it is decoded.
 """
 
 from __future__ import annotations
@@ -15,9 +15,8 @@ import time
 import cv2
 import numpy as np
 
-from ..errors import InputError
 from ..frame import Frame
-from ..io.images import decode_image_bytes
+from ..io.images import DEFAULT_MAX_PIXELS, decode_image_bytes
 from ..pipeline import DeadlineDetection, FrameLoop, Pipeline
 
 log = logging.getLogger("veil.web")
@@ -41,21 +40,29 @@ class LiveSession:
     comes back blurred whole. None (the default) waits for them: the page sends its next frame
     only when this one came back, so frames never queue up and a slow detector shows as a lower
     frame rate, not as hidden pictures. The detection worker thread ends with the session.
+    max_pixels: larger frames are refused before they are decoded.
     """
 
-    def __init__(self, pipeline: Pipeline, *, max_latency: float | None = None) -> None:
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        *,
+        max_latency: float | None = None,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+    ) -> None:
+        self.max_pixels = max_pixels
         detection = DeadlineDetection(pipeline, max_latency=max_latency)
         self.loop = FrameLoop(pipeline, detection, fps=LIVE_FPS, log=log.warning)
         self.index = 0
         self.started = time.monotonic()
 
-    def process(self, data: bytes) -> bytes | None:
-        """Anonymized JPEG for one encoded camera frame; None if it is not a picture at all."""
+    def process(self, data: bytes) -> bytes:
+        """Anonymized JPEG for one encoded camera frame.
+
+        InputError (one line) when it is not a picture or is over the pixel limit.
+        """
         arrived = time.monotonic()
-        try:
-            image = decode_image_bytes(data, "camera frame")
-        except InputError:
-            return None
+        image = decode_image_bytes(data, "camera frame", max_pixels=self.max_pixels)
         frame = Frame(self.index, arrived - self.started, image)
         self.index += 1
         # The live filter releases each frame when it is pushed, hidden or blurred whole.

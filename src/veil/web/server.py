@@ -77,6 +77,39 @@ class ServerConfig:
         metavar="MB",
         help="largest accepted upload (default %(default)s)",
     )
+    max_queued: int = serving(
+        50,
+        "--max-queued",
+        ge=1,
+        metavar="N",
+        help="jobs waiting or running at once, all users together; more uploads are refused "
+        "with HTTP 429 (default %(default)s)",
+    )
+    max_client_uploads: int = serving(
+        4,
+        "--max-client-uploads",
+        ge=1,
+        metavar="N",
+        help="uploads one browser session (or, without one, one address) may send at once; "
+        "more are refused with HTTP 429 (default %(default)s)",
+    )
+    upload_stall_seconds: float = serving(
+        30.0,
+        "--upload-stall-seconds",
+        gt=0,
+        metavar="S",
+        help="an upload that sends nothing for this long is cut off and its partial file "
+        "deleted (HTTP 408; default %(default)s)",
+    )
+    upload_seconds: float = serving(
+        3600.0,
+        "--upload-minutes",
+        scale=60,
+        gt=0,
+        metavar="MIN",
+        help="an upload still unfinished after this long is cut off and its partial file "
+        "deleted (HTTP 408; default %(default)s)",
+    )
     sweep_every: float = 60.0
     base_options: JobOptions = field(default_factory=JobOptions)
 
@@ -130,8 +163,9 @@ def main(argv: Sequence[str]) -> int:
         raise VeilError(
             f"the web app needs its extra: pip install 'veil[web]' ({exc.name} is missing)"
         ) from None
+    os.umask(0o077)  # every file the server writes (results, review files, zips) is 0600
     try:
-        config.data_dir.mkdir(parents=True, exist_ok=True)
+        config.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(
             f"{config.data_dir}: cannot create the data folder ({exc.strerror})"

@@ -4,17 +4,22 @@ A browser's file name and MIME type are hints at best and attacks at worst, so
 the stored file is named by the server (job id + an extension derived from the
 first bytes) and is accepted only once it actually decodes as an image or a
 video. The client's name survives only as display text, sanitized.
+
+An upload must keep coming: one that stalls, or crawls past its time limit, is cut off
+and its partial file deleted, so a slow client cannot hold a slot or disk space forever.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
+import time
 import unicodedata
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from ..errors import InputError
+from ..errors import InputError, VeilError
 
 # (offset, magic bytes, extension). Order matters only where prefixes overlap.
 _SIGNATURES: tuple[tuple[int, bytes, str], ...] = (
@@ -38,6 +43,14 @@ SNIFF_BYTES = 512
 
 class UploadTooLarge(InputError):
     """The upload went past the configured size limit; the partial file was removed."""
+
+
+class UploadTimeout(InputError):
+    """The upload stalled or took too long; the partial file was removed."""
+
+
+class Busy(VeilError):
+    """The server's queue, or this client's share of uploads, is full: try again later."""
 
 
 def sniff_extension(head: bytes) -> str | None:
@@ -64,16 +77,20 @@ def kind_of(extension: str) -> str:
     return "image" if extension in IMAGE_TYPES else "video"
 
 
-def check_decodes(path: Path, kind: str) -> None:
-    """Raise InputError unless the file really opens as the kind its magic bytes claim."""
+def check_decodes(path: Path, kind: str, max_pixels: int) -> None:
+    """Raise InputError unless the file really opens as the kind its magic bytes claim.
+
+    The picture size is checked against max_pixels from the header, before anything is
+    decoded, so a small file that declares a huge picture costs no memory.
+    """
     if kind == "image":
         from ..io.images import read_image
 
-        read_image(path)
+        read_image(path, max_pixels=max_pixels)
         return
     from ..io.video import VideoSource
 
-    with VideoSource(path) as source:
+    with VideoSource(path, max_pixels=max_pixels) as source:
         if next(iter(source.frames()), None) is None:
             raise InputError(f"{path.name}: video has no decodable frame")
 
@@ -98,21 +115,35 @@ def display_stem(name: str) -> str:
     return stem or "file"
 
 
+def result_name(name: str, output: str) -> str:
+    """The name a result is offered under: the upload's display name and the output's type."""
+    return f"{display_stem(name)}_anonymized{Path(output).suffix}"
+
+
 async def receive_upload(
-    chunks: AsyncIterator[bytes], folder: Path, limit: int
+    chunks: AsyncIterator[bytes],
+    folder: Path,
+    limit: int,
+    *,
+    stall_seconds: float = 30.0,
+    total_seconds: float = 3600.0,
 ) -> tuple[Path, str]:
-    """Stream chunks into folder/'upload.part'; return the typed final path and its kind.
+    """Stream chunks into folder/'upload.part' (0600); return the typed final path and its kind.
 
     The file is renamed to 'input<ext>' only once its type is known, so nothing
-    the client sent (name or claimed type) ever shapes a path.
+    the client sent (name or claimed type) ever shapes a path. Waiting more than
+    stall_seconds for a chunk, or total_seconds in all, raises UploadTimeout.
     """
-    folder.mkdir(parents=True, exist_ok=True)
     part = folder / "upload.part"
     size = 0
     head = b""
+    started = time.monotonic()
+    stream = aiter(chunks)
     try:
-        with open(part, "wb") as out:
-            async for chunk in chunks:
+        with open(os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:
+            while (
+                chunk := await _next_chunk(stream, stall_seconds, started, total_seconds)
+            ) is not None:
                 size += len(chunk)
                 if size > limit:
                     raise UploadTooLarge(
@@ -132,3 +163,20 @@ async def receive_upload(
         part.unlink(missing_ok=True)
         raise
     return final, kind_of(ext)
+
+
+async def _next_chunk(
+    stream: AsyncIterator[bytes], stall_seconds: float, started: float, total_seconds: float
+) -> bytes | None:
+    """The next chunk, None at the end; UploadTimeout when it is slow to come."""
+    left = started + total_seconds - time.monotonic()
+    try:
+        return await asyncio.wait_for(anext(stream, None), min(stall_seconds, max(left, 0)))
+    except asyncio.TimeoutError:
+        if left <= stall_seconds:
+            raise UploadTimeout(
+                f"upload took longer than {total_seconds / 60:g} min; the partial file was deleted"
+            ) from None
+        raise UploadTimeout(
+            f"upload stalled: nothing arrived for {stall_seconds:g} s; the partial file was deleted"
+        ) from None

@@ -8,6 +8,7 @@ cancel reaches a queued job at once and a running video at the next batch
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import shutil
@@ -18,11 +19,12 @@ from pathlib import Path
 
 from ..detectors import detector_for
 from ..errors import VeilError
-from ..io.paths import TEMP_PREFIX
+from ..io.paths import TEMP_PREFIX, atomic_output
 from ..pipeline import Cancelled, JobOptions, Pipeline
 from ..tracking import detector_options
 from .options import job_options
 from .store import CANCELLED, DONE, FAILED, FINAL_STATES, INTERRUPTED, QUEUED, RUNNING, JobStore
+from .uploads import result_name
 
 log = logging.getLogger("veil.web")
 
@@ -152,6 +154,8 @@ class WorkerPool:
             self.store.update(job_id, status=FAILED, error=str(exc).replace(str(folder) + "/", ""))
         else:
             review = _inside(folder, result.review)
+            if review:
+                _name_files(folder / review / "review.json", job.name, result.output.name)
             self.store.update(
                 job_id,
                 status=DONE,
@@ -204,6 +208,17 @@ def _inside(folder: Path, path: Path | None) -> str | None:
     if path is None or not path.resolve().is_relative_to(folder.resolve()):
         return None
     return path.resolve().relative_to(folder.resolve()).as_posix()
+
+
+def _name_files(report: Path, name: str, output: str) -> None:
+    """A review report names the files by what the user sees (the upload's name and the
+    result's download name), never by the server's paths."""
+    if not report.is_file():
+        return
+    summary = json.loads(report.read_text(encoding="utf-8"))
+    summary.update(source=name, output=result_name(name, output))
+    with atomic_output(report) as tmp:
+        tmp.write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
 
 
 def _output_extension(source: Path, kind: str) -> str:
