@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import av
@@ -176,4 +178,26 @@ def astronaut_face(embedder):
 def big_photo(path: Path, tiles: int = 19) -> Path:
     """The astronaut tiled 19 x 19: 9728 x 9728 pixels, 95 MP, just under the 100 MP default."""
     cv2.imwrite(str(path), np.tile(astronaut_bgr(), (tiles, tiles, 1)))
+    return path
+
+
+def blank_png(path, width, height):
+    """A valid greyscale PNG of that size, written a row at a time (a few hundred KB)."""
+
+    def chunk(kind, data):
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    compressor, row, parts = zlib.compressobj(9), b"\x00" * (width + 1), []
+    for _ in range(height):
+        parts.append(compressor.compress(row))
+    parts.append(compressor.flush())
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", b"".join(parts))
+        + chunk(b"IEND", b"")
+    )
     return path

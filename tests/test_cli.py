@@ -1,7 +1,6 @@
 import os
 import resource
 import signal
-import struct
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ from media import (
     ENV,
     LOW_MEMORY_ENV,
     big_photo,
+    blank_png,
     mean_abs_diff,
     panning_frames,
     run_veil,
@@ -321,29 +321,6 @@ def limit_memory(mib: int):
         resource.setrlimit(resource.RLIMIT_AS, (mib << 20, mib << 20))
 
     return apply
-
-
-def blank_png(path, width, height):
-    """A valid greyscale PNG of that size, written a row at a time (a few hundred KB)."""
-    import zlib
-
-    def chunk(kind, data):
-        return (
-            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-        )
-
-    compressor, row, parts = zlib.compressobj(9), b"\x00" * (width + 1), []
-    for _ in range(height):
-        parts.append(compressor.compress(row))
-    parts.append(compressor.flush())
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    path.write_bytes(
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", b"".join(parts))
-        + chunk(b"IEND", b"")
-    )
-    return path
 
 
 @pytest.mark.slow

@@ -30,9 +30,11 @@ class Server:
     Its requests behave as one browser: they carry the session cookie the server gave.
     """
 
-    def __init__(self, data_dir: Path, *args: str) -> None:
+    def __init__(
+        self, data_dir: Path, *args: str, env: dict | None = None, preexec_fn=None
+    ) -> None:
         self.data_dir = data_dir
-        env = {**ENV, "PYTHONUNBUFFERED": "1"}
+        env = {**(env or ENV), "PYTHONUNBUFFERED": "1"}
         self.proc = subprocess.Popen(
             [
                 sys.executable,
@@ -49,6 +51,7 @@ class Server:
             stderr=subprocess.PIPE,
             text=True,
             env=env,
+            preexec_fn=preexec_fn,
         )
         line = self.proc.stdout.readline()
         if not line.startswith("veil web app: "):
@@ -123,6 +126,12 @@ class Server:
                 return job
             time.sleep(0.1)
         raise AssertionError(f"job {job_id} stuck in {job['status']}")
+
+    def peak_rss_mb(self) -> float:
+        """The server's peak resident memory so far (VmHWM), in MiB."""
+        status = Path(f"/proc/{self.proc.pid}/status").read_text()
+        kib = next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM"))
+        return int(kib) / 1024
 
     def stop(self, kill: bool = False) -> None:
         if self.proc.poll() is None:

@@ -291,6 +291,7 @@ def test_restart_keeps_results_and_marks_interrupted(tmp_path, photo, astronaut,
     finally:
         first.stop(kill=kill)
     second = Server(data)
+    second.session = first.session  # the same browser, after the restart
     try:
         jobs = {j["id"]: j for j in second.json("GET", "/api/jobs")}
         assert jobs[image_job["id"]]["status"] == "done"

@@ -110,6 +110,14 @@ class WorkerPool:
         while (job_id := self._queue.get()) is not _STOP:
             try:
                 self._run(job_id)
+            except MemoryError:  # the job is dropped, the server and its other jobs go on
+                self.store.update(
+                    job_id,
+                    status=FAILED,
+                    error="out of memory: the picture is too large for this server "
+                    "(its --max-pixels limit is above what its memory allows)",
+                )
+                self._remove_input(job_id)
             except Exception:  # a bug in one job must not take the worker down with it
                 log.exception("job %s failed unexpectedly", job_id)
                 self.store.update(job_id, status=FAILED, error="internal error; see the server log")
