@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import struct
 import subprocess
 import sys
@@ -201,3 +202,10 @@ def blank_png(path, width, height):
         + chunk(b"IEND", b"")
     )
     return path
+
+
+def limit_memory(mib: int):
+    def apply():
+        resource.setrlimit(resource.RLIMIT_AS, (mib << 20, mib << 20))
+
+    return apply

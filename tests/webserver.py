@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -127,6 +128,26 @@ class Server:
             time.sleep(0.1)
         raise AssertionError(f"job {job_id} stuck in {job['status']}")
 
+    def start_upload(self, first: bytes, length: int, name: str = "held.png") -> socket.socket:
+        """An upload that announces `length` bytes and sends only `first`: the open socket,
+        once the server has begun storing it (its partial file is there)."""
+        host, port = self.base.split("//")[1].rsplit(":", 1)
+        before = self.partial_uploads()
+        sock = socket.create_connection((host, int(port)), timeout=60)
+        extra = "".join(f"{k}: {v}\r\n" for k, v in {**self.cookie(), **self.headers}.items())
+        head = (
+            f"POST /api/jobs?name={name} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+            f"Content-Type: application/octet-stream\r\nContent-Length: {length}\r\n{extra}\r\n"
+        )
+        sock.sendall(head.encode() + first)
+        deadline = time.monotonic() + 30
+        while self.partial_uploads() <= before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return sock
+
+    def partial_uploads(self) -> int:
+        return len(list((self.data_dir / "jobs").glob("*/upload.part")))
+
     def peak_rss_mb(self) -> float:
         """The server's peak resident memory so far (VmHWM), in MiB."""
         status = Path(f"/proc/{self.proc.pid}/status").read_text()
@@ -164,3 +185,14 @@ def disposition_name(header: str) -> str:
         if key == "filename":
             return value.strip('"')
     raise AssertionError(f"no file name in {header!r}")
+
+
+def answer(sock: socket.socket) -> tuple[int, str]:
+    """The status and body of the HTTP answer that arrives on a raw socket."""
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+        if b"\r\n\r\n" in data and data.endswith(b"}"):
+            break
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body.decode()

@@ -1,8 +1,11 @@
-"""Upload checks on their own: type sniffing from the first bytes, client file names."""
+"""Uploads: type sniffing from the first bytes, client file names, and against a real server,
+slow or stalled uploads and the pixel limit."""
 
 from __future__ import annotations
 
 import io
+import json
+import select
 
 import pytest
 from PIL import Image
@@ -11,7 +14,10 @@ pytest.importorskip("fastapi")
 
 from veil.web.uploads import sanitize_name, sniff_extension  # noqa: E402
 
-from media import write_video  # noqa: E402
+from media import blank_png, write_video  # noqa: E402
+from webserver import Server, answer  # noqa: E402
+
+PNG_START = b"\x89PNG\r\n\x1a\n" + b"\x00" * 500
 
 
 def encoded(astronaut, fmt: str) -> bytes:
@@ -64,3 +70,50 @@ def test_sniff_unknown():
 )
 def test_sanitize_name(raw, clean):
     assert sanitize_name(raw) == clean
+
+
+@pytest.fixture(scope="module")
+def impatient(tmp_path_factory):
+    """A server that waits 1 s for the next piece of an upload, and 4 s for the whole of it."""
+    srv = Server(
+        tmp_path_factory.mktemp("web"),
+        "--upload-stall-seconds",
+        "1",
+        "--upload-minutes",
+        str(4 / 60),
+    )
+    yield srv
+    srv.stop()
+
+
+def test_a_stalled_upload_is_cut_off_and_deleted(impatient):
+    sock = impatient.start_upload(PNG_START, 100_000)
+    with sock:
+        status, body = answer(sock)
+    assert status == 408
+    assert "stalled" in json.loads(body)["detail"]
+    assert list((impatient.data_dir / "jobs").iterdir()) == []
+
+
+def test_a_slow_upload_is_cut_off_and_deleted(impatient):
+    sock = impatient.start_upload(PNG_START, 100_000)
+    with sock:
+        while not select.select([sock], [], [], 0.3)[0]:
+            sock.sendall(b"\x00" * 50)  # always within the stall time, never done
+        status, body = answer(sock)
+    assert status == 408
+    assert "took longer than" in json.loads(body)["detail"]
+    assert list((impatient.data_dir / "jobs").iterdir()) == []
+
+
+def test_a_picture_over_the_servers_pixel_limit_is_refused_before_decoding(tmp_path):
+    srv = Server(tmp_path / "data", "--max-pixels", "1000000")
+    try:
+        big = blank_png(tmp_path / "big.png", 6000, 6000).read_bytes()
+        status, _, body = srv.request("POST", "/api/jobs?name=big.png", big)
+        assert status == 400
+        assert "big.png: 6000x6000 pixels" in json.loads(body)["detail"]
+        assert "over the limit of 1 MP" in json.loads(body)["detail"]
+        assert srv.peak_rss_mb() < 1000  # the server never decoded it
+    finally:
+        srv.stop()
