@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import os
 import shutil
+import time
 from pathlib import Path
 
 import cv2
@@ -19,7 +20,7 @@ if not Path(CHROMIUM).exists():
 from playwright import sync_api  # noqa: E402
 
 from media import astronaut_face_hidden  # noqa: E402
-from webserver import Server  # noqa: E402
+from webserver import Server, jpeg_bytes  # noqa: E402
 
 ARGS = [
     "--headless",
@@ -40,6 +41,14 @@ def write_y4m(path: Path, bgr: np.ndarray, frames: int = 10) -> Path:
         for _ in range(frames):
             out.write(b"FRAME\n" + yuv)
     return path
+
+
+def watch_errors(page) -> list[str]:
+    """The page's script errors and Content-Security-Policy violations, as they happen."""
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda m: "Content Security Policy" in m.text and errors.append(m.text))
+    return errors
 
 
 @pytest.fixture(scope="module")
@@ -63,8 +72,7 @@ def test_upload_review_and_download(server, browser, astronaut, tmp_path):
     photo = tmp_path / "astronaut.jpg"
     Image.fromarray(astronaut[:, :, ::-1]).save(photo, quality=92)
     page = browser.new_page(accept_downloads=True, viewport={"width": 1100, "height": 1000})
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    errors = watch_errors(page)
     page.goto(server.address)
     page.set_input_files("#file-input", str(photo))
     assert page.locator("#pending-list li").inner_text().startswith("astronaut.jpg")
@@ -75,7 +83,8 @@ def test_upload_review_and_download(server, browser, astronaut, tmp_path):
     assert "1 face hidden" in card.locator(".detail").inner_text()
     # The before/after slider: both pictures loaded, the original clipped at the slider.
     page.wait_for_function(
-        "() => [...document.querySelectorAll('.compare img')].every(i => i.complete && i.naturalWidth)"
+        "() => [...document.querySelectorAll('.compare img')]"
+        ".every(i => i.complete && i.naturalWidth)"
     )
     assert page.locator(".compare img").count() == 2
     page.locator(".compare input[type=range]").fill("80")
@@ -102,6 +111,7 @@ def test_upload_review_and_download(server, browser, astronaut, tmp_path):
 
 def test_live_camera_shows_only_anonymized_frames(server, browser, astronaut, tmp_path):
     page = browser.new_page(viewport={"width": 1100, "height": 900})
+    errors = watch_errors(page)
     page.goto(server.address)
     page.click("#tab-live")
     page.click("#live-start")
@@ -109,7 +119,8 @@ def test_live_camera_shows_only_anonymized_frames(server, browser, astronaut, tm
         "() => /frames\\/s/.test(document.querySelector('#live-status').textContent)",
         timeout=120_000,
     )
-    # The camera's raw picture is never in the page: no visible <video>, only the canvas of returned frames.
+    # The camera's raw picture is never in the page: no visible <video>, only the canvas of
+    # returned frames.
     assert page.locator("video").count() == 0
     data_url = page.evaluate("() => document.querySelector('#live-canvas').toDataURL('image/png')")
     shown = cv2.imdecode(
@@ -122,6 +133,7 @@ def test_live_camera_shows_only_anonymized_frames(server, browser, astronaut, tm
     if os.environ.get("VEIL_SCREENSHOT_DIR"):
         shutil.copy(shot, Path(os.environ["VEIL_SCREENSHOT_DIR"]) / "web_live.png")
     page.click("#live-stop")
+    assert errors == []
     page.close()
 
 
@@ -141,7 +153,8 @@ def test_several_files_at_once_with_video_player_and_zip(
     )
     duration = page.evaluate("""() => new Promise((ok) => {
         const v = document.querySelector('.job[data-status=done] video');
-        if (v.readyState >= 1) ok(v.duration); else v.addEventListener('loadedmetadata', () => ok(v.duration));
+        if (v.readyState >= 1) ok(v.duration);
+        else v.addEventListener('loadedmetadata', () => ok(v.duration));
     })""")
     assert 1.5 < duration < 2.5  # the 2 s clip plays in the browser
     assert "over 30 frames" in page.locator(".job:has(video) .detail").inner_text()
@@ -191,7 +204,8 @@ def test_progress_and_cancel_from_the_page(server, browser, astronaut, tmp_path)
 
 
 def test_page_works_with_a_token(browser, astronaut, tmp_path):
-    """Opening the printed address once is enough: the page, its events and its socket carry the cookie."""
+    """Opening the printed address once is enough: the page, its events and its socket carry
+    the cookie."""
     srv = Server(tmp_path / "data", "--token", "page-token-0123456789")
     try:
         photo = tmp_path / "t.jpg"
@@ -212,3 +226,37 @@ def test_page_works_with_a_token(browser, astronaut, tmp_path):
         page.close()
     finally:
         srv.stop()
+
+
+def test_cancelling_a_card_that_is_uploading_stops_the_upload(server, browser, astronaut, tmp_path):
+    big = tmp_path / "big.jpg"
+    big.write_bytes(jpeg_bytes(astronaut) + b"\x00" * 30_000_000)
+    jobs = server.data_dir / "jobs"
+    before = set(jobs.iterdir())
+    page = browser.new_page()
+    errors = watch_errors(page)
+    page.goto(server.address)
+    network = page.context.new_cdp_session(page)
+    network.send("Network.enable")
+    network.send(  # about 1 MB/s, so the upload lasts long enough to be cancelled
+        "Network.emulateNetworkConditions",
+        {"offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": 1e6},
+    )
+    page.set_input_files("#file-input", str(big))
+    page.click("#start")
+    card = page.locator(".job[data-status=uploading]")
+    card.wait_for(timeout=60_000)
+    deadline = time.monotonic() + 60
+    while not server.partial_uploads() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert server.partial_uploads() == 1  # the server is receiving it
+    card.locator(".cancel").click()
+    cancelled = page.locator(".job[data-status=cancelled]")
+    cancelled.wait_for(timeout=30_000)
+    assert "cancelled while uploading" in cancelled.locator(".detail").inner_text()
+    deadline = time.monotonic() + 30
+    while set(jobs.iterdir()) != before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert set(jobs.iterdir()) == before  # no job, and the partial file is gone
+    assert errors == []
+    page.close()

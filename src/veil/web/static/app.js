@@ -15,6 +15,8 @@ let serverJobs = [];
 // depend on another option's value, as a strength depends on the method chosen).
 let fields = [];
 const controlId = (name) => name.replaceAll("_", "-");
+// The settings form is never sent (no inline handler: the page's policy allows no inline script).
+$("#settings").addEventListener("submit", (e) => e.preventDefault());
 
 function buildControls(list) {
   fields = list;
@@ -114,6 +116,9 @@ function upload(file, params) {
   render();
   return new Promise((resolve) => {
     const xhr = new XMLHttpRequest();
+    // Cancelling a card that is still uploading stops the upload: the server then deletes what
+    // it had received, and no job is created.
+    state.abort = () => xhr.abort();
     const query = new URLSearchParams(params);
     query.set("name", file.name);
     xhr.open("POST", `/api/jobs?${query}`);
@@ -136,6 +141,12 @@ function upload(file, params) {
       resolve();
     };
     xhr.onerror = () => { state.status = "failed"; state.error = "upload failed (server unreachable)"; render(); resolve(); };
+    xhr.onabort = () => {
+      state.status = "cancelled";
+      state.error = "cancelled while uploading; nothing was kept on the server";
+      render();
+      resolve();
+    };
     xhr.send(file);
   });
 }
@@ -174,9 +185,13 @@ function render() {
 }
 
 function wireCard(li, id) {
-  li.querySelector(".cancel").addEventListener("click", () => fetch(`/api/jobs/${id}/cancel`, { method: "POST" }));
+  li.querySelector(".cancel").addEventListener("click", () => {
+    const sending = uploads.get(id);
+    if (sending) sending.abort();
+    else fetch(`/api/jobs/${id}/cancel`, { method: "POST" });
+  });
   li.querySelector(".remove").addEventListener("click", async () => {
-    if (uploads.has(id)) { uploads.delete(id); render(); return; }
+    if (uploads.has(id)) { uploads.get(id).abort(); uploads.delete(id); render(); return; }
     await fetch(`/api/jobs/${id}`, { method: "DELETE" });
     const url = localBefore.get(id);
     if (url) { URL.revokeObjectURL(url); localBefore.delete(id); }
@@ -197,7 +212,7 @@ function updateCard(li, job) {
   const detail = li.querySelector(".detail");
   detail.classList.toggle("error", Boolean(job.error) && job.status !== "done");
   detail.textContent = describe(job);
-  li.querySelector(".cancel").hidden = !(job.status === "queued" || job.status === "running");
+  li.querySelector(".cancel").hidden = !ACTIVE.has(job.status);
   const link = li.querySelector(".download");
   link.hidden = !job.has_result;
   if (job.has_result) link.href = `/api/jobs/${job.id}/result`;
