@@ -162,6 +162,8 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        if not self.proc.stderr.closed:
+            self.log = self.proc.stderr.read()  # what the server said, for tests to check
         self.proc.stdout.close()
         self.proc.stderr.close()
 

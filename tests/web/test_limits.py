@@ -63,3 +63,5 @@ def test_the_queue_is_bounded(busy_server, astronaut):
         time.sleep(0.1)
     assert busy_server.partial_uploads() == 0  # cut-off uploads leave nothing behind
     assert third.upload(jpeg_bytes(astronaut), "c.jpg")["id"]
+    busy_server.stop()
+    assert "Traceback" not in busy_server.log  # a client's abort is no server error

@@ -32,6 +32,7 @@ from fastapi import (
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.background import BackgroundTask
+from starlette.requests import ClientDisconnect
 
 from .. import __version__
 from ..detectors import detector_for
@@ -43,7 +44,7 @@ from .live import LiveSession
 from .options import check_options, form, job_options, query_parameters
 from .security import AccessGuard, caller_of
 from .server import ServerConfig
-from .store import DONE, FINAL_STATES, JobStore
+from .store import DONE, FINAL_STATES, JobStore, private_dir
 from .uploads import (
     Busy,
     UploadTimeout,
@@ -196,6 +197,9 @@ def _job_routes(app: FastAPI, store: JobStore, pool: WorkerPool, config: ServerC
                     total_seconds=config.upload_seconds,
                 )
                 await asyncio.to_thread(_check_decodes, path, kind, display, config)
+            except ClientDisconnect:  # the client aborted: an answer nobody reads, no traceback
+                shutil.rmtree(store.folder(job_id), ignore_errors=True)
+                raise InputError("the client stopped the upload; it was deleted") from None
             except BaseException:
                 shutil.rmtree(store.folder(job_id), ignore_errors=True)
                 raise
@@ -359,8 +363,7 @@ def _live_route(app: FastAPI, config: ServerConfig) -> None:
 
 
 def _write_zip(store: JobStore, jobs: list, name_for) -> Path:
-    tmp_dir = store.root / "tmp"
-    tmp_dir.mkdir(exist_ok=True)
+    tmp_dir = private_dir(store.root / "tmp")
     fd, name = tempfile.mkstemp(prefix="results-", suffix=".zip", dir=tmp_dir)
     path = Path(name)
     used: set[str] = set()
