@@ -153,6 +153,12 @@ def test_video_job_with_progress_events(server, face_video, astronaut):
         status, headers, data = server.request("GET", f"/api/jobs/{job['id']}/review/{name}")
         assert status == 200
         assert data.startswith(b"\x89PNG")
+    status, _, data = server.request("GET", f"/api/jobs/{job['id']}/review/review.json")
+    assert status == 200
+    assert str(server.data_dir).encode() not in data  # no server path in the report
+    report = json.loads(data)
+    assert report["source"] == "clip.mp4"
+    assert report["output"] == "clip_anonymized.mp4"
 
 
 def test_cancel_running_video(server, tmp_path, astronaut):
