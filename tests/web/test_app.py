@@ -446,6 +446,22 @@ def test_a_huge_camera_frame_is_refused_in_one_line(bounded, tmp_path, astronaut
 
 
 @pytest.mark.slow
+def test_camera_frames_up_to_full_hd_fit_the_memory_bound(bounded, astronaut):
+    from websockets.sync.client import connect
+
+    full_hd = cv2.resize(astronaut, (1920, 1080))
+    url = bounded.base.replace("http://", "ws://") + "/api/live"
+    with connect(url, open_timeout=30, max_size=1 << 24) as ws:
+        ws.send(jpeg_bytes(cv2.resize(astronaut, (2560, 1440))))
+        assert "over the limit" in json.loads(ws.recv(timeout=60))["error"]
+        ws.send(jpeg_bytes(full_hd))
+        shown = decode(ws.recv(timeout=120))
+    face = (slice(40 * 1080 // 512, 200 * 1080 // 512), slice(170 * 1920 // 512, 285 * 1920 // 512))
+    assert mean_abs_diff(full_hd[face], shown[face]) > 12
+    assert mean_abs_diff(full_hd[900:], shown[900:]) < 5  # detected, not hidden whole
+
+
+@pytest.mark.slow
 def test_a_huge_upload_is_refused_before_decoding(bounded, tmp_path):
     huge = blank_png(tmp_path / "huge.png", 19000, 19000).read_bytes()  # 361 MP in ~350 KB
     status, _, body = bounded.request("POST", "/api/jobs?name=huge.png", huge)
