@@ -25,3 +25,27 @@ def test_store_survives_reopen_and_marks_interrupted(tmp_path):
     assert [job.id for job in requeue] == [ids[2]]
     assert reopened.get(ids[0]).public()["has_result"] is True
     reopened.close()
+
+
+def test_a_job_list_from_before_sessions_is_opened(tmp_path):
+    import sqlite3
+
+    old = sqlite3.connect(tmp_path / "jobs.sqlite3")
+    old.execute(
+        "CREATE TABLE jobs (id TEXT PRIMARY KEY, name TEXT NOT NULL, kind TEXT NOT NULL, "
+        "status TEXT NOT NULL, options TEXT NOT NULL, created REAL NOT NULL, finished REAL, "
+        "error TEXT, output TEXT, review TEXT, frames INTEGER NOT NULL DEFAULT 0, "
+        "boxes INTEGER NOT NULL DEFAULT 0)"
+    )
+    old.execute(
+        "INSERT INTO jobs (id, name, kind, status, options, created) "
+        "VALUES ('a' , 'old.jpg', 'image', 'done', '{}', 1.0)"
+    )
+    old.commit()
+    old.close()
+    store = JobStore(tmp_path)
+    store.add(store.new_id(), "new.jpg", "image", {}, owner="me")
+    assert [job.name for job in store.list("me")] == ["new.jpg"]
+    assert [job.name for job in store.list()] == ["old.jpg", "new.jpg"]
+    assert "owner" not in store.list()[0].public()
+    store.close()
