@@ -746,6 +746,8 @@ class FrameLoop:
                 frame.image = anon.blur_whole_frame(frame.image)
                 out.append(Anonymized(frame, Detections.empty(), arrived, hidden_whole=True))
         return out
+
+
 def _picture_frames(src: image_io.ImageSource, pictures: dict) -> Iterator[Frame]:
     """Frames of a multi-picture image at their display times (pages: one a second)."""
     time = 0.0
