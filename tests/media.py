@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import av
@@ -26,6 +28,15 @@ LOW_MEMORY_ENV = {**ENV, "MALLOC_ARENA_MAX": "2", "OMP_NUM_THREADS": "1"}
 # Where the faces are in the scikit-image photos (checked by eye, generous).
 ASTRONAUT_FACE = (170, 40, 285, 200)  # x1, y1, x2, y2
 CAMERA_FACE = (195, 105, 265, 205)
+
+
+def limit_memory(mib: int) -> Callable[[], None]:
+    """A preexec_fn: the child may map at most `mib` MiB of address space."""
+
+    def apply() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (mib << 20, mib << 20))
+
+    return apply
 
 
 def astronaut_bgr() -> np.ndarray:
