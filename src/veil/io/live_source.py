@@ -40,7 +40,7 @@ URL_SCHEMES = (
     "tcp",
     "file",
 )
-# A pts jump larger than this (or backwards) is a discontinuity: re-anchor on the wall clock.
+# A pts jump larger than this (or backwards) is a discontinuity: re-anchor on arrival times.
 MAX_PTS_JUMP = 5.0
 # Seconds of stream time over which the earliest arrival is remembered (see ArrivalClock).
 ARRIVAL_WINDOW = 30.0
