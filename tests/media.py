@@ -7,9 +7,10 @@ from __future__ import annotations
 import json
 import os
 import resource
+import struct
 import subprocess
 import sys
-from collections.abc import Callable
+import zlib
 from pathlib import Path
 
 import av
@@ -28,15 +29,6 @@ LOW_MEMORY_ENV = {**ENV, "MALLOC_ARENA_MAX": "2", "OMP_NUM_THREADS": "1"}
 # Where the faces are in the scikit-image photos (checked by eye, generous).
 ASTRONAUT_FACE = (170, 40, 285, 200)  # x1, y1, x2, y2
 CAMERA_FACE = (195, 105, 265, 205)
-
-
-def limit_memory(mib: int) -> Callable[[], None]:
-    """A preexec_fn: the child may map at most `mib` MiB of address space."""
-
-    def apply() -> None:
-        resource.setrlimit(resource.RLIMIT_AS, (mib << 20, mib << 20))
-
-    return apply
 
 
 def astronaut_bgr() -> np.ndarray:
@@ -188,3 +180,32 @@ def big_photo(path: Path, tiles: int = 19) -> Path:
     """The astronaut tiled 19 x 19: 9728 x 9728 pixels, 95 MP, just under the 100 MP default."""
     cv2.imwrite(str(path), np.tile(astronaut_bgr(), (tiles, tiles, 1)))
     return path
+
+
+def blank_png(path, width, height):
+    """A valid greyscale PNG of that size, written a row at a time (a few hundred KB)."""
+
+    def chunk(kind, data):
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    compressor, row, parts = zlib.compressobj(9), b"\x00" * (width + 1), []
+    for _ in range(height):
+        parts.append(compressor.compress(row))
+    parts.append(compressor.flush())
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", b"".join(parts))
+        + chunk(b"IEND", b"")
+    )
+    return path
+
+
+def limit_memory(mib: int):
+    def apply():
+        resource.setrlimit(resource.RLIMIT_AS, (mib << 20, mib << 20))
+
+    return apply

@@ -17,7 +17,6 @@ from media import (
     ENV,
     LOW_MEMORY_ENV,
     big_photo,
-    limit_memory,
     mean_abs_diff,
     panning_frames,
     run_veil,
@@ -315,6 +314,13 @@ def test_a_full_disk_is_a_one_line_error(tmp_path, face_video):
         timeout=300,
     )
     assert "No space left on device" in one_line_error(proc, 3)
+
+
+def limit_memory(mib: int):
+    def apply():
+        resource.setrlimit(resource.RLIMIT_AS, (mib << 20, mib << 20))
+
+    return apply
 
 
 def blank_png(path, width, height):
