@@ -77,3 +77,29 @@ def face_hidden(original: np.ndarray, output: np.ndarray, shift: int = 0) -> boo
 
 def video_frames(path: Path) -> list[np.ndarray]:
     return read_video(path)[0]
+
+
+def worker_pids(driver: int) -> list[int]:
+    """The pool's worker processes: children of the driver started by multiprocessing's spawn."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        if parent == driver and b"spawn_main" in cmdline:
+            pids.append(int(entry.name))
+    return pids
+
+
+def photo_folder(root: Path, count: int) -> Path:
+    """`count` astronaut photos, each shifted so that no two are the same."""
+    photo = small_astronaut()
+    root.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        cv2.imwrite(str(root / f"img{i}.png"), np.roll(photo, i * 9, axis=1))
+    return root

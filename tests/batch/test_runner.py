@@ -28,8 +28,10 @@ from batch_media import (
     face_hidden,
     journal_rows,
     make_tree,
+    photo_folder,
     small_astronaut,
     video_frames,
+    worker_pids,
 )
 from media import ENV, panning_frames, read_video, write_video
 
@@ -205,8 +207,9 @@ def test_bad_arguments_are_one_line_errors(tmp_path):
 
 
 def _stop_part_way(command: list[str], journal: Path, done_at_least: int, sig: int) -> int:
-    """Start a batch, send `sig` to its whole process group once enough files are done; its exit code."""
-    # A shell starts background jobs with SIGINT ignored, and children inherit that: restore the default.
+    """Start a batch, send `sig` to its process group once enough files are done; its exit code."""
+    # A shell starts background jobs with SIGINT ignored, and children inherit that: restore the
+    # default.
     proc = subprocess.Popen(
         command,
         env=ENV,
@@ -363,30 +366,9 @@ def test_two_inputs_with_one_output_name(tmp_path):
     assert len(video_frames(tmp_path / "out" / "clip.mp4")) == 5
 
 
-def _worker_pids(driver: int) -> list[int]:
-    """The pool's worker processes: children of the driver started by multiprocessing's spawn."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        parent = int(stat.rsplit(")", 1)[1].split()[1])
-        if parent == driver and b"spawn_main" in cmdline:
-            pids.append(int(entry.name))
-    return pids
-
-
 def test_killed_worker_is_replaced_and_the_batch_goes_on(tmp_path):
-    source = tmp_path / "in"
+    source = photo_folder(tmp_path / "in", 8)
     photo = small_astronaut()
-    for i in range(8):
-        path = source / f"img{i}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(path), np.roll(photo, i * 9, axis=1))
     out = tmp_path / "out"
     command = [
         sys.executable,
@@ -411,7 +393,7 @@ def test_killed_worker_is_replaced_and_the_batch_goes_on(tmp_path):
             journal.exists()
             and sum(r["state"] == "done" for r in journal_rows(journal).values()) >= 2
         ):
-            workers = _worker_pids(proc.pid)
+            workers = worker_pids(proc.pid)
             if workers:
                 os.kill(workers[0], signal.SIGKILL)
                 killed = workers[0]
@@ -438,3 +420,36 @@ def test_manifest_never_overwrites_its_inputs(tmp_path, tree):
     summary = json.loads((files["day0/photo0.jpg"].parent / "veil-batch-summary.json").read_text())
     assert "refusing to overwrite the input" in summary["failures"][0]["error"]
     assert files["day0/photo0.jpg"].read_bytes() == before
+
+
+def test_a_second_run_on_the_same_output_stops_in_one_line(tmp_path):
+    source = photo_folder(tmp_path / "in", 12)
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "veil", "batch", str(source), "-o", str(out), "-j", "1", "-q"]
+    first = subprocess.Popen(command, env=ENV, stderr=subprocess.PIPE, text=True)
+    journal = out / "veil-batch.sqlite"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and first.poll() is None and not journal.exists():
+        time.sleep(0.02)  # the journal is made once the first run holds the output
+    second = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=120)
+    running = first.poll() is None
+    _, first_err = first.communicate(timeout=240)
+    assert running, "the first run should still have been working"
+    assert second.returncode == 3, second.stderr
+    assert second.stderr.strip() == f"veil: error: another veil batch is writing to {out}"
+    assert first.returncode == 0, first_err
+    rows = journal_rows(journal)
+    assert all(r["state"] == "done" for r in rows.values())
+    assert len(rows) == 12
+
+
+def test_a_missing_manifest_entry_is_no_such_file(tmp_path):
+    source = photo_folder(tmp_path / "in", 1)
+    (source / "list.txt").write_text("img0.png\ngone.png\n")
+    out = tmp_path / "out"
+    assert batch_main([str(source / "list.txt"), "-o", str(out), "-j", "1", "-q"]) == 1
+    summary = json.loads((out / "veil-batch-summary.json").read_text())
+    assert summary["processed"] == 1
+    assert summary["failures"] == [
+        {"file": str(source / "gone.png"), "error": f"{source / 'gone.png'}: no such file"}
+    ]

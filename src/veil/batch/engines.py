@@ -3,14 +3,18 @@
 Both call work.process_item on each item and hand back Outcomes as they
 finish. Only as many items as there are workers are in flight at once, so a
 worker that dies takes down only the items it was running: those are retried
-once on a fresh pool, then reported as failed.
+once on a fresh pool, then reported as failed. A local worker never outlives
+the driver: when the driver dies, even by SIGKILL, its workers stop too.
 """
 
 from __future__ import annotations
 
+import _thread
 import multiprocessing
+import multiprocessing.connection
 import os
 import signal
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -18,11 +22,13 @@ from concurrent.futures.process import BrokenProcessPool
 
 from ..errors import OptionError
 from .storage import MissingExtra
-from .work import Outcome, WorkItem, process_item
+from .work import OUT_OF_MEMORY, Outcome, WorkItem, process_item
 
 ENGINES = ("local", "ray")
 CRASHES_BEFORE_FAILED = 2
 WORKER_DIED = "the worker process died while processing this file (out of memory or killed)"
+# Seconds a worker whose driver died has to delete the partial output of the file in hand.
+ORPHAN_GRACE = 5.0
 
 
 def local_outcomes(
@@ -37,7 +43,9 @@ def local_outcomes(
     crashes: Counter[tuple] = Counter()
     context = multiprocessing.get_context("spawn")
     while todo:
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
+        pool = ProcessPoolExecutor(
+            max_workers=workers, mp_context=context, initializer=_leave_with_parent
+        )
         running: dict[Future, WorkItem] = {}
         try:
             while todo or running:
@@ -49,21 +57,13 @@ def local_outcomes(
                 for future in done:
                     item = running.pop(future)
                     try:
-                        yield future.result()
+                        yield _result(future, item)
                     except BrokenProcessPool:
                         broken = True
-                        crashes[_identity(item)] += 1
-                        if crashes[_identity(item)] >= CRASHES_BEFORE_FAILED:
-                            yield _died(item)
-                        else:
-                            todo.append(item)
+                        yield from _crashed(item, crashes, todo)
                 if broken:  # every item still on the pool went down with it
                     for item in running.values():
-                        crashes[_identity(item)] += 1
-                        if crashes[_identity(item)] >= CRASHES_BEFORE_FAILED:
-                            yield _died(item)
-                        else:
-                            todo.append(item)
+                        yield from _crashed(item, crashes, todo)
                     running.clear()
                     pool.shutdown(wait=True)
                     if after_crash is not None:
@@ -76,16 +76,58 @@ def local_outcomes(
         pool.shutdown(wait=True, cancel_futures=True)
 
 
+def _leave_with_parent() -> None:
+    """Runs in each local worker: once the driver is gone (killed, even by SIGKILL), stop.
+
+    The file in hand is interrupted as by Ctrl-C, so its partial output is deleted; a worker
+    stuck in native code is ended after ORPHAN_GRACE seconds. Its messages are dropped, as
+    nothing reads them any more. The sentinel is a pipe the driver holds open while it lives.
+    """
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        multiprocessing.connection.wait([parent.sentinel])
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        _thread.interrupt_main()
+        threading.Event().wait(ORPHAN_GRACE)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="veil-parent-watch", daemon=True).start()
+
+
+def _result(future: Future, item: WorkItem) -> Outcome:
+    try:
+        return future.result()
+    except MemoryError:  # the worker ran out again while it reported the first MemoryError
+        return Outcome(item.key, False, error=OUT_OF_MEMORY, part=item_part(item))
+
+
+def _crashed(item: WorkItem, crashes: Counter[tuple], todo: list[WorkItem]) -> Iterator[Outcome]:
+    """An item whose worker died: back on the list, or failed once it took a worker down twice."""
+    crashes[_identity(item)] += 1
+    if crashes[_identity(item)] >= CRASHES_BEFORE_FAILED:
+        yield _died(item)
+    else:
+        todo.append(item)
+
+
+def item_part(item: WorkItem) -> int | None:
+    return item.segment.index if item.segment is not None else None
+
+
 def _identity(item: WorkItem) -> tuple:
-    return item.key, item.segment.index if item.segment is not None else None
+    return item.key, item_part(item)
 
 
 def _died(item: WorkItem, detail: str = "") -> Outcome:
-    return Outcome(item.key, False, error=WORKER_DIED + detail, part=_identity(item)[1])
+    return Outcome(item.key, False, error=WORKER_DIED + detail, part=item_part(item))
 
 
 def _interrupt_workers() -> None:
-    """Ctrl-C: let each worker unwind (its partial output is deleted) instead of leaving it running."""
+    """Ctrl-C: let each worker unwind (its partial output is deleted) rather than run on."""
     for child in multiprocessing.active_children():
         try:
             os.kill(child.pid, signal.SIGINT)
@@ -96,7 +138,7 @@ def _interrupt_workers() -> None:
 def ray_outcomes(
     items: Sequence[WorkItem], address: str | None, cpus_per_task: int
 ) -> Iterator[Outcome]:
-    """Run items as Ray tasks, on the cluster this process is connected to or the one at `address`."""
+    """Run items as Ray tasks, on the cluster this process is connected to or at `address`."""
     try:
         import ray
     except ImportError:
@@ -111,7 +153,8 @@ def ray_outcomes(
                 f"cannot reach the Ray cluster at {address or 'the default address'} ({exc})"
             ) from None
     task = ray.remote(num_cpus=cpus_per_task, max_retries=CRASHES_BEFORE_FAILED - 1)(process_item)
-    # Two tasks per slot keep every CPU busy while results travel back; the rest waits here, not in Ray.
+    # Two tasks per slot keep every CPU busy while results travel back; the rest waits here,
+    # not in Ray.
     slots = 2 * max(1, int(ray.cluster_resources().get("CPU", 1) // cpus_per_task))
     todo = list(reversed(items))
     running: dict = {}

@@ -2,17 +2,22 @@
 
 The driver process owns the journal; workers only return outcomes. An item is
 recorded as done after its output is in place (renamed locally, or uploaded),
-and each record is committed before the next outcome is read.
+and each record is committed before the next outcome is read. One run at a
+time writes to an output: the driver holds a lock on it for the whole run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import errno
+import fcntl
 import hashlib
 import json
 import os
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -39,6 +44,7 @@ from .work import Outcome, WorkItem
 
 JOURNAL_NAME = "veil-batch.sqlite"
 SUMMARY_NAME = "veil-batch-summary.json"
+LOCK_NAME = "veil-batch.lock"
 
 
 def _storage_option(text: str) -> tuple[str, Any]:
@@ -208,6 +214,36 @@ def default_journal(output: str) -> Path:
     return Path(f"veil-batch-{tag}.sqlite")
 
 
+@contextlib.contextmanager
+def _sole_writer(output: str, journal: Path) -> Iterator[None]:
+    """Hold the output's lock for the run, so that a second run on it stops with one line
+    instead of deleting this one's temporary files and segment parts as a killed run's.
+
+    The lock file is kept (removing it would let two runs lock two different files); the
+    kernel releases the lock when the process ends, however it ends.
+    """
+    path = journal.with_suffix(".lock") if is_remote(output) else local_path(output) / LOCK_NAME
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot create the batch lock ({exc.strerror})") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise OutputError(f"another veil batch is writing to {output}") from None
+    except OSError as exc:
+        if exc.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+            os.close(fd)
+            raise OutputError(f"{path}: cannot lock the output ({exc.strerror})") from None
+        # a file system without locks: run unguarded, as before locks existed
+    try:
+        yield
+    finally:
+        os.close(fd)
+
+
 def default_summary(journal: Path) -> Path:
     """Beside the journal."""
     if journal.name == JOURNAL_NAME:
@@ -257,9 +293,6 @@ def run_batch(options: BatchOptions, progress=None) -> Summary:
     journal_path = options.journal or default_journal(options.output)
     summary_path = options.summary or default_summary(journal_path)
     settings = settings_hash(options.job)
-    remove_partials(options.output, (TEMP_PREFIX, PART_PREFIX))
-    present = existing_outputs(options.output, options.storage_options)
-
     workers = options.workers or os.cpu_count() or 1
     # Ray schedules one task per CPU it was given; a local pool shares this machine's cores out.
     threads = (
@@ -282,7 +315,9 @@ def run_batch(options: BatchOptions, progress=None) -> Summary:
         str(journal_path),
         files=len(inputs.sources),
     )
-    with Journal(journal_path) as journal:
+    with _sole_writer(options.output, journal_path), Journal(journal_path) as journal:
+        remove_partials(options.output, (TEMP_PREFIX, PART_PREFIX))
+        present = existing_outputs(options.output, options.storage_options)
         plan = _plan(options, inputs.sources, settings, present, journal, summary)
         parts = _Parts(job)
         items = _work_items(options, plan, job, inputs.storage_options, parts, journal, summary)

@@ -46,36 +46,44 @@ class Outcome:
     part: int | None = None
 
 
+# Made before it is needed: a worker out of memory may not be able to build a message.
+OUT_OF_MEMORY = "out of memory (lower max_pixels, --max-size or --workers)"
+
+
 def process_item(item: WorkItem) -> Outcome:
     """Anonymize one input; failures come back as an Outcome so the batch goes on."""
     start = time.perf_counter()
     part = item.segment.index if item.segment is not None else None
     try:
         frames, faces = _process(item)
+        return Outcome(
+            item.key,
+            True,
+            frames,
+            faces,
+            time.perf_counter() - start,
+            worker=os.getpid(),
+            part=part,
+        )
     except VeilError as exc:
-        return Outcome(
-            item.key,
-            False,
-            error=str(exc),
-            seconds=time.perf_counter() - start,
-            worker=os.getpid(),
-            part=part,
-        )
+        error = str(exc)
+    except MemoryError:  # this file is too large for the memory left; the next may fit
+        error = OUT_OF_MEMORY
     except Exception as exc:  # a bug on one file must not stop the other thousands; it is reported
-        return Outcome(
-            item.key,
-            False,
-            error=f"internal error: {type(exc).__name__}: {exc}",
-            seconds=time.perf_counter() - start,
-            worker=os.getpid(),
-            part=part,
-        )
+        error = f"internal error: {type(exc).__name__}: {exc}"
     return Outcome(
-        item.key, True, frames, faces, time.perf_counter() - start, worker=os.getpid(), part=part
+        item.key,
+        False,
+        seconds=time.perf_counter() - start,
+        error=error,
+        worker=os.getpid(),
+        part=part,
     )
 
 
 def _process(item: WorkItem) -> tuple[int, int]:
+    if not is_remote(item.source) and not local_path(item.source).is_file():
+        raise InputError(f"{item.source}: no such file")  # a manifest entry, or deleted since
     options = item.options
     pipeline = Pipeline(
         options, detector=detector_for(detector_options(options.tracking, options.detector))

@@ -23,6 +23,7 @@ import numpy as np
 
 from ..errors import OptionError, OutputError
 from ..frame import Frame
+from .live_source import describe
 from .video import EncoderOptions, VideoInfo, VideoSink, fit
 
 # Muxer for each restream URL scheme.
@@ -38,6 +39,7 @@ RESTREAM_FORMATS = {
 }
 TIME_BASE = Fraction(1, 90000)
 KEYFRAME_SECONDS = 1.0
+SEND_TIMEOUT = 10.0  # seconds to connect to a receiver, and for one write
 # Milliseconds: what Matroska/WebM impose anyway (a muxer that changes the time base after the
 # first frames would skew them), and fine enough for real capture times in mp4/mov.
 RECORDING_TIME_BASE = Fraction(1, 1000)
@@ -129,7 +131,7 @@ class RestreamSink:
         if self.format == "mpegts":
             options["mpegts_flags"] = "resend_headers"
         container = av.open(
-            self.url, "w", format=self.format, options=options, timeout=(10.0, 10.0)
+            self.url, "w", format=self.format, options=options, timeout=SEND_TIMEOUT
         )
         try:
             stream = container.add_stream("libx264", rate=Fraction(round(self.fps * 1000), 1000))
@@ -194,7 +196,7 @@ class RestreamSink:
     def _failed(self, exc: BaseException) -> None:
         self.failures += 1
         self.log(
-            f"restream to {self.url} failed ({' '.join(str(exc).split())[:100]}); "
+            f"restream to {self.url} failed ({describe(exc, SEND_TIMEOUT)}); "
             f"retrying in {self._backoff:.1f} s"
         )
         self._close_container()

@@ -4,10 +4,12 @@ A reader thread decodes as fast as the source delivers and keeps only the
 newest few frames: when processing falls behind, the oldest waiting frame is
 dropped, so what is shown is always recent. Timestamps come from the
 container (or the camera driver) and are made continuous across reconnects
-using the wall-clock gap, so a recording plays at the speed it happened.
+from when frames arrived, so a recording plays at the speed it happened and
+an outage keeps its real length.
 
 When the source stops (network drop, sender restarted, camera unplugged) the
-reader reopens it with exponential backoff and carries on.
+reader reopens it with exponential backoff and carries on. Stopping does not
+wait for a blocked open or read to time out.
 """
 
 from __future__ import annotations
@@ -38,8 +40,12 @@ URL_SCHEMES = (
     "tcp",
     "file",
 )
-# A pts jump larger than this (or backwards) is a discontinuity: re-anchor on the wall clock.
+# A pts jump larger than this (or backwards) is a discontinuity: re-anchor on arrival times.
 MAX_PTS_JUMP = 5.0
+# Seconds of stream time over which the earliest arrival is remembered (see ArrivalClock).
+ARRIVAL_WINDOW = 30.0
+# Seconds stop() waits for the reader thread; one blocked in FFmpeg ends when its call returns.
+STOP_WAIT = 0.5
 
 
 @dataclass(frozen=True)
@@ -147,7 +153,7 @@ class LiveSource:
         self._index = 0
         self._last_time: float | None = None
         self._last_pts: float | None = None
-        self._last_wall: float | None = None
+        self._arrival = ArrivalClock()
         self._thread = threading.Thread(target=self._run, name="veil-live-reader", daemon=True)
 
     # -- consumer side --------------------------------------------------------------------
@@ -171,10 +177,13 @@ class LiveSource:
             return self._queue.popleft()
 
     def stop(self) -> None:
+        """Ask the reader to end; returns at once rather than after a blocked open or read
+        times out (the reader, a daemon thread, then closes the source and ends)."""
         self._stop.set()
         with self._cond:
             self._cond.notify_all()
-        self._thread.join(timeout=self.read_timeout + 2)
+        if self._thread.is_alive():
+            self._thread.join(timeout=STOP_WAIT)
 
     @property
     def running(self) -> bool:
@@ -190,13 +199,15 @@ class LiveSource:
             self.frames_in += 1
             self._cond.notify_all()
 
+    def _open_timeout(self) -> float:
+        return min(self.open_timeout, self.give_up_after or self.open_timeout)
+
     def _open(self):
-        open_timeout = min(self.open_timeout, self.give_up_after or self.open_timeout)
         return av.open(
             self.spec.target,
             format=self.spec.format,
             options=self.spec.options,
-            timeout=(open_timeout, self.read_timeout),
+            timeout=(self._open_timeout(), self.read_timeout),
             metadata_errors="ignore",
         )
 
@@ -215,12 +226,10 @@ class LiveSource:
                         "it; install PyAV built against an FFmpeg that has it)"
                     ) from None
                 except (av.error.FFmpegError, OSError) as exc:
+                    reason = describe(exc, self._open_timeout())
                     if not self.reconnect and not opened_once:
-                        raise InputError(
-                            f"{self.spec.label}: cannot open ({_reason(exc)})"
-                        ) from None
+                        raise InputError(f"{self.spec.label}: cannot open ({reason})") from None
                     container = None
-                    reason = _reason(exc)
                 if container is not None:
                     if opened_once:
                         self.reconnects += 1
@@ -236,7 +245,8 @@ class LiveSource:
                     and time.monotonic() - down_since > self.give_up_after
                 ):
                     raise InputError(
-                        f"{self.spec.label}: no frames for {self.give_up_after:g} s ({reason}); giving up"
+                        f"{self.spec.label}: no frames for {self.give_up_after:g} s ({reason}); "
+                        "giving up"
                     )
                 state = "source lost" if opened_once else "source not reachable yet"
                 self.log(f"{state} ({reason}); retrying in {backoff:.1f} s")
@@ -283,27 +293,56 @@ class LiveSource:
                     self._index += 1
             return "end of stream"
         except av.error.FFmpegError as exc:
-            return _reason(exc)
+            return describe(exc, self.read_timeout)
         finally:
             container.close()
 
     def _timestamp(self, pts: float | None, now: float) -> float:
-        """Continuous seconds since the first frame: container time, re-anchored on jumps."""
+        """Continuous seconds since the first frame: container time between frames; across a
+        jump (reconnect, new sender, wrapped clock) the time the frame arrived."""
         if self._last_time is None:
             value = 0.0
-        elif pts is None or self._last_pts is None:
-            value = self._last_time + (now - self._last_wall)
+        elif pts is None or self._last_pts is None or not 0 < pts - self._last_pts <= MAX_PTS_JUMP:
+            value = max(self._arrival.time(now), self._last_time + 1e-3)
         else:
-            step = pts - self._last_pts
-            if step <= 0 or step > MAX_PTS_JUMP:
-                # New sender, wrapped clock or a gap: the wall clock knows how long it was.
-                step = max(now - self._last_wall, 1e-3)
-            value = self._last_time + step
+            value = self._last_time + (pts - self._last_pts)
         self._last_pts = pts
-        self._last_time, self._last_wall = value, now
+        self._last_time = value
+        self._arrival.add(value, now)
         return value
 
 
-def _reason(exc: BaseException) -> str:
+class ArrivalClock:
+    """Maps the monotonic clock to stream time by the frames that arrived earliest.
+
+    A frame can leave the decoder late: the last frames before an outage come out only when the
+    read times out (the demuxer holds a packet until the next one starts), and a reader that fell
+    behind decodes old data. The smallest (clock - stream time) over the last ARRIVAL_WINDOW
+    seconds is the mapping of frames that came out on time; a frame after a jump gets the stream
+    time its arrival maps to, so a 10 s outage stays 10 s long (the `test_livestream.py` restart
+    test measures it). The window lets the mapping follow a sender whose clock drifts.
+    """
+
+    def __init__(self) -> None:
+        self._offsets: collections.deque[tuple[float, float]] = collections.deque()
+
+    def add(self, value: float, now: float) -> None:
+        offset = now - value
+        while self._offsets and self._offsets[-1][1] >= offset:
+            self._offsets.pop()  # never the minimum again: later and not earlier
+        self._offsets.append((value, offset))
+        while self._offsets[0][0] < value - ARRIVAL_WINDOW:
+            self._offsets.popleft()
+
+    def time(self, now: float) -> float:
+        """The stream time of a frame arriving now (after at least one add)."""
+        return now - self._offsets[0][1]
+
+
+def describe(exc: BaseException, timeout: float) -> str:
+    """One line for a failed open or read; a timeout in words (FFmpeg calls it 'Immediate exit
+    requested', because it is how PyAV's timeout stops FFmpeg)."""
+    if isinstance(exc, av.error.ExitError):
+        return f"no answer for {timeout:g} s"
     text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
     return " ".join(str(text).split())[:120]

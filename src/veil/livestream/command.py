@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import sys
 import threading
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
 from ..errors import OptionError
+from ..io.live_sinks import LiveSink, PreviewSink, RecordingSink, RestreamSink, is_url
 from ..options import CommandParser, build, option
 from ..pipeline import JobOptions
-from .realtime import LiveOptions, open_live
+from .realtime import LiveOptions, LiveStream, open_live
 
 EXAMPLES = """\
 examples:
@@ -97,8 +98,6 @@ def build_parser() -> CommandParser:
 
 
 def main(argv: Sequence[str]) -> int:
-    from ..io.live_sinks import LiveSink, PreviewSink, RecordingSink, RestreamSink, is_url
-
     args = build_parser().parse_args(list(argv))
     command = build(LiveCommand, args, "live")
     options = build(JobOptions, args, "live")
@@ -115,9 +114,37 @@ def main(argv: Sequence[str]) -> int:
         dict(command.input_options),
         log=log,
     )
+    sinks = _open_sinks(command, options, stream, log)
+
+    def report() -> None:
+        if stream.anonymizer.clock_started.is_set():
+            log(stream.stats.summary())
+
+    previous = _stop_on_signals(stream.stop)
+    try:
+        with _every_second(report if command.stats else None):
+            for item in stream:
+                for sink in sinks:
+                    sink.write(item.frame)
+    finally:
+        _restore_signals(previous)
+        for sink in sinks:
+            sink.close()
+    for recording in (sink for sink in sinks if isinstance(sink, RecordingSink)):
+        if recording.frames_written:
+            log(f"recorded {recording.frames_written} frames to {recording.target}")
+        else:
+            log(f"no frames arrived; {recording.target} was not written")
+    log(stream.stats.summary())
+    return 0
+
+
+def _open_sinks(
+    command: LiveCommand, options: JobOptions, stream: LiveStream, log: Callable[[str], None]
+) -> list[LiveSink]:
+    """The preview, recordings and restreams asked for; none is left open if one fails."""
     fps = stream.anonymizer.source.fps_hint
     sinks: list[LiveSink] = []
-    recordings: list[RecordingSink] = []
     try:
         if command.preview:
             sinks.append(PreviewSink(on_quit=stream.stop))
@@ -127,36 +154,36 @@ def main(argv: Sequence[str]) -> int:
                     RestreamSink(target, options.encoder, fps, command.restream_format, log=log)
                 )
             else:
-                recording = RecordingSink(
-                    Path(target), options.encoder, fps, overwrite=options.overwrite
+                sinks.append(
+                    RecordingSink(Path(target), options.encoder, fps, overwrite=options.overwrite)
                 )
-                recordings.append(recording)
-                sinks.append(recording)
     except BaseException:
         for sink in sinks:
             sink.close()
         raise
+    return sinks
 
-    previous = _stop_on_signals(stream.stop)
-    last_report = time.monotonic()
+
+@contextlib.contextmanager
+def _every_second(action: Callable[[], None] | None) -> Iterator[None]:
+    """Run `action` once a second on its own thread, so that --stats goes on printing while no
+    frames arrive (a source outage, a slow start)."""
+    if action is None:
+        yield
+        return
+    done = threading.Event()
+
+    def run() -> None:
+        while not done.wait(1.0):
+            action()
+
+    thread = threading.Thread(target=run, name="veil-live-stats", daemon=True)
+    thread.start()
     try:
-        for item in stream:
-            for sink in sinks:
-                sink.write(item.frame)
-            if command.stats and time.monotonic() - last_report >= 1.0:
-                last_report = time.monotonic()
-                log(stream.stats.summary())
+        yield
     finally:
-        _restore_signals(previous)
-        for sink in sinks:
-            sink.close()
-    for recording in recordings:
-        if recording.frames_written:
-            log(f"recorded {recording.frames_written} frames to {recording.target}")
-        else:
-            log(f"no frames arrived; {recording.target} was not written")
-    log(stream.stats.summary())
-    return 0
+        done.set()
+        thread.join()
 
 
 def _stop_on_signals(stop: Callable[[], None]) -> dict:

@@ -182,6 +182,7 @@ class LiveAnonymizer:
         self.log = log or (lambda message: None)
         self.stats = LiveStats()
         self.stop_event = threading.Event()
+        self.clock_started = threading.Event()  # the model is loaded, the source being opened
 
     @property
     def detector(self) -> Detector:
@@ -197,6 +198,7 @@ class LiveAnonymizer:
         )  # loads the model before the source and the clock start
         loop: FrameLoop | None = None  # made at the first frame, when the frame rate is known
         self.stats.started = time.monotonic()
+        self.clock_started.set()
         self.source.start()
         try:
             while not self.stop_event.is_set() and not self._limit_reached():
