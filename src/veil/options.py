@@ -51,6 +51,7 @@ GROUPS = (
     "anonymization",
     "tracking and review (videos)",
     "video output",
+    "audio",
     "real time",
     "batch",
     "server",
