@@ -20,6 +20,8 @@ from ..errors import OptionError
 from ..options import Option, options_in, update
 from ..pipeline import JobOptions
 
+SWITCH_WORDS = {"true": True, "false": False, "on": True, "off": False, "1": True, "0": False}
+
 
 @cache
 def web_options() -> tuple[Option, ...]:
@@ -28,9 +30,12 @@ def web_options() -> tuple[Option, ...]:
 
 
 def kind(declared: Option) -> str:
-    """The control: choice (one of), multiple (some of), number, or level (named values)."""
+    """The control: choice (one of), multiple (some of), switch (on or off), number, or level
+    (named values)."""
     web = declared.web
     assert web is not None
+    if declared.switch:
+        return "switch"
     if web.levels:
         return "level"
     if web.choices:
@@ -101,6 +106,10 @@ def _checked(declared: Option, raw: Any, chosen: Mapping[str, Any]) -> Any:
                     f"{name}: invalid choice {item!r}; choose from: {', '.join(web.choices)}"
                 )
         return items if control == "multiple" else items[0]
+    if control == "switch":
+        if str(raw).lower() not in SWITCH_WORDS:
+            raise OptionError(f"{name} must be true or false")
+        return SWITCH_WORDS[str(raw).lower()]
     try:
         value = float(raw)
     except (TypeError, ValueError):
@@ -155,6 +164,8 @@ def query_parameters() -> Callable[..., dict[str, Any]]:
         elif control == "multiple":
             default = ",".join(default)
             description += f" (comma-separated; offered here: {', '.join(web.choices)})"
+        elif control == "switch":
+            annotation = bool
         elif control == "number":
             annotation = float
             extra.update({"minimum": web.ge, "maximum": web.le})

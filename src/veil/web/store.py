@@ -68,6 +68,7 @@ class Job:
         data = asdict(self)
         data["has_result"] = self.status == DONE and self.output is not None
         data["has_review"] = self.review is not None
+        data["has_audit"] = data["has_result"] and bool(self.options.get("audit"))
         data.pop("output")
         data.pop("review")
         return data
