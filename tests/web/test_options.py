@@ -38,6 +38,8 @@ def test_missing_choices_take_the_schema_defaults():
         "shape": "ellipse",
         "mask_scale": 1.6,
         "strength": None,
+        "voice": "keep",
+        "audit": False,
     }
     assert job_options(chosen, "image", JobOptions(suffix="_x")).suffix == "_x"
     assert job_options(chosen, "image").anonymize == AnonymizeOptions()
@@ -55,6 +57,8 @@ def test_missing_choices_take_the_schema_defaults():
         ({"mask_scale": "nan"}, "mask_scale must be between 1 and 3"),
         ({"mask_scale": "wide"}, "mask_scale must be a number"),
         ({"strength": "0.1"}, "strength for blur must be between 0.2 and 1"),
+        ({"voice": "whisper"}, "voice: invalid choice 'whisper'"),
+        ({"audit": "maybe"}, "audit must be true or false"),
     ],
 )
 def test_unsafe_choices_are_refused(params, message):
@@ -64,7 +68,15 @@ def test_unsafe_choices_are_refused(params, message):
 
 def test_form_offers_only_safe_values_within_the_command_line_ones():
     fields = {f["name"]: f for f in form()}
-    assert list(fields) == ["targets", "method", "shape", "mask_scale", "strength"]
+    assert list(fields) == [
+        "targets",
+        "method",
+        "shape",
+        "mask_scale",
+        "strength",
+        "voice",
+        "audit",
+    ]
     assert [c for c, _ in fields["method"]["choices"]] == ["blur", "pixelate", "fill"]
     assert fields["mask_scale"]["min"] >= 1
     strength = fields["strength"]
@@ -75,3 +87,18 @@ def test_form_offers_only_safe_values_within_the_command_line_ones():
             low, high = strength["ranges"][method]
             assert low <= value <= high, (method, value)
             check_options({"method": method, "strength": str(value)})
+
+
+def test_voice_and_audit_reach_the_job():
+    opts = job_options(check_options({"voice": "pitch", "audit": "true"}), "video")
+    assert opts.encoder.voice.voice == "pitch"
+    assert opts.audit is True
+    assert job_options(check_options({"audit": "false"}), "video").audit is False
+
+
+def test_voice_is_a_choice_and_audit_a_switch():
+    fields = {f["name"]: f for f in form()}
+    assert [c for c, _ in fields["voice"]["choices"]] == ["keep", "mute", "pitch", "bleep"]
+    assert fields["voice"]["default"] == "keep"
+    assert fields["audit"]["kind"] == "switch"
+    assert fields["audit"]["default"] is False
