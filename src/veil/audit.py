@@ -90,23 +90,23 @@ def settings(options: Any) -> dict[str, Any]:
 
 
 def model(options: JobOptions, detector: Detector) -> dict[str, Any]:
-    """The face detector that ran: name, the package (and version) behind it, runtime."""
+    """The face detector that ran: its name, the package (and version) that ships the model
+    (for your own ONNX file, the file's SHA-256), and the runtime that ran it."""
     name = options.detector.name
+    package = MODEL_PACKAGES.get(name)
     record: dict[str, Any] = {
         "name": name,
         "targets": list(options.detector.targets),
+        "package": package,
+        "version": _version(package) if package else None,
         "backend": detector.backend,
+        "backend_version": _version(detector.backend),
         "device": detector.device,
         "precision": detector.precision,
     }
     if name.startswith("onnx:"):
         path = Path(name[5:])
         record["sha256"] = sha256(path) if path.is_file() else None
-    package = MODEL_PACKAGES.get(name)
-    for found in (package, detector.backend):
-        if found:
-            record.setdefault("package", found)
-            record[f"{found}_version"] = _version(found)
     return record
 
 
