@@ -13,7 +13,7 @@ import pytest
 
 from veil.detectors import DetectorOptions
 from veil.errors import OptionError
-from veil.io.audio import BLEEP_HZ, VoiceOptions, parse_segments
+from veil.io.audio import BLEEP_HZ, PITCH_SEMITONES, VoiceFilter, VoiceOptions, parse_segments
 from veil.io.video import EncoderOptions
 from veil.pipeline import JobOptions, Pipeline
 
@@ -174,6 +174,39 @@ def test_pitched_audio_keeps_its_start_and_sync(tmp_path, astronaut):
     source = video_with_audio(tmp_path / "late.mkv", frames, "pcm_s16le", 1.5)
     output = pipeline("pitch").process(source, tmp_path / "out.mp4").output
     assert sound_starts(output) == pytest.approx(1.5, abs=1 / FPS)
+
+
+def filtered(voice: str, signal: np.ndarray, rate: int, chunk: int = 1000) -> np.ndarray:
+    """signal (channels x samples, float) through a VoiceFilter in chunks, joined again."""
+    layout = {1: "mono", 2: "stereo"}[len(signal)]
+    voice_filter = VoiceFilter(VoiceOptions(voice=voice), sample_rate=rate, layout=layout, start=0)
+    out = []
+    for start in range(0, signal.shape[1], chunk):
+        part = np.ascontiguousarray(signal[:, start : start + chunk], np.float32)
+        frame = av.AudioFrame.from_ndarray(part, format="fltp", layout=layout)
+        frame.sample_rate = rate
+        out += voice_filter.process(frame)
+    out += voice_filter.flush()
+    return np.concatenate([frame.to_ndarray() for frame in out], axis=1)
+
+
+@pytest.mark.parametrize("voice", ["pitch", "mute", "bleep"])
+def test_stereo_keeps_its_channels_and_every_sample(voice):
+    rate = 44100
+    t = np.arange(int(2.5 * rate)) / rate
+    signal = np.stack([0.3 * np.sin(2 * np.pi * 220 * t), 0.3 * np.sin(2 * np.pi * 330 * t)])
+    out = filtered(voice, signal, rate)
+    assert out.shape == signal.shape
+
+
+def test_pitch_moves_each_channel_by_the_stated_interval():
+    rate = 16000
+    t = np.arange(3 * rate) / rate
+    signal = np.stack([0.3 * np.sin(2 * np.pi * 220 * t), 0.3 * np.sin(2 * np.pi * 330 * t)])
+    out = filtered("pitch", signal, rate)
+    for channel, hz in enumerate((220, 330)):
+        expected = hz * 2 ** (PITCH_SEMITONES / 12)
+        assert peak_hz(out[channel, rate : 2 * rate]) == pytest.approx(expected, abs=3)
 
 
 def test_keep_copies_the_audio_unchanged(speech_video, tmp_path):

@@ -139,6 +139,8 @@ class VoiceFilter:
             graph.add("asetrate", str(round(self.rate * factor))),
             graph.add("atempo", f"{1 / factor:.6f}"),
             graph.add("aresample", str(self.rate)),
+            # The sink would take any sample format; numpy below reads planar float.
+            graph.add("aformat", f"sample_fmts={WORK_FORMAT}:channel_layouts={self.layout}"),
             graph.add("abuffersink"),
         ]
         for upstream, downstream in zip(chain, chain[1:]):
