@@ -176,10 +176,12 @@ def test_pitched_audio_keeps_its_start_and_sync(tmp_path, astronaut):
     assert sound_starts(output) == pytest.approx(1.5, abs=1 / FPS)
 
 
-def filtered(voice: str, signal: np.ndarray, rate: int, chunk: int = 1000) -> np.ndarray:
+def filtered(voice: str, signal: np.ndarray, rate: int, segments=None, start=0.0) -> np.ndarray:
     """signal (channels x samples, float) through a VoiceFilter in chunks, joined again."""
     layout = {1: "mono", 2: "stereo"}[len(signal)]
-    voice_filter = VoiceFilter(VoiceOptions(voice=voice), sample_rate=rate, layout=layout, start=0)
+    options = VoiceOptions(voice=voice, voice_segments=segments)
+    voice_filter = VoiceFilter(options, sample_rate=rate, layout=layout, start=start)
+    chunk = 1000
     out = []
     for start in range(0, signal.shape[1], chunk):
         part = np.ascontiguousarray(signal[:, start : start + chunk], np.float32)
@@ -207,6 +209,21 @@ def test_pitch_moves_each_channel_by_the_stated_interval():
     for channel, hz in enumerate((220, 330)):
         expected = hz * 2 ** (PITCH_SEMITONES / 12)
         assert peak_hz(out[channel, rate : 2 * rate]) == pytest.approx(expected, abs=3)
+
+
+def test_a_range_is_treated_whole_and_faded_just_outside():
+    """Muted from 1 s to 2 s of a track that starts at 0.5 s: every sample in the range is
+    silent, the sound fades out in the 10 ms before it and is untouched further away."""
+    rate = 8000
+    signal = np.full((1, 3 * rate), 0.5)
+    out = filtered("mute", signal, rate, segments=((1.0, 2.0),), start=0.5)[0]
+    times = 0.5 + np.arange(len(out)) / rate
+    inside = (times >= 1.0) & (times < 2.0)
+    assert np.abs(out[inside]).max() == 0
+    fading = (times > 0.99) & (times < 1.0)
+    assert 0 < out[fading].min() < 0.5
+    far = (times < 0.98) | (times > 2.02)
+    assert np.allclose(out[far], 0.5)
 
 
 def test_keep_copies_the_audio_unchanged(speech_video, tmp_path):

@@ -38,6 +38,7 @@ VOICES = ("keep", "mute", "pitch", "bleep")
 PITCH_SEMITONES = -5.0
 BLEEP_HZ = 1000.0
 BLEEP_LEVEL = 0.3  # about -10 dBFS: clearly a bleep, not painful
+FADE_SECONDS = 0.01  # the treatment fades in and out just outside each range: no click
 WORK_FORMAT = "fltp"  # float planar: what the filters and numpy work on
 
 Segments = tuple[tuple[float, float], ...]
@@ -203,8 +204,8 @@ class VoiceFilter:
         self._original = [original[:, count:]]
         if count == 0:
             return
-        where = self._treated_mask(count)
-        out = np.where(where, treated[:, :count], original[:, :count]).astype(np.float32)
+        weight = self._weights(count)
+        out = weight * treated[:, :count] + (1 - weight) * original[:, :count]
         self._given += count
         frame = av.AudioFrame.from_ndarray(out, format=WORK_FORMAT, layout=self.layout)
         frame.sample_rate = self.rate
@@ -218,16 +219,20 @@ class VoiceFilter:
         tone = BLEEP_LEVEL * np.sin(2 * np.pi * BLEEP_HZ * n / self.rate)
         return np.broadcast_to(tone.astype(np.float32), (self._channels, count))
 
-    def _treated_mask(self, count: int) -> np.ndarray:
-        """Which of the next `count` output samples lie inside the ranges (all without ranges)."""
+    def _weights(self, count: int) -> np.ndarray:
+        """How much of the treated sound each of the next `count` output samples takes: 1
+        inside the ranges (everywhere without ranges), 0 away from them, and a ramp of
+        FADE_SECONDS just outside each range, so the switch does not click and no sample
+        inside a range keeps any of the original."""
         segments = self.options.voice_segments
         if segments is None:
-            return np.ones(count, bool)
+            return np.ones(count, np.float32)
         times = self.start + np.arange(self._given, self._given + count) / self.rate
-        inside = np.zeros(count, bool)
+        weights = np.zeros(count)
         for low, high in segments:
-            inside |= (times >= low) & (times < high)
-        return inside
+            ramp = np.minimum(times - (low - FADE_SECONDS), (high + FADE_SECONDS) - times)
+            weights = np.maximum(weights, np.clip(ramp / FADE_SECONDS, 0, 1))
+        return weights.astype(np.float32)
 
 
 def _joined(parts: list[np.ndarray], channels: int) -> np.ndarray:
