@@ -14,7 +14,8 @@ officer asks for:
 - `veil`: the version that wrote the record, and `created`, when (UTC);
 - `frames`: how many areas were hidden on each frame (one number per frame, in order);
 - `edits`: changes a person made to the detections before this output was rendered, each
-  `Edit` with its time and who made it (on the web app, the label of the access token). An
+  `Edit` with its time and who made it (as the front end that took the edit names them: on
+  the web app, the label of the access token used). An
   output rendered from detection alone has none; a re-render from corrected detections passes
   them to `Pipeline.process(..., edits=...)`.
 """
@@ -50,7 +51,8 @@ HASH_CHUNK = 1 << 20
 class Edit:
     """One change a person made to the detections.
 
-    time: when (ISO 8601, UTC); who: the editor (web: the access token's label);
+    time: when (ISO 8601, UTC); who: the editor, as the front end that took the edit names
+    them (web: the label of the access token used);
     action: what ("add", "move", "delete", "keep" a track unhidden, ...); frame and track:
     where, when it applies to one; box: the box after the change (x1, y1, x2, y2).
     """

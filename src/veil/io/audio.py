@@ -32,9 +32,9 @@ import numpy as np
 from ..options import Web, check, option
 
 VOICES = ("keep", "mute", "pitch", "bleep")
-# Down 5 semitones: deep enough that the speaker's pitch and timbre are not theirs (a listener
-# tells voices apart at about 1 semitone), high enough that speech stays clear; atempo handles
-# the 1.33x tempo this needs in one stage.
+# Down 5 semitones: the speaker's pitch and formants both move by a third, while speech stays
+# clear (larger shifts blur consonants); atempo handles the 1.33x tempo this needs in one stage.
+# tests/io/test_audio.py measures -5.0 semitones on a spoken recording.
 PITCH_SEMITONES = -5.0
 BLEEP_HZ = 1000.0
 BLEEP_LEVEL = 0.3  # about -10 dBFS: clearly a bleep, not painful
