@@ -15,9 +15,9 @@ officer asks for:
 - `frames`: how many areas were hidden on each frame (one number per frame, in order);
 - `edits`: changes a person made to the detections before this output was rendered, each
   `Edit` with its time and who made it (as the front end that took the edit names them: on
-  the web app, the label of the access token used). An
-  output rendered from detection alone has none; a re-render from corrected detections passes
-  them to `Pipeline.process(..., edits=...)`.
+  the web app, the label of the access token used). An output rendered from detection alone
+  has none; a re-render from corrected detections passes them to
+  `Pipeline.process(..., edits=...)`.
 """
 
 from __future__ import annotations
