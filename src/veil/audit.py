@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import __version__
-from .io.paths import atomic_output
+from .io.paths import atomic_output, write_error
 from .options import options_of
 
 if TYPE_CHECKING:
@@ -151,6 +151,10 @@ def write_record(
         "edits": [dataclasses.asdict(edit) for edit in edits],
     }
     target = sidecar(result.output)
-    with atomic_output(target) as tmp:
-        tmp.write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    try:
+        with atomic_output(target) as tmp:
+            text = json.dumps(record, indent=1, ensure_ascii=False) + "\n"
+            tmp.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise write_error(target, exc) from None
     return target

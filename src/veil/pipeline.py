@@ -248,7 +248,10 @@ class Pipeline:
     ) -> JobResult:
         """Anonymize one file; target may become a free name. With `audit`, the record
         (audit.py) lists `edits`: the corrections made to the detections this run uses."""
-        digest = audit_record.sha256(source) if self.options.audit else None
+        try:
+            digest = audit_record.sha256(source) if self.options.audit else None
+        except OSError as exc:
+            raise InputError(f"{source}: cannot read ({exc.strerror or exc})") from None
         if media_kind(source) == "image":
             result = self.process_image(source, target)
         else:

@@ -368,10 +368,11 @@ class _AudioOut:
             if self.start is None:
                 self.start = frame.time or 0.0
                 if self.voice.active:
+                    layout = _ordered(frame.layout)
                     self.filter = VoiceFilter(
                         self.voice,
                         sample_rate=frame.sample_rate,
-                        layout=getattr(layout := _ordered(frame.layout), "name", layout),
+                        layout=layout if isinstance(layout, str) else layout.name,
                         start=self.start,
                     )
             yield from self._encoded(self.filter.process(frame) if self.filter else [frame])
