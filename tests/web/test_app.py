@@ -243,6 +243,7 @@ def test_options_come_from_the_schema(server):
         "mask_scale",
         "strength",
         "voice",
+        "voice_segments",
         "audit",
     ]
     assert fields["method"]["choices"] == [
@@ -261,6 +262,7 @@ def test_options_come_from_the_schema(server):
     assert parameters["mask_scale"]["schema"]["minimum"] == 1.0
     assert parameters["voice"]["schema"]["enum"] == ["keep", "mute", "pitch", "bleep"]
     assert parameters["audit"]["schema"]["type"] == "boolean"
+    assert "voice_segments" in parameters
 
 
 def test_page_has_no_option_of_its_own(server):

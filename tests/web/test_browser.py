@@ -113,6 +113,7 @@ def test_voice_choice_and_audit_record_on_the_page(server, browser, astronaut, t
     assert voices == ["keep", "mute", "pitch", "bleep"]
     assert page.locator("#voice").input_value() == "keep"
     assert not page.locator("#audit").is_checked()
+    assert page.locator("#voice-segments").get_attribute("placeholder") == "0-12.5,30-41"
     page.set_input_files("#file-input", str(photo))
     page.check("#audit")
     page.click("#start")

@@ -39,6 +39,7 @@ def test_missing_choices_take_the_schema_defaults():
         "mask_scale": 1.6,
         "strength": None,
         "voice": "keep",
+        "voice_segments": None,
         "audit": False,
     }
     assert job_options(chosen, "image", JobOptions(suffix="_x")).suffix == "_x"
@@ -59,6 +60,7 @@ def test_missing_choices_take_the_schema_defaults():
         ({"strength": "0.1"}, "strength for blur must be between 0.2 and 1"),
         ({"voice": "whisper"}, "voice: invalid choice 'whisper'"),
         ({"audit": "maybe"}, "audit must be true or false"),
+        ({"voice_segments": "9-3"}, "voice_segments: time range '9-3' must be START-END"),
     ],
 )
 def test_unsafe_choices_are_refused(params, message):
@@ -75,6 +77,7 @@ def test_form_offers_only_safe_values_within_the_command_line_ones():
         "mask_scale",
         "strength",
         "voice",
+        "voice_segments",
         "audit",
     ]
     assert [c for c, _ in fields["method"]["choices"]] == ["blur", "pixelate", "fill"]
@@ -94,6 +97,14 @@ def test_voice_and_audit_reach_the_job():
     assert opts.encoder.voice.voice == "pitch"
     assert opts.audit is True
     assert job_options(check_options({"audit": "false"}), "video").audit is False
+
+
+def test_voice_ranges_are_typed_as_text_and_stored_as_shown():
+    chosen = check_options({"voice": "bleep", "voice_segments": " 30-41, 0-12.5"})
+    assert chosen["voice_segments"] == "0-12.5,30-41"
+    voice = job_options(chosen, "video").encoder.voice
+    assert voice.voice_segments == ((0.0, 12.5), (30.0, 41.0))
+    assert {f["name"]: f["kind"] for f in form()}["voice_segments"] == "text"
 
 
 def test_voice_is_a_choice_and_audit_a_switch():

@@ -94,6 +94,7 @@ class VoiceOptions:
         type=parse_segments,
         show=show_segments,
         metavar="RANGES",
+        web=Web("Voice only in (s)", example="0-12.5,30-41"),
         help="apply --voice only in these time ranges, in seconds on the video's timeline, "
         "e.g. 0-12.5,30-41 (default: the whole audio)",
     )

@@ -30,8 +30,8 @@ def web_options() -> tuple[Option, ...]:
 
 
 def kind(declared: Option) -> str:
-    """The control: choice (one of), multiple (some of), switch (on or off), number, or level
-    (named values)."""
+    """The control: choice (one of), multiple (some of), switch (on or off), number (in a
+    range), level (named values), or text (a value the option's own parser reads)."""
     web = declared.web
     assert web is not None
     if declared.switch:
@@ -40,7 +40,13 @@ def kind(declared: Option) -> str:
         return "level"
     if web.choices:
         return "multiple" if isinstance(declared.default, tuple) else "choice"
-    return "number"
+    return "number" if web.ge is not None or web.le is not None else "text"
+
+
+@cache
+def _text_options() -> tuple[Option, ...]:
+    """The web options stored as text (as the option shows its value) and parsed for a job."""
+    return tuple(o for o in web_options() if kind(o) == "text")
 
 
 def _default(declared: Option) -> Any:
@@ -64,6 +70,8 @@ def form() -> list[dict[str, Any]]:
         }
         if web.choices:
             entry["choices"] = [[c, web.labels.get(c, c)] for c in web.choices]
+        if entry["kind"] == "text":
+            entry["placeholder"] = web.example
         if entry["kind"] == "number":
             entry.update(min=web.ge, max=web.le, step=web.step, unit=web.unit)
         if entry["kind"] == "level":
@@ -106,10 +114,8 @@ def _checked(declared: Option, raw: Any, chosen: Mapping[str, Any]) -> Any:
                     f"{name}: invalid choice {item!r}; choose from: {', '.join(web.choices)}"
                 )
         return items if control == "multiple" else items[0]
-    if control == "switch":
-        if str(raw).lower() not in SWITCH_WORDS:
-            raise OptionError(f"{name} must be true or false")
-        return SWITCH_WORDS[str(raw).lower()]
+    if control in ("text", "switch"):
+        return _word(declared, str(raw), control)
     try:
         value = float(raw)
     except (TypeError, ValueError):
@@ -129,14 +135,30 @@ def _checked(declared: Option, raw: Any, chosen: Mapping[str, Any]) -> Any:
     return value
 
 
+def _word(declared: Option, raw: str, control: str) -> Any:
+    """A switch's or a text option's value, JSON-ready (text: as the option shows it)."""
+    if control == "switch":
+        if raw.lower() not in SWITCH_WORDS:
+            raise OptionError(f"{declared.dest} must be true or false")
+        return SWITCH_WORDS[raw.lower()]
+    try:
+        return declared.to_setting(declared.word(raw))
+    except ValueError as exc:
+        raise OptionError(f"{declared.dest}: {exc}") from None
+
+
 def job_options(
     chosen: Mapping[str, Any], kind: str, base: JobOptions = JobOptions()
 ) -> JobOptions:
     """JobOptions for one stored job.
 
-    Videos ask for a review report, so the page can show the frames it flags.
+    Videos ask for a review report, so the page can show the frames it flags. Text
+    options are stored as typed and read by their own parser here.
     """
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in chosen.items()}
+    for declared in _text_options():
+        if values.get(declared.dest) is not None:
+            values[declared.dest] = declared.word(values[declared.dest])
     return dataclasses.replace(
         update(base, values), overwrite=True, export_format=None, review=kind == "video"
     )
@@ -166,6 +188,8 @@ def query_parameters() -> Callable[..., dict[str, Any]]:
             description += f" (comma-separated; offered here: {', '.join(web.choices)})"
         elif control == "switch":
             annotation = bool
+        elif control == "text":
+            annotation = str | None
         elif control == "number":
             annotation = float
             extra.update({"minimum": web.ge, "maximum": web.le})

@@ -12,7 +12,8 @@ let serverJobs = [];
 
 // ---- settings: one control per option the server offers (/api/options), none written here ------
 // Kinds: choice (a select), multiple (checkboxes), switch (one checkbox), number (a slider), level
-// (named values that depend on another option's value, as a strength depends on the method chosen).
+// (named values that depend on another option's value, as a strength depends on the method chosen),
+// text (a value the server's option parser reads, such as time ranges).
 let fields = [];
 const controlId = (name) => name.replaceAll("_", "-");
 
@@ -45,6 +46,13 @@ function control(field) {
     return label;
   }
   label.append(`${field.label} `);
+  if (field.kind === "text") {
+    const input = document.createElement("input");
+    Object.assign(input, { type: "text", name: field.name, id: controlId(field.name), value: field.default ?? "",
+                           placeholder: field.placeholder ?? "" });
+    label.append(input);
+    return label;
+  }
   if (field.kind === "number") {
     const shown = document.createElement("output");
     shown.id = `${controlId(field.name)}-value`;
@@ -76,6 +84,7 @@ function settings() {
     const input = document.getElementById(controlId(field.name));
     if (field.kind === "switch") { params.set(field.name, input.checked); continue; }
     const value = input.value;
+    if (field.kind === "text") { if (value.trim()) params.set(field.name, value.trim()); continue; }
     if (field.kind !== "level") { params.set(field.name, value); continue; }
     const level = field.levels.find(([name]) => name === value);
     const picked = level && level[2][params.get(field.by)];
