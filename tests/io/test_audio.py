@@ -257,6 +257,11 @@ def test_unknown_voice_is_an_option_error():
         VoiceOptions(voice="whisper")
 
 
+def test_ranges_without_a_treatment_are_refused():
+    with pytest.raises(OptionError, match="needs --voice"):
+        VoiceOptions(voice_segments=((1.0, 2.0),))
+
+
 def test_command_line_reports_bad_segments_in_one_line(tmp_path):
     done = run_veil(tmp_path / "none.mp4", "--voice", "mute", "--voice-segments", "9-3")
     assert done.returncode == 2

@@ -60,7 +60,8 @@ def test_missing_choices_take_the_schema_defaults():
         ({"strength": "0.1"}, "strength for blur must be between 0.2 and 1"),
         ({"voice": "whisper"}, "voice: invalid choice 'whisper'"),
         ({"audit": "maybe"}, "audit must be true or false"),
-        ({"voice_segments": "9-3"}, "voice_segments: time range '9-3' must be START-END"),
+        ({"voice": "bleep", "voice_segments": "9-3"}, "time range '9-3' must be START-END"),
+        ({"voice_segments": "1-2"}, "--voice-segments needs --voice"),
     ],
 )
 def test_unsafe_choices_are_refused(params, message):

@@ -29,6 +29,7 @@ from fractions import Fraction
 import av
 import numpy as np
 
+from ..errors import OptionError
 from ..options import Web, check, option
 
 VOICES = ("keep", "mute", "pitch", "bleep")
@@ -101,6 +102,9 @@ class VoiceOptions:
 
     def __post_init__(self) -> None:
         check(self)
+        if self.voice_segments is not None and not self.active:
+            # Ranges alone would leave the voice they were meant to hide.
+            raise OptionError("--voice-segments needs --voice mute, pitch or bleep")
 
     @property
     def active(self) -> bool:

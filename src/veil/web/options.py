@@ -89,7 +89,8 @@ def form() -> list[dict[str, Any]]:
 def check_options(params: Mapping[str, Any]) -> dict[str, Any]:
     """The page's choices held to their web limits: JSON-ready values by name.
 
-    Missing ones take their defaults; a bad one is a one-line OptionError.
+    Missing ones take their defaults; a bad one, or a combination the options refuse
+    (ranges for a voice that is kept), is a one-line OptionError.
     """
     chosen: dict[str, Any] = {}
     for declared in web_options():
@@ -97,6 +98,7 @@ def check_options(params: Mapping[str, Any]) -> dict[str, Any]:
         chosen[declared.dest] = (
             _default(declared) if raw in (None, "") else _checked(declared, raw, chosen)
         )
+    job_options(chosen, "image")  # the option dataclasses check how the values go together
     return chosen
 
 
