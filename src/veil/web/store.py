@@ -67,8 +67,8 @@ class Job:
         """What the API shows: no server paths, only names and states."""
         data = asdict(self)
         data["has_result"] = self.status == DONE and self.output is not None
-        data["has_review"] = self.review is not None
         data["has_audit"] = data["has_result"] and bool(self.options.get("audit"))
+        data["has_review"] = self.review is not None
         data.pop("output")
         data.pop("review")
         return data
