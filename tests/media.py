@@ -4,6 +4,7 @@ functions."""
 
 from __future__ import annotations
 
+import fractions
 import json
 import os
 import resource
@@ -108,6 +109,47 @@ def read_video(path: Path) -> tuple[list[np.ndarray], list[float]]:
             images.append(frame.to_ndarray(format="bgr24"))
             times.append(float(frame.pts * stream.time_base))
     return images, times
+
+
+def video_with_audio(path, frames, codec, audio_start: float, rate=16000, fps=10, video_start=0.0):
+    """A clip whose audio (a 440 Hz tone in `codec`) starts `audio_start` seconds in."""
+    with av.open(str(path), "w") as container:
+        video = container.add_stream("libx264", rate=fps)
+        video.width, video.height, video.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
+        audio = container.add_stream(codec, rate=rate)
+        audio.layout = "mono"
+        for i, image in enumerate(frames):
+            vf = av.VideoFrame.from_ndarray(image, format="bgr24")
+            vf.pts, vf.time_base = round((video_start + i / fps) * fps), fractions.Fraction(1, fps)
+            for packet in video.encode(vf):
+                container.mux(packet)
+        for packet in video.encode(None):
+            container.mux(packet)
+        n, chunk = int(rate * len(frames) / fps), 1024
+        for start in range(0, n - chunk, chunk):
+            t = (np.arange(chunk) + start) / rate
+            samples = (0.3 * np.sin(2 * np.pi * 440 * t) * 32767).astype(np.int16)[None]
+            af = av.AudioFrame.from_ndarray(samples, format="s16", layout="mono")
+            af.sample_rate = rate
+            af.pts, af.time_base = start + round(audio_start * rate), fractions.Fraction(1, rate)
+            for packet in audio.encode(af):
+                container.mux(packet)
+        for packet in audio.encode(None):
+            container.mux(packet)
+    return path
+
+
+def sound_starts(path) -> float:
+    """When the first audible sample plays, relative to the first video frame (seconds)."""
+    with av.open(str(path)) as container:
+        video = next(container.decode(container.streams.video[0])).time
+        container.seek(0)
+        for frame in container.decode(container.streams.audio[0]):
+            samples = np.abs(frame.to_ndarray().astype(np.float32)).max(axis=0)
+            loud = np.flatnonzero(samples > 0.02 * (32767 if samples.max() > 1.5 else 1))
+            if len(loud):
+                return frame.time + loud[0] / frame.sample_rate - video
+    raise AssertionError("no sound")
 
 
 def panning_frames(image: np.ndarray, n: int, step: int = 3) -> list[np.ndarray]:

@@ -51,6 +51,7 @@ GROUPS = (
     "anonymization",
     "tracking and review (videos)",
     "video output",
+    "audio",
     "real time",
     "batch",
     "server",
@@ -82,6 +83,7 @@ class Web:
     by, ranges, levels: a number picked as a named level ("strong") whose value and
     safe range depend on another web option's value (the method); a value of `by`
     without a range leaves this option unset.
+    example: for an option typed as text (no choices or range), a value shown in the empty field.
     """
 
     label: str
@@ -94,6 +96,7 @@ class Web:
     by: str = ""
     ranges: Mapping[str, tuple[float, float]] = field(default_factory=dict)
     levels: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    example: str = ""
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
+from . import audit as audit_record
 from . import hide as anon
 from .detections import Detections
 from .detectors import Detector, DetectorOptions, detector_for
@@ -40,7 +41,7 @@ from .io import video as video_io
 from .io.export import FORMATS as EXPORT_FORMATS
 from .io.export import DataExport
 from .io.paths import DEFAULT_SUFFIX, collect_inputs, media_kind, plan_outputs, reserve
-from .options import check, option
+from .options import Web, check, option
 from .tracking import TrackingOptions, create_filter, detector_options
 from .tracking.review import ReviewReport, review_folder
 
@@ -122,6 +123,15 @@ class JobOptions:
         "or weak detections), contact_sheet.png (those frames, anonymized, boxes outlined) "
         "and heatmap.png (where faces were)",
     )
+    audit: bool = option(
+        False,
+        "--audit",
+        group="output",
+        commands=("main", "batch"),
+        web=Web("Audit record"),
+        help="also write OUTPUT.veil.json beside each output: the input's SHA-256, the "
+        "settings, the model and its version, areas hidden per frame and any edits",
+    )
     batch_size: int = 0  # frames per detector call; 0 = what the detector prefers
     queue_size: int = 8
 
@@ -141,6 +151,7 @@ class JobResult:
     seconds: float = 0.0
     export: Path | None = None
     review: Path | None = None
+    audit: Path | None = None
     per_frame: list[Detections] = field(default_factory=list, repr=False)
 
     @property
@@ -232,11 +243,24 @@ class Pipeline:
         """Anonymize every input (files or folders); stops at the first failure."""
         return [self.process(source, target) for source, target in self.plan(inputs, output)]
 
-    def process(self, source: Path, target: Path) -> JobResult:
-        kind = media_kind(source)
-        if kind == "image":
-            return self.process_image(source, target)
-        return self.process_video(source, target)
+    def process(
+        self, source: Path, target: Path, *, edits: Sequence[audit_record.Edit] = ()
+    ) -> JobResult:
+        """Anonymize one file; target may become a free name. With `audit`, the record
+        (audit.py) lists `edits`: the corrections made to the detections this run uses."""
+        try:
+            digest = audit_record.sha256(source) if self.options.audit else None
+        except OSError as exc:
+            raise InputError(f"{source}: cannot read ({exc.strerror or exc})") from None
+        if media_kind(source) == "image":
+            result = self.process_image(source, target)
+        else:
+            result = self.process_video(source, target)
+        if digest is not None:
+            result.audit = audit_record.write_record(
+                result, self.options, self.detector, input_sha256=digest, edits=edits
+            )
+        return result
 
     def _export_for(self, target: Path) -> DataExport | None:
         fmt = self.options.export_format

@@ -18,7 +18,14 @@ from veil.errors import InputError
 from veil.io.video import VideoSource
 from veil.pipeline import JobOptions, Pipeline
 
-from media import mean_abs_diff, panning_frames, read_video, write_video
+from media import (
+    mean_abs_diff,
+    panning_frames,
+    read_video,
+    sound_starts,
+    video_with_audio,
+    write_video,
+)
 
 
 @pytest.fixture(scope="module")
@@ -120,47 +127,6 @@ def test_a_size_change_is_letterboxed_never_cropped(tmp_path, astronaut, pipelin
     assert last[:28].mean() < 8  # black band above: scaled 320x240 -> 256x192, centred
     assert last[200:220, 230:250].mean() > 200  # the corner mark, scaled, still there
     assert "picture size changes to 320x240" in caplog.text
-
-
-def video_with_audio(path, frames, codec, audio_start: float, rate=16000, fps=10, video_start=0.0):
-    """A clip whose audio (a 440 Hz tone in `codec`) starts `audio_start` seconds in."""
-    with av.open(str(path), "w") as container:
-        video = container.add_stream("libx264", rate=fps)
-        video.width, video.height, video.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
-        audio = container.add_stream(codec, rate=rate)
-        audio.layout = "mono"
-        for i, image in enumerate(frames):
-            vf = av.VideoFrame.from_ndarray(image, format="bgr24")
-            vf.pts, vf.time_base = round((video_start + i / fps) * fps), Fraction(1, fps)
-            for packet in video.encode(vf):
-                container.mux(packet)
-        for packet in video.encode(None):
-            container.mux(packet)
-        n, chunk = int(rate * len(frames) / fps), 1024
-        for start in range(0, n - chunk, chunk):
-            t = (np.arange(chunk) + start) / rate
-            samples = (0.3 * np.sin(2 * np.pi * 440 * t) * 32767).astype(np.int16)[None]
-            af = av.AudioFrame.from_ndarray(samples, format="s16", layout="mono")
-            af.sample_rate = rate
-            af.pts, af.time_base = start + round(audio_start * rate), Fraction(1, rate)
-            for packet in audio.encode(af):
-                container.mux(packet)
-        for packet in audio.encode(None):
-            container.mux(packet)
-    return path
-
-
-def sound_starts(path) -> float:
-    """When the first audible sample plays, relative to the first video frame (seconds)."""
-    with av.open(str(path)) as container:
-        video = next(container.decode(container.streams.video[0])).time
-        container.seek(0)
-        for frame in container.decode(container.streams.audio[0]):
-            samples = np.abs(frame.to_ndarray().astype(np.float32)).max(axis=0)
-            loud = np.flatnonzero(samples > 0.02 * (32767 if samples.max() > 1.5 else 1))
-            if len(loud):
-                return frame.time + loud[0] / frame.sample_rate - video
-    raise AssertionError("no sound")
 
 
 def test_re_encoded_audio_keeps_its_start_time(tmp_path, astronaut, pipeline):

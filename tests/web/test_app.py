@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import io
 import json
@@ -198,6 +199,29 @@ def test_zip_of_all_results_and_delete(server, photo):
     assert not list((server.data_dir / "tmp").glob("*.zip"))
 
 
+def test_audit_record_downloads_with_the_result(server, photo):
+    plain = server.upload(photo, "plain.jpg")
+    audited = server.upload(photo, "desk.jpg", audit="true")
+    assert not server.wait(plain["id"])["has_audit"]
+    assert server.wait(audited["id"])["has_audit"]
+    assert server.request("GET", f"/api/jobs/{plain['id']}/audit")[0] == 404
+    status, headers, data = server.request("GET", f"/api/jobs/{audited['id']}/audit")
+    assert status == 200
+    assert disposition_name(headers["content-disposition"]) == "desk_anonymized.jpg.veil.json"
+    record = json.loads(data)
+    assert record["input"]["sha256"] == hashlib.sha256(photo).hexdigest()
+    result = server.request("GET", f"/api/jobs/{audited['id']}/result")[2]
+    assert record["output"]["sha256"] == hashlib.sha256(result).hexdigest()
+    assert record["settings"]["audit"] is True
+    zipped = server.request("GET", f"/api/results.zip?ids={plain['id']},{audited['id']}")[2]
+    with zipfile.ZipFile(io.BytesIO(zipped)) as archive:
+        assert sorted(archive.namelist()) == [
+            "desk_anonymized.jpg",
+            "desk_anonymized.jpg.veil.json",
+            "plain_anonymized.jpg",
+        ]
+
+
 def test_page_openapi_and_no_outside_assets(server):
     status, _, page = server.request("GET", "/")
     assert status == 200
@@ -221,7 +245,16 @@ def test_page_openapi_and_no_outside_assets(server):
 
 def test_options_come_from_the_schema(server):
     fields = {f["name"]: f for f in server.json("GET", "/api/options")["fields"]}
-    assert list(fields) == ["targets", "method", "shape", "mask_scale", "strength"]
+    assert list(fields) == [
+        "targets",
+        "method",
+        "shape",
+        "mask_scale",
+        "strength",
+        "voice",
+        "voice_segments",
+        "audit",
+    ]
     assert fields["method"]["choices"] == [
         ["blur", "Blur"],
         ["pixelate", "Pixelate"],
@@ -236,6 +269,9 @@ def test_options_come_from_the_schema(server):
     assert set(fields) <= set(parameters)
     assert parameters["method"]["schema"]["enum"] == ["blur", "pixelate", "fill"]
     assert parameters["mask_scale"]["schema"]["minimum"] == 1.0
+    assert parameters["voice"]["schema"]["enum"] == ["keep", "mute", "pitch", "bleep"]
+    assert parameters["audit"]["schema"]["type"] == "boolean"
+    assert "voice_segments" in parameters
 
 
 def test_page_has_no_option_of_its_own(server):

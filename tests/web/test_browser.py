@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import json
 import os
 import shutil
 import time
@@ -105,6 +107,34 @@ def test_upload_review_and_download(server, browser, astronaut, tmp_path):
     page.screenshot(path=str(shot), full_page=True)
     if os.environ.get("VEIL_SCREENSHOT_DIR"):
         shutil.copy(shot, Path(os.environ["VEIL_SCREENSHOT_DIR"]) / "web_files.png")
+    assert errors == []
+    page.close()
+
+
+def test_voice_choice_and_audit_record_on_the_page(server, browser, astronaut, tmp_path):
+    photo = tmp_path / "desk.jpg"
+    Image.fromarray(astronaut[:, :, ::-1]).save(photo, quality=92)
+    page = browser.new_page(accept_downloads=True)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(server.address)
+    voices = page.eval_on_selector_all("#voice option", "options => options.map(o => o.value)")
+    assert voices == ["keep", "mute", "pitch", "bleep"]
+    assert page.locator("#voice").input_value() == "keep"
+    assert not page.locator("#audit").is_checked()
+    assert page.locator("#voice-segments").get_attribute("placeholder") == "0-12.5,30-41"
+    page.set_input_files("#file-input", str(photo))
+    page.check("#audit")
+    page.click("#start")
+    card = page.locator(".job[data-status=done]", has_text="desk.jpg")
+    card.wait_for(timeout=120_000)
+    with page.expect_download() as info:
+        card.locator(".audit").click()
+    saved = tmp_path / info.value.suggested_filename
+    info.value.save_as(saved)
+    assert saved.name == "desk_anonymized.jpg.veil.json"
+    record = json.loads(saved.read_text())
+    assert record["input"]["sha256"] == hashlib.sha256(photo.read_bytes()).hexdigest()
     assert errors == []
     page.close()
 

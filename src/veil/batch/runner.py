@@ -424,11 +424,14 @@ def _segment_tag(options: BatchOptions, key: str) -> str:
 
 
 def _segments_for(options: BatchOptions, source: Source, target: str) -> list[Segment]:
-    """The segments of a long local video, or [] to process it whole."""
+    """The segments of a long local video, or [] to process it whole (an export, an audit
+    record or a treated voice needs the whole file in one pipeline)."""
     if (
         not options.segment_seconds
         or media_ext(source.key) not in VIDEO_EXTS
         or options.job.export_format
+        or options.job.audit
+        or options.job.encoder.voice.active
     ):
         return []
     if is_remote(source.location) or is_remote(target):

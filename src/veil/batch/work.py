@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from ..audit import SUFFIX
 from ..detectors import detector_for
 from ..errors import InputError, OutputError, VeilError
 from ..pipeline import JobOptions, Pipeline
@@ -108,6 +109,8 @@ def _process(item: WorkItem) -> tuple[int, int]:
             _upload(item, target, item.target)
             if result.export is not None:
                 _upload(item, result.export, item.target.rsplit(".", 1)[0] + result.export.suffix)
+            if result.audit is not None:
+                _upload(item, result.audit, item.target + SUFFIX)
         return result.frames, result.boxes
 
 

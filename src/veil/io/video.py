@@ -20,7 +20,7 @@ import collections
 import logging
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import partial
 from pathlib import Path
@@ -32,6 +32,7 @@ import numpy as np
 from ..errors import InputError, OptionError, OutputError
 from ..frame import Frame
 from ..options import ENCODE, check, option
+from .audio import VoiceFilter, VoiceOptions
 from .paths import reserve, write_error
 
 log = logging.getLogger("veil")
@@ -102,6 +103,7 @@ class EncoderOptions:
         negate=True,
         help="drop the audio instead of copying it",
     )
+    voice: VoiceOptions = field(default_factory=VoiceOptions)
     b_frames: int | None = (
         None  # None: the encoder's choice; 0 makes decode order = presentation order
     )
@@ -335,16 +337,19 @@ def _ordered(layout: av.AudioLayout) -> av.AudioLayout | str:
 class _AudioOut:
     """One output audio stream: packets copied, or decoded and re-encoded from the same time on.
 
-    An encoder numbers its packets from 0, so re-encoded packets are moved to
-    the time the stream started at in the input (an audio track that starts
-    1.5 s into the video still starts there).
+    Audio whose voice is hidden (`VoiceOptions`) is always re-encoded, through a
+    `VoiceFilter`. An encoder numbers its packets from 0, so re-encoded packets are moved to
+    the time the stream started at in the input (an audio track that starts 1.5 s into the
+    video still starts there).
     """
 
-    def __init__(self, container, template, target: Path) -> None:
+    def __init__(self, container, template, target: Path, voice: VoiceOptions) -> None:
         self.decoder = None
+        self.voice = voice
+        self.filter: VoiceFilter | None = None
         self.start: float | None = None  # seconds: when the input stream's first sample plays
         self.samples = 0
-        if can_copy_audio(template, target):
+        if not voice.active and can_copy_audio(template, target):
             self.stream = container.add_stream_from_template(template)
             self.stream.metadata.clear()
             return
@@ -362,6 +367,18 @@ class _AudioOut:
         for frame in self.decoder.decode(packet):
             if self.start is None:
                 self.start = frame.time or 0.0
+                if self.voice.active:
+                    layout = _ordered(frame.layout)
+                    self.filter = VoiceFilter(
+                        self.voice,
+                        sample_rate=frame.sample_rate,
+                        layout=layout if isinstance(layout, str) else layout.name,
+                        start=self.start,
+                    )
+            yield from self._encoded(self.filter.process(frame) if self.filter else [frame])
+
+    def _encoded(self, frames: list[av.AudioFrame]) -> Iterator[av.Packet]:
+        for frame in frames:
             # Counted from 0 without gaps, as the encoder's re-chunking wants them.
             frame.pts, frame.time_base = self.samples, Fraction(1, frame.sample_rate)
             self.samples += frame.samples
@@ -369,6 +386,8 @@ class _AudioOut:
 
     def flush(self) -> Iterator[av.Packet]:
         if self.decoder is not None:
+            if self.filter is not None:
+                yield from self._encoded(self.filter.flush())
             yield from self._moved(self.stream.encode(None))
 
     def _moved(self, packets: list[av.Packet]) -> Iterator[av.Packet]:
@@ -435,7 +454,9 @@ class VideoSink:
     def _open_streams(self, height: int, width: int) -> None:
         self.stream = self._add_video_stream(self.info, width, height)
         for template in self._audio_templates:
-            self._audio[template.index] = _AudioOut(self.container, template, self.target)
+            self._audio[template.index] = _AudioOut(
+                self.container, template, self.target, self.options.voice
+            )
 
     def _codec_name(self) -> str:
         """The requested codec, or the container's natural one when the default does not fit."""

@@ -35,6 +35,7 @@ from starlette.background import BackgroundTask
 from starlette.requests import ClientDisconnect
 
 from .. import __version__
+from ..audit import sidecar
 from ..detectors import detector_for
 from ..errors import InputError, OptionError, VeilError
 from ..pipeline import Pipeline
@@ -254,6 +255,18 @@ def _result_routes(app: FastAPI, store: JobStore) -> None:
             content_disposition_type="attachment" if download else "inline",
         )
 
+    @app.get("/api/jobs/{job_id}/audit", summary="The result's audit record (with audit=true)")
+    async def get_audit(job_id: str) -> FileResponse:
+        job = _job_or_404(store, job_id)
+        if not job.public()["has_audit"]:
+            raise HTTPException(404, "no audit record: the job did not ask for one or is not done")
+        path = store.folder(job_id) / sidecar(Path(job.output)).name
+        if not path.is_file():
+            raise HTTPException(410, "the audit record was deleted")
+        return FileResponse(
+            path, filename=sidecar(Path(_result_name(job))).name, media_type="application/json"
+        )
+
     @app.get("/api/jobs/{job_id}/review/{name}", summary="A file of a video's review report")
     async def get_review(job_id: str, name: str) -> FileResponse:
         job = _job_or_404(store, job_id)
@@ -378,4 +391,7 @@ def _write_zip(store: JobStore, jobs: list, name_for) -> Path:
                 n += 1
             used.add(entry)
             archive.write(store.folder(job.id) / job.output, entry)
+            record = store.folder(job.id) / sidecar(Path(job.output)).name
+            if job.public()["has_audit"] and record.is_file():
+                archive.write(record, sidecar(Path(entry)).name)
     return path

@@ -20,6 +20,8 @@ from ..errors import OptionError
 from ..options import Option, options_in, update
 from ..pipeline import JobOptions
 
+SWITCH_WORDS = {"true": True, "false": False, "on": True, "off": False, "1": True, "0": False}
+
 
 @cache
 def web_options() -> tuple[Option, ...]:
@@ -28,14 +30,23 @@ def web_options() -> tuple[Option, ...]:
 
 
 def kind(declared: Option) -> str:
-    """The control: choice (one of), multiple (some of), number, or level (named values)."""
+    """The control: choice (one of), multiple (some of), switch (on or off), number (in a
+    range), level (named values), or text (a value the option's own parser reads)."""
     web = declared.web
     assert web is not None
+    if declared.switch:
+        return "switch"
     if web.levels:
         return "level"
     if web.choices:
         return "multiple" if isinstance(declared.default, tuple) else "choice"
-    return "number"
+    return "number" if web.ge is not None or web.le is not None else "text"
+
+
+@cache
+def _text_options() -> tuple[Option, ...]:
+    """The web options stored as text (as the option shows its value) and parsed for a job."""
+    return tuple(o for o in web_options() if kind(o) == "text")
 
 
 def _default(declared: Option) -> Any:
@@ -59,6 +70,8 @@ def form() -> list[dict[str, Any]]:
         }
         if web.choices:
             entry["choices"] = [[c, web.labels.get(c, c)] for c in web.choices]
+        if entry["kind"] == "text":
+            entry["placeholder"] = web.example
         if entry["kind"] == "number":
             entry.update(min=web.ge, max=web.le, step=web.step, unit=web.unit)
         if entry["kind"] == "level":
@@ -76,7 +89,8 @@ def form() -> list[dict[str, Any]]:
 def check_options(params: Mapping[str, Any]) -> dict[str, Any]:
     """The page's choices held to their web limits: JSON-ready values by name.
 
-    Missing ones take their defaults; a bad one is a one-line OptionError.
+    Missing ones take their defaults; a bad one, or a combination the options refuse
+    (ranges for a voice that is kept), is a one-line OptionError.
     """
     chosen: dict[str, Any] = {}
     for declared in web_options():
@@ -84,6 +98,7 @@ def check_options(params: Mapping[str, Any]) -> dict[str, Any]:
         chosen[declared.dest] = (
             _default(declared) if raw in (None, "") else _checked(declared, raw, chosen)
         )
+    job_options(chosen, "image")  # the option dataclasses check how the values go together
     return chosen
 
 
@@ -101,6 +116,8 @@ def _checked(declared: Option, raw: Any, chosen: Mapping[str, Any]) -> Any:
                     f"{name}: invalid choice {item!r}; choose from: {', '.join(web.choices)}"
                 )
         return items if control == "multiple" else items[0]
+    if control in ("text", "switch"):
+        return _word(declared, str(raw), control)
     try:
         value = float(raw)
     except (TypeError, ValueError):
@@ -120,14 +137,30 @@ def _checked(declared: Option, raw: Any, chosen: Mapping[str, Any]) -> Any:
     return value
 
 
+def _word(declared: Option, raw: str, control: str) -> Any:
+    """A switch's or a text option's value, JSON-ready (text: as the option shows it)."""
+    if control == "switch":
+        if raw.lower() not in SWITCH_WORDS:
+            raise OptionError(f"{declared.dest} must be true or false")
+        return SWITCH_WORDS[raw.lower()]
+    try:
+        return declared.to_setting(declared.word(raw))
+    except ValueError as exc:
+        raise OptionError(f"{declared.dest}: {exc}") from None
+
+
 def job_options(
     chosen: Mapping[str, Any], kind: str, base: JobOptions = JobOptions()
 ) -> JobOptions:
     """JobOptions for one stored job.
 
-    Videos ask for a review report, so the page can show the frames it flags.
+    Videos ask for a review report, so the page can show the frames it flags. Text
+    options are stored as typed and read by their own parser here.
     """
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in chosen.items()}
+    for declared in _text_options():
+        if values.get(declared.dest) is not None:
+            values[declared.dest] = declared.word(values[declared.dest])
     return dataclasses.replace(
         update(base, values), overwrite=True, export_format=None, review=kind == "video"
     )
@@ -155,6 +188,10 @@ def query_parameters() -> Callable[..., dict[str, Any]]:
         elif control == "multiple":
             default = ",".join(default)
             description += f" (comma-separated; offered here: {', '.join(web.choices)})"
+        elif control == "switch":
+            annotation = bool
+        elif control == "text":
+            annotation = str | None
         elif control == "number":
             annotation = float
             extra.update({"minimum": web.ge, "maximum": web.le})

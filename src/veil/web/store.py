@@ -74,6 +74,7 @@ class Job:
         """What the API shows: no server paths, only names and states."""
         data = asdict(self)
         data["has_result"] = self.status == DONE and self.output is not None
+        data["has_audit"] = data["has_result"] and bool(self.options.get("audit"))
         data["has_review"] = self.review is not None
         for private in ("output", "review", "owner"):
             data.pop(private)

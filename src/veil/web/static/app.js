@@ -11,8 +11,9 @@ const cards = new Map();       // job id -> <li>
 let serverJobs = [];
 
 // ---- settings: one control per option the server offers (/api/options), none written here ------
-// Kinds: choice (a select), multiple (checkboxes), number (a slider), level (named values that
-// depend on another option's value, as a strength depends on the method chosen).
+// Kinds: choice (a select), multiple (checkboxes), switch (one checkbox), number (a slider), level
+// (named values that depend on another option's value, as a strength depends on the method chosen),
+// text (a value the server's option parser reads, such as time ranges).
 let fields = [];
 const controlId = (name) => name.replaceAll("_", "-");
 // The settings form is never sent (no inline handler: the page's policy allows no inline script).
@@ -40,7 +41,20 @@ function control(field) {
   }
   const label = document.createElement("label");
   label.title = field.help;
+  if (field.kind === "switch") {
+    const box = document.createElement("input");
+    Object.assign(box, { type: "checkbox", name: field.name, id: controlId(field.name), checked: field.default });
+    label.append(box, ` ${field.label}`);
+    return label;
+  }
   label.append(`${field.label} `);
+  if (field.kind === "text") {
+    const input = document.createElement("input");
+    Object.assign(input, { type: "text", name: field.name, id: controlId(field.name), value: field.default ?? "",
+                           placeholder: field.placeholder ?? "" });
+    label.append(input);
+    return label;
+  }
   if (field.kind === "number") {
     const shown = document.createElement("output");
     shown.id = `${controlId(field.name)}-value`;
@@ -69,7 +83,10 @@ function settings() {
       if (chosen.length) params.set(field.name, chosen.join(","));
       continue;
     }
-    const value = document.getElementById(controlId(field.name)).value;
+    const input = document.getElementById(controlId(field.name));
+    if (field.kind === "switch") { params.set(field.name, input.checked); continue; }
+    const value = input.value;
+    if (field.kind === "text") { if (value.trim()) params.set(field.name, value.trim()); continue; }
     if (field.kind !== "level") { params.set(field.name, value); continue; }
     const level = field.levels.find(([name]) => name === value);
     const picked = level && level[2][params.get(field.by)];
@@ -216,6 +233,9 @@ function updateCard(li, job) {
   const link = li.querySelector(".download");
   link.hidden = !job.has_result;
   if (job.has_result) link.href = `/api/jobs/${job.id}/result`;
+  const audit = li.querySelector(".audit");
+  audit.hidden = !job.has_audit;
+  if (job.has_audit) audit.href = `/api/jobs/${job.id}/audit`;
   li.querySelector(".remove").hidden = ACTIVE.has(job.status) && job.status !== "uploading";
   const view = li.querySelector(".view");
   if (job.has_result && view.dataset.shown !== job.id) {
