@@ -196,7 +196,8 @@ def apply_i420(
 
     Only the rectangles around the hidden regions go to BGR and back (aligned to the chroma
     grid, overlapping ones merged, so overlapping detections are hidden in order as `apply`
-    does); every other pixel stays as decoded. The regions, masks and methods are apply's,
+    does), and only the masked pixels are written back (chroma where it covers one): every
+    other pixel stays as decoded. The regions, masks and methods are apply's,
     so what is hidden and how strongly is the same. Drawing boxes or scores needs the whole
     frame: callers use `apply` for that.
     """
@@ -204,16 +205,19 @@ def apply_i420(
         raise ValueError("apply_i420 needs one contiguous I420 array")
     h, w = yuv.shape[0] * 2 // 3, yuv.shape[1]
     regions = _regions(detections, options, w, h)
-    for (x1, y1, x2, y2), members in _chroma_blocks(regions, w, h):
-        rh, rw = y2 - y1, x2 - x1
-        planes = _i420_planes(yuv, h, w)
-        roi = np.empty((rh * 3 // 2, rw), np.uint8)
-        _i420_copy(planes, roi, (x1, y1, x2, y2), into_roi=True)
-        bgr = cv2.cvtColor(roi, cv2.COLOR_YUV2BGR_I420)
+    planes = _i420_planes(yuv, h, w)
+    for rect, members in _chroma_blocks(regions, w, h):
+        x1, y1, x2, y2 = rect
+        bgr = cv2.cvtColor(_i420_read(planes, rect), cv2.COLOR_YUV2BGR_I420)
+        hidden = np.zeros(bgr.shape[:2], bool)
         for region, mask, size in members:
-            crop = bgr[region.y1 - y1 : region.y2 - y1, region.x1 - x1 : region.x2 - x1]
-            _hide_region(crop, mask, size, options)
-        _i420_copy(planes, cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV_I420), (x1, y1, x2, y2))
+            rows, cols = (
+                slice(region.y1 - y1, region.y2 - y1),
+                slice(region.x1 - x1, region.x2 - x1),
+            )
+            _hide_region(bgr[rows, cols], mask, size, options)
+            hidden[rows, cols] |= mask > 0
+        _i420_write(planes, cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV_I420), rect, hidden)
     return yuv
 
 
@@ -254,28 +258,41 @@ def _i420_planes(yuv: np.ndarray, h: int, w: int) -> tuple[np.ndarray, np.ndarra
     return yuv[:h], u, flat[h * w + quarter :].reshape(h // 2, w // 2)
 
 
-def _i420_copy(
-    planes: tuple[np.ndarray, np.ndarray, np.ndarray],
+def _i420_read(planes: tuple[np.ndarray, ...], rect: tuple[int, int, int, int]) -> np.ndarray:
+    """The rectangle (even corners) of a picture's planes as an I420 array of its own."""
+    x1, y1, x2, y2 = rect
+    roi = np.empty(((y2 - y1) * 3 // 2, x2 - x1), np.uint8)
+    for mine, theirs in zip(_i420_planes(roi, y2 - y1, x2 - x1), _crop_planes(planes, rect)):
+        mine[:] = theirs
+    return roi
+
+
+def _i420_write(
+    planes: tuple[np.ndarray, ...],
     roi: np.ndarray,
     rect: tuple[int, int, int, int],
-    *,
-    into_roi: bool = False,
+    hidden: np.ndarray,
 ) -> None:
-    """Copy the rectangle (even corners) between a picture's planes and an I420 array of its
-    size: into roi, or (by default) from roi back into the planes."""
+    """Copy an I420 rectangle back into the planes where `hidden` (its luma pixels) is set,
+    chroma where any of the four luma pixels it covers is."""
     x1, y1, x2, y2 = rect
     rh, rw = y2 - y1, x2 - x1
-    mine = _i420_planes(roi, rh, rw)
-    theirs = (
+    chroma = hidden.reshape(rh // 2, 2, rw // 2, 2).any(axis=(1, 3))
+    for mine, theirs, where in zip(
+        _i420_planes(roi, rh, rw), _crop_planes(planes, rect), (hidden, chroma, chroma)
+    ):
+        np.copyto(theirs, mine, where=where)
+
+
+def _crop_planes(
+    planes: tuple[np.ndarray, ...], rect: tuple[int, int, int, int]
+) -> tuple[np.ndarray, ...]:
+    x1, y1, x2, y2 = rect
+    return (
         planes[0][y1:y2, x1:x2],
         planes[1][y1 // 2 : y2 // 2, x1 // 2 : x2 // 2],
         planes[2][y1 // 2 : y2 // 2, x1 // 2 : x2 // 2],
     )
-    for m, t in zip(mine, theirs):
-        if into_roi:
-            m[:] = t
-        else:
-            t[:] = m
 
 
 def blur_whole_frame(frame: np.ndarray) -> np.ndarray:
@@ -326,4 +343,4 @@ def draw(
     return frame
 
 
-__all__ = ["AnonymizeOptions", "apply", "draw", "blur_whole_frame", "SHAPES"]
+__all__ = ["AnonymizeOptions", "apply", "apply_i420", "draw", "blur_whole_frame", "SHAPES"]
