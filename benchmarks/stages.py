@@ -1,5 +1,9 @@
 """Where the time goes: CPU seconds per frame for each stage of veil's video path.
 
+The frame path is the one `veil` runs on an H.264 file: decoded I420 planes, a BGR copy for
+the detector, hiding on the planes (only the regions hidden are converted), the planes
+encoded as they are.
+
 Each stage runs alone over the same frames and is charged the process CPU time
 it used (all threads, codec and inference pools included). CPU time, unlike
 wall time, hardly changes when other programs share the machine, so the shares
@@ -23,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from veil import hide  # noqa: E402
 from veil.detectors import DetectorOptions  # noqa: E402
 from veil.detectors.centerface import INPUT_NAME, OUTPUT_NAMES, CenterFace, decode  # noqa: E402
+from veil.frame import Frame  # noqa: E402
 from veil.io.video import EncoderOptions  # noqa: E402
 
 from clips import build_clips  # noqa: E402
@@ -51,8 +56,12 @@ def profile(path: Path, frames: int, max_size: int | None, threads: int) -> dict
             if len(yuv) == frames:
                 break
         start = meter.add("decode (H.264)", start)
-        bgr = [vf.to_ndarray(format="bgr24") for vf in yuv]
-        meter.add("colour: yuv -> bgr", start)
+        # As VideoSource(yuv=True) and Frame give them: the decoded planes, and a BGR copy
+        # for the detector.
+        planes = [vf.to_ndarray(format="yuv420p") for vf in yuv]
+        start = meter.add("decode (H.264)", start)
+        bgr = [Frame(i, 0.0, yuv=p).image for i, p in enumerate(planes)]
+        meter.add("colour: yuv -> bgr (detector input)", start)
     detector.infer(bgr[:1], max_size, 0.2)  # warm-up: first run allocates
     per_frame_dets = []
     for image in bgr:
@@ -71,21 +80,17 @@ def profile(path: Path, frames: int, max_size: int | None, threads: int) -> dict
             scanner.detect(bgr[i : i + scanner.batch_size])
         scan_cpu = (time.process_time() - start) / len(bgr)
     start = time.process_time()
-    for image, dets in zip(bgr, per_frame_dets):
-        hide.apply(image, dets, hide.AnonymizeOptions(), inplace=True)
-    start = meter.add("hiding (blur)", start)
+    for image, dets in zip(planes, per_frame_dets):
+        hide.apply_i420(image, dets, hide.AnonymizeOptions())
+    start = meter.add("hiding (blur, regions only, on the planes)", start)
     options = EncoderOptions()
     out = av.open("/dev/null", "w", format="mp4")
     enc = out.add_stream(options.codec, rate=30)
     enc.width, enc.height, enc.pix_fmt = bgr[0].shape[1], bgr[0].shape[0], "yuv420p"
     enc.options = {"crf": str(options.crf), "preset": options.preset}
     start = time.process_time()
-    converted = [
-        av.VideoFrame.from_ndarray(image, format="bgr24").reformat(format="yuv420p")
-        for image in bgr
-    ]
-    start = meter.add("colour: bgr -> yuv", start)
-    for i, vf in enumerate(converted):
+    for i, image in enumerate(planes):  # the encoder takes the planes as they are
+        vf = av.VideoFrame.from_ndarray(image, format="yuv420p")
         vf.pts = i
         enc.encode(vf)
     enc.encode(None)
@@ -111,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         shares, scan = profile(path, args.frames, args.max_size, args.threads)
         total = sum(shares.values())
         print(
-            f"\n{name} ({path.name}, detector input {'native' if not args.max_size else args.max_size}): "
+            f"\n{name} ({path.name}, detector input {args.max_size or 'native'}): "
             f"{total * 1000:.0f} CPU ms per frame"
         )
         for stage, seconds in sorted(shares.items(), key=lambda kv: -kv[1]):
@@ -119,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
         if scan is not None:
             detect = sum(v for k, v in shares.items() if k.startswith(("detector", "inference")))
             print(
-                f"  keyframe scan (--full-every 8) instead of full resolution on every frame: detection "
+                "  keyframe scan (--full-every 8) instead of full resolution on every frame: "
+                "detection "
                 f"{scan * 1000:.1f} ms per frame ({detect / scan:.1f}x less), whole frame "
                 f"{(total - detect + scan) * 1000:.0f} ms"
             )

@@ -2,24 +2,69 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 
-@dataclass
 class Frame:
     """index: position in the source; time: presentation time in seconds read from
-    the container (never assumed from fps); image: BGR uint8 HxWx3."""
+    the container (never assumed from fps); image: BGR uint8 HxWx3.
 
-    index: int
-    time: float
-    image: np.ndarray
+    yuv: the picture as the decoder gave it, I420 planes in one (H*3/2)xW uint8 array, kept
+    when the encoder takes that format (video files with even sizes, see io/video.py), so
+    the picture never goes through BGR and back: the detectors read `image`, hiding works on
+    the planes (hide.apply_i420) and the encoder takes them as they are. While `yuv` is set it
+    is the picture and `image` a copy for reading: `drop_image` forgets that copy (a frame
+    held for look-ahead then costs half the memory) and reading `image` again converts the
+    planes afresh. Assigning `image` makes it the picture and drops `yuv`.
+    """
+
+    __slots__ = ("index", "time", "yuv", "_image")
+
+    def __init__(
+        self,
+        index: int,
+        time: float,
+        image: np.ndarray | None = None,
+        *,
+        yuv: np.ndarray | None = None,
+    ) -> None:
+        if image is None and yuv is None:
+            raise ValueError("a Frame needs an image or yuv planes")
+        self.index = index
+        self.time = time
+        self.yuv = yuv
+        self._image = image
+
+    @property
+    def image(self) -> np.ndarray:
+        if self._image is None:
+            import cv2
+
+            self._image = cv2.cvtColor(self.yuv, cv2.COLOR_YUV2BGR_I420)
+        return self._image
+
+    @image.setter
+    def image(self, value: np.ndarray) -> None:
+        self._image = value
+        self.yuv = None
+
+    def drop_image(self) -> None:
+        """Forget the BGR copy of a frame that keeps its planes (no-op otherwise)."""
+        if self.yuv is not None:
+            self._image = None
 
     @property
     def height(self) -> int:
+        if self.yuv is not None:
+            return int(self.yuv.shape[0]) * 2 // 3
         return int(self.image.shape[0])
 
     @property
     def width(self) -> int:
+        if self.yuv is not None:
+            return int(self.yuv.shape[1])
         return int(self.image.shape[1])
+
+    def __repr__(self) -> str:
+        kind = "yuv" if self.yuv is not None else "bgr"
+        return f"Frame(index={self.index}, time={self.time:.3f}, {self.width}x{self.height} {kind})"

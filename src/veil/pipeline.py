@@ -358,7 +358,7 @@ class Pipeline:
             review = self._review_for(source, target)
             try:
                 per_frame = self._run_frames(
-                    src.frames(),
+                    src.frames(yuv=True),
                     float(src.info.fps),
                     sink.write,
                     str(source),
@@ -725,6 +725,7 @@ class FrameLoop:
             except Exception as exc:
                 out += self._failed([step.frame.index], exc)
                 continue
+            step.frame.drop_image()  # held for look-ahead as its decoded planes only
             out += self._release(released)
         return out
 
@@ -736,7 +737,7 @@ class FrameLoop:
                 continue
             frame, arrived = self._held[index]
             try:
-                frame.image = anon.apply(frame.image, final, self.options.anonymize, inplace=True)
+                _hide(frame, final, self.options.anonymize)
             except Exception as exc:
                 out += self._failed([index], exc)
                 continue
@@ -770,6 +771,16 @@ class FrameLoop:
                 frame.image = anon.blur_whole_frame(frame.image)
                 out.append(Anonymized(frame, Detections.empty(), arrived, hidden_whole=True))
         return out
+
+
+def _hide(frame: Frame, detections: Detections, options: anon.AnonymizeOptions) -> None:
+    """Hide in place: on the decoded planes when the frame keeps them (only the hidden
+    regions are converted), else on the BGR image, which then becomes the picture."""
+    if frame.yuv is not None and not (options.draw_boxes or options.draw_scores):
+        anon.apply_i420(frame.yuv, detections, options)
+        frame.drop_image()  # a later reader sees the hidden planes, never the decoded copy
+    else:
+        frame.image = anon.apply(frame.image, detections, options, inplace=True)
 
 
 def _picture_frames(src: image_io.ImageSource, pictures: dict) -> Iterator[Frame]:

@@ -6,7 +6,7 @@ import veil
 from veil.boxes import scale_box
 from veil.detections import Detections
 from veil.errors import OptionError
-from veil.hide import AnonymizeOptions, apply, blur_whole_frame
+from veil.hide import AnonymizeOptions, apply, apply_i420, blur_whole_frame
 from veil.hide.masks import coverage, region_for, region_mask
 from veil.hide.methods import parse_color
 
@@ -176,3 +176,57 @@ def test_public_anonymize_function(astronaut):
     assert np.array_equal(out[300:], astronaut[300:])
     with pytest.raises(OptionError):
         veil.anonymize(astronaut, FACE, method="bogus")
+
+
+# -- hiding on decoded I420 planes ------------------------------------------------------------
+TWO_FACES = Detections(
+    np.array([[182, 58, 270, 178], [230, 120, 300, 210], [20, 400, 61, 447]], np.float32),
+    score=np.array([0.93, 0.8, 0.5]),
+)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        AnonymizeOptions(),
+        AnonymizeOptions(method="pixelate"),
+        AnonymizeOptions(method="fill", shape="rect"),
+        AnonymizeOptions(feather=6),
+    ],
+)
+def test_i420_hides_what_apply_hides(astronaut, options):
+    yuv = cv2.cvtColor(astronaut, cv2.COLOR_BGR2YUV_I420)
+    decoded = cv2.cvtColor(yuv, cv2.COLOR_YUV2BGR_I420)
+    expected = apply(decoded, TWO_FACES, options)
+    hidden = yuv.copy()
+    apply_i420(hidden, TWO_FACES, options)
+    out = cv2.cvtColor(hidden, cv2.COLOR_YUV2BGR_I420)
+    x1, y1, x2, y2 = 200, 80, 250, 160  # inside the first face's mask
+    assert mean_abs_diff(out[y1:y2, x1:x2], expected[y1:y2, x1:x2]) < 1.5
+
+
+def test_i420_leaves_planes_outside_the_hidden_regions_as_decoded(astronaut):
+    yuv = cv2.cvtColor(astronaut, cv2.COLOR_BGR2YUV_I420)
+    hidden = yuv.copy()
+    apply_i420(hidden, TWO_FACES, AnonymizeOptions())
+    far = np.ones((512, 512), bool)
+    for x1, y1, x2, y2 in scale_box(TWO_FACES.xyxy, 1.6):
+        far[max(0, int(y1) - 2) : int(y2) + 3, max(0, int(x1) - 2) : int(x2) + 3] = False
+    assert np.array_equal(hidden[:512][far], yuv[:512][far])
+
+
+def test_i420_hides_overlapping_faces_in_order(astronaut):
+    """Overlapping regions share one block: the second blurs the first's result, as in apply."""
+    yuv = cv2.cvtColor(astronaut, cv2.COLOR_BGR2YUV_I420)
+    expected = apply(cv2.cvtColor(yuv, cv2.COLOR_YUV2BGR_I420), TWO_FACES[:2])
+    hidden = yuv.copy()
+    apply_i420(hidden, TWO_FACES[:2])
+    out = cv2.cvtColor(hidden, cv2.COLOR_YUV2BGR_I420)
+    overlap = (slice(140, 180), slice(240, 268))
+    assert mean_abs_diff(out[overlap], expected[overlap]) < 1.5
+
+
+def test_i420_refuses_a_copy_it_could_not_write_back(astronaut):
+    yuv = cv2.cvtColor(astronaut, cv2.COLOR_BGR2YUV_I420)
+    with pytest.raises(ValueError):
+        apply_i420(yuv[:, ::1][::-1], TWO_FACES, AnonymizeOptions())

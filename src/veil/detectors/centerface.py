@@ -145,7 +145,10 @@ def session_options(threads: int = 0):
 
     Spinning worker threads would take cores the codecs need while the detector
     waits for frames, so they sleep instead; graph optimization fuses each
-    batch norm into its convolution.
+    batch norm into its convolution. The memory pattern (one block planned and kept per input
+    shape) is off: the keyframe scan feeds many shapes, and at 1080p the planned blocks held
+    about 290 MiB more than the arena reusing freed buffers, for no saving in CPU time
+    (benchmarks/memory.py).
     """
     import onnxruntime as ort
 
@@ -154,6 +157,7 @@ def session_options(threads: int = 0):
     opts.intra_op_num_threads = threads or (os.cpu_count() or 1)
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.enable_mem_pattern = False
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     opts.log_severity_level = 3
     return opts

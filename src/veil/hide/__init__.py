@@ -16,7 +16,7 @@ from ..detections import CLASS_NAMES, Detections
 from ..errors import OptionError
 from ..options import HIDE, Web, check, option
 from . import methods
-from .masks import SHAPES, outline_mask, region_for, region_mask
+from .masks import SHAPES, Region, outline_mask, region_for, region_mask
 
 hiding = partial(option, group="anonymization", commands=HIDE)
 
@@ -130,6 +130,40 @@ def _replacement(crop: np.ndarray, size: float, options: AnonymizeOptions) -> np
     return crop
 
 
+def _regions(
+    detections: Detections, options: AnonymizeOptions, w: int, h: int
+) -> list[tuple[Region, np.ndarray, float]]:
+    """(region in frame pixels, its mask, face size) for every detection to hide, in order."""
+    if options.method == "none" or len(detections) == 0:
+        return []
+    boxes = scale_box(detections.xyxy, options.mask_scale)
+    outlines = detections.mask
+    out = []
+    for i, box in enumerate(boxes):
+        size = methods.face_size(box[2] - box[0], box[3] - box[1])
+        if outlines is not None and outlines[i].any():
+            region, mask = outline_mask(
+                outlines[i], size * (options.mask_scale - 1) / 2, options.feather
+            )
+        else:
+            region = region_for(box, w, h, options.feather)
+            mask = None if region is None else region_mask(region, options.shape, options.feather)
+        if region is not None:
+            out.append((region, mask, size))
+    return out
+
+
+def _hide_region(crop: np.ndarray, mask: np.ndarray, size: float, options: AnonymizeOptions):
+    """Hide one region's pixels in place (crop: a view of the frame)."""
+    replacement = _replacement(crop, size, options)
+    mask = mask[:, :, None]
+    if options.feather == 0:
+        np.copyto(crop, replacement, where=mask > 0.5)
+    else:
+        blended = replacement.astype(np.float32) * mask + crop.astype(np.float32) * (1 - mask)
+        crop[:] = np.round(blended).astype(np.uint8)
+
+
 def apply(
     frame: np.ndarray,
     detections: Detections,
@@ -145,37 +179,120 @@ def apply(
     if len(detections) == 0:
         return out
     h, w = out.shape[:2]
-    boxes = scale_box(detections.xyxy, options.mask_scale)
-    outlines = detections.mask
-    if options.method != "none":
-        for i, box in enumerate(boxes):
-            size = methods.face_size(box[2] - box[0], box[3] - box[1])
-            if outlines is not None and outlines[i].any():
-                region, mask = outline_mask(
-                    outlines[i], size * (options.mask_scale - 1) / 2, options.feather
-                )
-            else:
-                region = region_for(box, w, h, options.feather)
-                mask = (
-                    None if region is None else region_mask(region, options.shape, options.feather)
-                )
-            if region is None:
-                continue
-            crop = out[region.y1 : region.y2, region.x1 : region.x2]
-            replacement = _replacement(crop, size, options)
-            mask = mask[:, :, None]
-            if options.feather == 0:
-                np.copyto(crop, replacement, where=mask > 0.5)
-            else:
-                blended = replacement.astype(np.float32) * mask + crop.astype(np.float32) * (
-                    1 - mask
-                )
-                crop[:] = np.round(blended).astype(np.uint8)
+    for region, mask, size in _regions(detections, options, w, h):
+        _hide_region(out[region.y1 : region.y2, region.x1 : region.x2], mask, size, options)
     if options.draw_boxes or options.draw_scores:
+        boxes = scale_box(detections.xyxy, options.mask_scale)
         draw(
             out, detections.with_(xyxy=boxes), scores=options.draw_scores, boxes=options.draw_boxes
         )
     return out
+
+
+def apply_i420(
+    yuv: np.ndarray, detections: Detections, options: AnonymizeOptions = AnonymizeOptions()
+) -> np.ndarray:
+    """`apply` on an I420 picture ((H*3/2)xW uint8, even sizes), in place, for the encoder.
+
+    Only the rectangles around the hidden regions go to BGR and back (aligned to the chroma
+    grid, overlapping ones merged, so overlapping detections are hidden in order as `apply`
+    does), and only the masked pixels are written back (chroma where it covers one): every
+    other pixel stays as decoded. The regions, masks and methods are apply's,
+    so what is hidden and how strongly is the same. Drawing boxes or scores needs the whole
+    frame: callers use `apply` for that.
+    """
+    if not yuv.flags.c_contiguous:
+        raise ValueError("apply_i420 needs one contiguous I420 array")
+    h, w = yuv.shape[0] * 2 // 3, yuv.shape[1]
+    regions = _regions(detections, options, w, h)
+    planes = _i420_planes(yuv, h, w)
+    for rect, members in _chroma_blocks(regions, w, h):
+        x1, y1, x2, y2 = rect
+        bgr = cv2.cvtColor(_i420_read(planes, rect), cv2.COLOR_YUV2BGR_I420)
+        hidden = np.zeros(bgr.shape[:2], bool)
+        for region, mask, size in members:
+            rows, cols = (
+                slice(region.y1 - y1, region.y2 - y1),
+                slice(region.x1 - x1, region.x2 - x1),
+            )
+            _hide_region(bgr[rows, cols], mask, size, options)
+            hidden[rows, cols] |= mask > 0
+        _i420_write(planes, cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV_I420), rect, hidden)
+    return yuv
+
+
+def _chroma_blocks(
+    regions: list[tuple[Region, np.ndarray, float]], w: int, h: int
+) -> list[tuple[tuple[int, int, int, int], list]]:
+    """Regions grouped into disjoint rectangles on even pixels; within a group the regions
+    keep their order, so overlapping ones are hidden one after the other."""
+    blocks: list[tuple[tuple[int, int, int, int], list]] = []
+    for item in regions:
+        r = item[0]
+        rect = (r.x1 // 2 * 2, r.y1 // 2 * 2, min(w, -(-r.x2 // 2) * 2), min(h, -(-r.y2 // 2) * 2))
+        members = [item]
+        while overlap := [b for b in blocks if _overlaps(rect, b[0])]:
+            for other in overlap:
+                blocks.remove(other)
+                o = other[0]
+                rect = (
+                    min(rect[0], o[0]),
+                    min(rect[1], o[1]),
+                    max(rect[2], o[2]),
+                    max(rect[3], o[3]),
+                )
+                members = other[1] + members
+        blocks.append((rect, members))
+    return blocks
+
+
+def _overlaps(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def _i420_planes(yuv: np.ndarray, h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Views of the Y, U and V planes of an I420 picture."""
+    quarter = h * w // 4
+    flat = yuv.reshape(-1)
+    u = flat[h * w : h * w + quarter].reshape(h // 2, w // 2)
+    return yuv[:h], u, flat[h * w + quarter :].reshape(h // 2, w // 2)
+
+
+def _i420_read(planes: tuple[np.ndarray, ...], rect: tuple[int, int, int, int]) -> np.ndarray:
+    """The rectangle (even corners) of a picture's planes as an I420 array of its own."""
+    x1, y1, x2, y2 = rect
+    roi = np.empty(((y2 - y1) * 3 // 2, x2 - x1), np.uint8)
+    for mine, theirs in zip(_i420_planes(roi, y2 - y1, x2 - x1), _crop_planes(planes, rect)):
+        mine[:] = theirs
+    return roi
+
+
+def _i420_write(
+    planes: tuple[np.ndarray, ...],
+    roi: np.ndarray,
+    rect: tuple[int, int, int, int],
+    hidden: np.ndarray,
+) -> None:
+    """Copy an I420 rectangle back into the planes where `hidden` (its luma pixels) is set,
+    chroma where any of the four luma pixels it covers is."""
+    x1, y1, x2, y2 = rect
+    rh, rw = y2 - y1, x2 - x1
+    chroma = hidden.reshape(rh // 2, 2, rw // 2, 2).any(axis=(1, 3))
+    for mine, theirs, where in zip(
+        _i420_planes(roi, rh, rw), _crop_planes(planes, rect), (hidden, chroma, chroma)
+    ):
+        np.copyto(theirs, mine, where=where)
+
+
+def _crop_planes(
+    planes: tuple[np.ndarray, ...], rect: tuple[int, int, int, int]
+) -> tuple[np.ndarray, ...]:
+    x1, y1, x2, y2 = rect
+    return (
+        planes[0][y1:y2, x1:x2],
+        planes[1][y1 // 2 : y2 // 2, x1 // 2 : x2 // 2],
+        planes[2][y1 // 2 : y2 // 2, x1 // 2 : x2 // 2],
+    )
 
 
 def blur_whole_frame(frame: np.ndarray) -> np.ndarray:
@@ -226,4 +343,4 @@ def draw(
     return frame
 
 
-__all__ = ["AnonymizeOptions", "apply", "draw", "blur_whole_frame", "SHAPES"]
+__all__ = ["AnonymizeOptions", "apply", "apply_i420", "draw", "blur_whole_frame", "SHAPES"]

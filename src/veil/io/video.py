@@ -215,8 +215,14 @@ class VideoSource:
     def audio_stream(self) -> av.audio.stream.AudioStream | None:
         return self.audio_streams[0] if self.audio_streams else None
 
-    def frames(self) -> Iterator[Frame]:
-        """Frames in order; raises InputError at the end if frames were lost (damaged file)."""
+    def frames(self, *, yuv: bool = False) -> Iterator[Frame]:
+        """Frames in order; raises InputError at the end if frames were lost (damaged file).
+
+        yuv: frames whose decoded planes are what `VideoSink` encodes (8-bit 4:2:0, even
+        sizes, upright) come as those planes (`Frame.yuv`; `image` converts them to BGR
+        when the detector first reads it), so the picture is not converted to BGR and back
+        and only the hidden regions are (hide.apply_i420). Other frames come as BGR.
+        """
         index = 0
         time_base = self.stream.time_base
         seen = _Seen()
@@ -234,9 +240,12 @@ class VideoSource:
                         else index / float(self.info.fps)
                     )
                     seen.video(time)
-                    image = vf.to_ndarray(format="bgr24")
                     rotation = -int(getattr(vf, "rotation", 0) or 0) % 360
-                    yield Frame(index, time, _rotate(image, rotation))
+                    if yuv and rotation == 0 and _encoder_planes(vf):
+                        yield Frame(index, time, yuv=vf.to_ndarray(format="yuv420p"))
+                    else:
+                        image = vf.to_ndarray(format="bgr24")
+                        yield Frame(index, time, _rotate(image, rotation))
                     index += 1
         except av.error.FFmpegError as exc:
             raise InputError(
@@ -281,6 +290,11 @@ class VideoSource:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _encoder_planes(vf: av.VideoFrame) -> bool:
+    """Whether a decoded frame's planes are what VideoSink encodes (yuv420p, even sizes)."""
+    return vf.format.name == "yuv420p" and vf.width % 2 == 0 and vf.height % 2 == 0
 
 
 class _Seen:
@@ -521,9 +535,33 @@ class VideoSink:
             raise write_error(self.target, exc) from None
 
     def _write(self, frame: Frame) -> None:
-        image = frame.image
         if self.stream is None:
-            self._open_streams(*image.shape[:2])
+            self._open_streams(frame.height, frame.width)
+        if frame.yuv is not None and self._takes_planes(frame):
+            vf = av.VideoFrame.from_ndarray(frame.yuv, format="yuv420p")
+        else:
+            vf = self._bgr_frame(frame)
+        # The encoder's time base: some muxers (Matroska) change the stream's once writing starts.
+        time_base = self.stream.codec_context.time_base
+        pts = int(round(frame.time / time_base))
+        pts = max(pts, self._last_pts + 1)  # encoders need strictly increasing timestamps
+        self._last_pts = pts
+        vf.pts = pts
+        vf.time_base = time_base
+        for packet in self.stream.encode(vf):
+            self._mux_video(packet)
+        self.frames_written += 1
+
+    def _takes_planes(self, frame: Frame) -> bool:
+        """Whether the frame's decoded planes go to the encoder as they are."""
+        stream = self.stream
+        return stream.pix_fmt == "yuv420p" and (frame.height, frame.width) == (
+            stream.height,
+            stream.width,
+        )
+
+    def _bgr_frame(self, frame: Frame) -> av.VideoFrame:
+        image = frame.image
         if image.shape[:2] != (self.stream.height, self.stream.width):
             if self._resized_from != image.shape[:2]:
                 self._resized_from = image.shape[:2]
@@ -538,17 +576,7 @@ class VideoSink:
                     self.stream.height,
                 )
             image = fit(image, self.stream.width, self.stream.height)
-        vf = av.VideoFrame.from_ndarray(image, format="bgr24")
-        # The encoder's time base: some muxers (Matroska) change the stream's once writing starts.
-        time_base = self.stream.codec_context.time_base
-        pts = int(round(frame.time / time_base))
-        pts = max(pts, self._last_pts + 1)  # encoders need strictly increasing timestamps
-        self._last_pts = pts
-        vf.pts = pts
-        vf.time_base = time_base
-        for packet in self.stream.encode(vf):
-            self._mux_video(packet)
-        self.frames_written += 1
+        return av.VideoFrame.from_ndarray(image, format="bgr24")
 
     def _mux_video(self, packet: av.Packet) -> None:
         if packet.pts is not None:
