@@ -14,6 +14,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from ..detections import Detections
+from .runtime import check_runtime
 
 
 @dataclass(frozen=True)
@@ -24,7 +25,12 @@ class DetectorOptions:
     detector input in pixels (None = native resolution, best for small faces).
     quality: preset name (fast, balanced, max) chosen by the detector backend.
     device: "cpu", "cuda" or "auto". threads: inference threads (0 = all cores).
-    precision: "auto" (float16 on a GPU, float32 on a CPU), "fp32" or "fp16".
+    backend: the runtime of ONNX models: "auto" (OpenVINO on x86-64 CPUs, onnxruntime
+    on GPUs and elsewhere, and wherever OpenVINO cannot run), "openvino" or
+    "onnxruntime"; see detectors/runtime.py.
+    precision: "auto" (float16 on a GPU; on OpenVINO bfloat16 where the CPU has it in
+    hardware, else INT8, for veil's face detector; float32 otherwise), "fp32", "fp16",
+    "bf16" or "int8" (the last two on OpenVINO).
     targets: what to find (face, person, text); name picks the face backend,
     or "onnx:PATH" for the user's own YOLO model whose kept classes are `classes`
     ("0,2" or "0=person,2=face"). person: "hog" or "selfie" (MediaPipe outline).
@@ -45,6 +51,10 @@ class DetectorOptions:
     person: str = "hog"
     classes: str | None = None
     full_every: int = 8
+    backend: str = "auto"
+
+    def __post_init__(self) -> None:
+        check_runtime(self.backend, self.precision)
 
 
 @runtime_checkable

@@ -18,7 +18,7 @@ import numpy as np
 from ..detections import TEXT, Detections
 from ..errors import DetectorError
 from .base import DetectorOptions
-from .centerface import make_session
+from .runtime import make_session
 
 MODEL_FILE = "models/ch_PP-OCRv4_det_infer.onnx"
 MIN_SIDE = 736  # the detector's trained scale: smaller frames are upscaled to it

@@ -81,41 +81,28 @@ def decode(output: np.ndarray, threshold: float, classes: dict[int, int] | None)
 
 
 class YoloOnnx:
-    """A user-supplied YOLO ONNX model on onnxruntime."""
+    """A user-supplied YOLO ONNX model, run by the runtime layer (runtime.py)."""
 
     def __init__(self, options: DetectorOptions, path: str | Path) -> None:
-        import onnxruntime as ort
-
-        from .centerface import providers_for, session_options
+        from .runtime import load_engine
 
         self.options = options
         self.classes = parse_classes(options.classes)
         path = Path(path)
         if not path.is_file():
             raise DetectorError(f"model file not found: {path}")
-        try:
-            self.session = ort.InferenceSession(
-                str(path), session_options(options.threads), providers=providers_for(options.device)
-            )
-        except DetectorError:
-            raise
-        except Exception as exc:
-            raise DetectorError(
-                f"cannot load ONNX model {path}: {' '.join(str(exc).split())[:200]}"
-            ) from exc
-        inp = self.session.get_inputs()[0]
-        self.input_name = inp.name
-        dims = list(inp.shape)
+        self.engine = load_engine(path, options, name=f"ONNX model {path}")
+        dims = self.engine.input_shape
         if len(dims) != 4:
             raise DetectorError(f"{path.name}: input {dims} is not [1, 3, H, W]")
-        self.height = dims[2] if isinstance(dims[2], int) else DEFAULT_INPUT
-        self.width = dims[3] if isinstance(dims[3], int) else DEFAULT_INPUT
+        self.height = dims[2] or DEFAULT_INPUT
+        self.width = dims[3] or DEFAULT_INPUT
 
     def detect_one(self, frame: np.ndarray) -> Detections:
         h, w = frame.shape[:2]
         image, scale, left, top = letterbox(frame, self.height, self.width)
         blob = np.ascontiguousarray(image[:, :, ::-1].transpose(2, 0, 1)[None], np.float32) / 255.0
-        output = np.asarray(self.session.run(None, {self.input_name: blob})[0])
+        output = np.asarray(self.engine.run(blob)[0])
         dets = decode(output.reshape(output.shape[-2:]), self.options.threshold, self.classes)
         shift = np.array([left, top, left, top], np.float32)
         return dets.with_(xyxy=(dets.xyxy - shift) / scale).clipped(w, h)
