@@ -8,9 +8,7 @@ for today's onnxruntime float32 path and OpenVINO at float32, bfloat16 and INT8.
 Every frame is run by each variant in turn, so a change in the machine's load
 hits all of them alike; wall and CPU milliseconds per frame are printed with
 each variant's speed-up over onnxruntime. The first frame of each size is a
-warm-up (compilation for that shape) and is timed apart. The last rows run the
-bfloat16 detector on several frames per call, where each frame is prepared
-while the one before is inferred (OpenVinoEngine.run_each).
+warm-up (compilation for that shape) and is timed apart.
 
 --fresh-int8 quantizes into an empty cache folder, to time the one-time INT8
 quantization; otherwise the user's cache is used.
@@ -34,7 +32,8 @@ sys.path.insert(0, str(HERE))
 
 from veil.detectors import DetectorOptions  # noqa: E402
 from veil.detectors.centerface import CenterFace  # noqa: E402
-from veil.detectors.runtime import cpu_flags, openvino_core  # noqa: E402
+from veil.detectors.runtime import cpu_flags, openvino_core, openvino_precision  # noqa: E402
+from veil.errors import VeilError  # noqa: E402
 
 from clips import SIZES, source_frames  # noqa: E402
 
@@ -46,7 +45,6 @@ VARIANTS = {
 }
 BASELINE = "onnxruntime fp32 (before)"
 SHOWN_FLAGS = ("avx2", "avx_vnni", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
-PER_CALL = (2, 4)
 
 
 def machine() -> str:
@@ -56,11 +54,14 @@ def machine() -> str:
     flags = cpu_flags()
     shown = [f for f in SHOWN_FLAGS if flags and f in flags]
     core = openvino_core()
+    isa = os.environ.get("ONEDNN_MAX_CPU_ISA")
+    held = f"; oneDNN held to {isa} (an older CPU's instructions)" if isa else ""
     return (
         f"{core.get_property('CPU', 'FULL_DEVICE_NAME')} ({platform.machine()}, "
         f"{os.cpu_count()} cores); flags: {' '.join(shown) or 'unknown'}; OpenVINO offers "
         f"{' '.join(core.get_property('CPU', 'OPTIMIZATION_CAPABILITIES'))}; "
-        f"openvino {openvino.__version__}, onnxruntime {onnxruntime.__version__}"
+        f"openvino {openvino.__version__}, onnxruntime {onnxruntime.__version__}; "
+        f"auto picks openvino {openvino_precision('auto', True)}{held}"
     )
 
 
@@ -81,33 +82,20 @@ def timed(run) -> tuple[float, float]:
 
 def measure(detectors: dict[str, CenterFace], frames: list) -> tuple[dict, dict]:
     """Per variant: (wall s, CPU s) summed over frames[1:], and the first frame's wall s."""
-    totals = {name: [0.0, 0.0] for name in detectors}
     first = {}
-    for i, frame in enumerate(frames):
+    for name, det in list(detectors.items()):
+        try:
+            first[name] = timed(lambda det=det: det.infer(frames[:1], None, 0.2))[0]
+        except VeilError as exc:  # bf16 does not compile where oneDNN is held to AVX2
+            print(f"{name}: skipped ({exc})")
+            del detectors[name]
+    totals = {name: [0.0, 0.0] for name in detectors}
+    for frame in frames[1:]:
         for name, det in detectors.items():
             wall, cpu = timed(lambda det=det, frame=frame: det.infer([frame], None, 0.2))
-            if i == 0:
-                first[name] = wall
-            else:
-                totals[name][0] += wall
-                totals[name][1] += cpu
+            totals[name][0] += wall
+            totals[name][1] += cpu
     return totals, first
-
-
-def measure_per_call(det: CenterFace, frames: list) -> dict[int, tuple[float, float]]:
-    """bf16 with 1 and PER_CALL frames per call, interleaved, over frames[1:]."""
-    totals = {n: [0.0, 0.0] for n in (1, *PER_CALL)}
-    det.infer(frames[:1], None, 0.2)
-    step = max(PER_CALL)
-    for start in range(1, len(frames) - step + 1, step):
-        chunk = frames[start : start + step]
-        for n in totals:
-            for i in range(0, step, n):
-                part = chunk[i : i + n]
-                wall, cpu = timed(lambda part=part: det.infer(part, None, 0.2))
-                totals[n][0] += wall
-                totals[n][1] += cpu
-    return totals
 
 
 def row(*cells: str) -> None:
@@ -157,26 +145,6 @@ def main() -> int:
                 ratio(base_wall, wall),
                 ratio(base_cpu, cpu),
                 f"{first[name]:.2f}",
-            )
-        per_call = measure_per_call(detectors["openvino bf16"], frames)
-        single_wall, single_cpu = per_call[1]
-        m = max(PER_CALL) * ((len(frames) - 1) // max(PER_CALL))
-        row(
-            "openvino bf16, frames per call",
-            "wall ms/frame",
-            "CPU ms/frame",
-            "vs 1 (wall)",
-            "vs 1 (CPU)",
-            "",
-        )
-        for k, (wall, cpu) in per_call.items():
-            row(
-                str(k),
-                ms(wall, m),
-                ms(cpu, m),
-                ratio(single_wall, wall),
-                ratio(single_cpu, cpu),
-                "",
             )
     print(f"\nload average {os.getloadavg()[0]:.1f} at the end")
     return 0

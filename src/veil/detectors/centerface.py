@@ -187,8 +187,8 @@ class CenterFace:
         h, w = frames[0].shape[:2]
         scale = input_geometry(h, w, max_size)[0]
         if self.engine.on_cpu:
-            # One frame per run; each is prepared while the one before runs.
-            outputs = self.engine.run_each(self.preprocess([f], max_size)[0] for f in frames)
+            # One frame per run: on a CPU a batch costs more per frame and multiplies memory.
+            outputs = [self.engine.run(self.preprocess([f], max_size)[0]) for f in frames]
             per_frame = [[out[0] for out in frame_outputs] for frame_outputs in outputs]
         else:
             batch = self.engine.run(self.preprocess(frames, max_size)[0])

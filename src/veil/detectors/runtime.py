@@ -29,10 +29,10 @@ import tempfile
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -85,8 +85,6 @@ class Engine(Protocol):
     input_shape: list[int | None]
 
     def run(self, blob: np.ndarray) -> list[np.ndarray]: ...
-
-    def run_each(self, blobs: Iterable[np.ndarray]) -> list[list[np.ndarray]]: ...
 
 
 def load_engine(
@@ -279,9 +277,6 @@ class OnnxRuntimeEngine:
     def run(self, blob: np.ndarray) -> list[np.ndarray]:
         return self.session.run(self._outputs, {self._input: blob})
 
-    def run_each(self, blobs: Iterable[np.ndarray]) -> list[list[np.ndarray]]:
-        return [self.run(blob) for blob in blobs]
-
 
 # --- OpenVINO ------------------------------------------------------------------------
 
@@ -392,8 +387,9 @@ class OpenVinoEngine:
             # Pinned threads would all land on the same cores in every batch worker process.
             "ENABLE_CPU_PINNING": False,
         }
-        self._static: OrderedDict[tuple[int, ...], _Compiled] = OrderedDict()
-        self._dynamic: _Compiled | None = None
+        # shape -> (compiled model, its infer request); the shape-agnostic one apart.
+        self._static: OrderedDict[tuple[int, ...], tuple[Any, Any]] = OrderedDict()
+        self._dynamic: tuple[Any, Any] | None = None
         self._spent: dict[tuple[int, ...], float] = {}
         self._compile_seconds: list[float] = []
         self._lock = threading.Lock()
@@ -404,48 +400,23 @@ class OpenVinoEngine:
         return list(self._static)
 
     def run(self, blob: np.ndarray) -> list[np.ndarray]:
-        return self.run_each([blob])[0]
-
-    def run_each(self, blobs: Iterable[np.ndarray]) -> list[list[np.ndarray]]:
-        """Outputs per blob, in order. Each blob starts as soon as it is ready and is
-        collected after the next one has been prepared, so a caller that prepares
-        blobs lazily (a generator) overlaps that work with inference."""
-        results: list[list[np.ndarray]] = []
-        pending: _Pending | None = None
+        """Outputs for one blob. Inference releases the GIL, so the pipeline's decode and
+        encode threads run meanwhile; overlapping the next frame's preparation as well
+        (two asynchronous requests) made no frame faster on 2 cores (docs/speed.md)."""
+        shape = tuple(blob.shape)
         with self._lock:
+            entry = self._compiled_for(shape)
+            request = entry[1]
+            started = time.perf_counter()
             try:
-                for blob in blobs:
-                    shape = tuple(blob.shape)
-                    compiled = self._compiled_for(shape)
-                    request = compiled.next_request()
-                    try:
-                        request.start_async({0: blob}, share_inputs=True)
-                    except Exception as exc:
-                        raise DetectorError(f"{self.name}: inference failed ({exc})") from exc
-                    if pending is not None:
-                        results.append(self._collect(pending))
-                    # The request reads the blob in place, so the blob is kept until collected.
-                    pending = _Pending(compiled, request, blob, time.perf_counter())
-                if pending is not None:
-                    results.append(self._collect(pending))
-                    pending = None
-            finally:
-                if pending is not None:  # a failing caller: leave no request running
-                    with contextlib.suppress(Exception):
-                        pending.request.wait()
-        return results
+                request.infer({0: blob}, share_inputs=True)
+            except Exception as exc:
+                raise DetectorError(f"{self.name}: inference failed ({exc})") from exc
+            if entry is self._dynamic:
+                self._spent[shape] = self._spent.get(shape, 0.0) + time.perf_counter() - started
+            return [request.get_tensor(name).data.copy() for name in self.outputs]
 
-    def _collect(self, pending: _Pending) -> list[np.ndarray]:
-        try:
-            pending.request.wait()
-        except Exception as exc:
-            raise DetectorError(f"{self.name}: inference failed ({exc})") from exc
-        if pending.compiled is self._dynamic:
-            shape = tuple(pending.blob.shape)
-            self._spent[shape] = self._spent.get(shape, 0.0) + time.perf_counter() - pending.started
-        return [pending.request.get_tensor(name).data.copy() for name in self.outputs]
-
-    def _compiled_for(self, shape: tuple[int, ...]) -> _Compiled:
+    def _compiled_for(self, shape: tuple[int, ...]) -> tuple[Any, Any]:
         if shape in self._static:
             self._static.move_to_end(shape)
             return self._static[shape]
@@ -461,7 +432,7 @@ class OpenVinoEngine:
             self._dynamic = self._compile(None)
         return self._dynamic
 
-    def _compile(self, shape: tuple[int, ...] | None) -> _Compiled:
+    def _compile(self, shape: tuple[int, ...] | None) -> tuple[Any, Any]:
         model = self.model
         if shape is not None and None in self.input_shape:
             model = model.clone()
@@ -474,26 +445,7 @@ class OpenVinoEngine:
             raise DetectorError(f"{self.name}: OpenVINO cannot compile it ({reason})") from exc
         if shape is not None:
             self._compile_seconds.append(time.perf_counter() - started)
-        return _Compiled(compiled)
-
-
-class _Pending(NamedTuple):
-    compiled: _Compiled
-    request: Any
-    blob: np.ndarray
-    started: float
-
-
-class _Compiled:
-    """A compiled model and two infer requests, so one can run while the next is filled."""
-
-    def __init__(self, compiled) -> None:
-        self.requests = [compiled.create_infer_request() for _ in range(2)]
-        self._turn = 0
-
-    def next_request(self):
-        self._turn ^= 1
-        return self.requests[self._turn]
+        return compiled, compiled.create_infer_request()
 
 
 # --- INT8 ----------------------------------------------------------------------------
