@@ -15,7 +15,7 @@ import numpy as np
 import onnx
 import pytest
 
-from veil.detections import box_iou
+from veil.boxes import box_iou
 from veil.detectors import DetectorOptions, create_detector
 from veil.detectors.centerface import _dynamic_model_bytes, bundled_model_path
 from veil.detectors.runtime import full_precision_layers, half_precision, native_bf16
@@ -102,7 +102,7 @@ def assert_same_faces(expected, found, precision: str, sure: float = 0.5) -> Non
 
 def test_options_name_the_runtime_and_reject_unknown_ones():
     assert DetectorOptions().backend == "auto"
-    with pytest.raises(OptionError, match="unknown backend"):
+    with pytest.raises(OptionError, match="--backend: invalid choice"):
         DetectorOptions(backend="tensorflow")
     with pytest.raises(OptionError, match="openvino backend"):
         DetectorOptions(backend="onnxruntime", precision="int8")
