@@ -25,6 +25,7 @@ import logging
 import os
 import platform
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -303,6 +304,28 @@ def openvino_core():
     return ov.Core()
 
 
+def import_nncf():
+    """NNCF without its usage telemetry.
+
+    veil sends nothing anywhere. NNCF reports each quantization to Google Analytics
+    through openvino_telemetry unless that module cannot be imported, so it is hidden
+    while NNCF loads (NNCF then uses its stub). OpenVINO's own telemetry sits only in
+    convert_model, which veil does not call (models are read by `Core.read_model`).
+    """
+    if "nncf" in sys.modules:
+        return sys.modules["nncf"]
+    saved = sys.modules.get("openvino_telemetry")
+    sys.modules["openvino_telemetry"] = None  # type: ignore[assignment]
+    try:
+        import nncf
+    finally:
+        if saved is None:
+            del sys.modules["openvino_telemetry"]
+        else:
+            sys.modules["openvino_telemetry"] = saved
+    return nncf
+
+
 def cpu_flags() -> frozenset[str] | None:
     """The CPU's feature flags as Linux lists them, or None where it does not."""
     try:
@@ -381,11 +404,9 @@ class OpenVinoEngine:
         outputs: Sequence[str] | None = None,
         calibration: Blobs | None = None,
     ) -> None:
-        import openvino as ov
-
         self.name = name
-        source = io.BytesIO(model) if isinstance(model, bytes) else str(model)
-        self.model = ov.convert_model(source)
+        # read_model, not convert_model: the latter reports usage over the network.
+        self.model = openvino_core().read_model(model if isinstance(model, bytes) else str(model))
         if len(self.model.inputs) != 1:
             raise DetectorError(
                 f"{name}: one input expected, the model has {len(self.model.inputs)}"
@@ -528,7 +549,7 @@ def quantized(model, source: bytes, calibration: Blobs, name: str):
     import openvino as ov
 
     try:
-        import nncf
+        nncf = import_nncf()
     except ImportError:
         raise DetectorError(
             "precision int8 needs NNCF for the one-time quantization: pip install 'veil[openvino]'"
