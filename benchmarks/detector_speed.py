@@ -33,7 +33,12 @@ sys.path.insert(0, str(HERE))
 
 from veil.detectors import DetectorOptions  # noqa: E402
 from veil.detectors.centerface import CenterFace, input_geometry  # noqa: E402
-from veil.detectors.runtime import cpu_flags, openvino_core, openvino_precision  # noqa: E402
+from veil.detectors.runtime import (  # noqa: E402
+    cpu_flags,
+    import_quietly,
+    openvino_core,
+    openvino_precision,
+)
 from veil.errors import VeilError  # noqa: E402
 
 from clips import SIZES, source_frames  # noqa: E402
@@ -60,8 +65,8 @@ SHOWN_FLAGS = (
 
 def machine() -> str:
     import onnxruntime
-    import openvino
 
+    openvino = import_quietly("openvino")
     flags = cpu_flags()
     shown = [f for f in SHOWN_FLAGS if flags and f in flags]
     core = openvino_core()

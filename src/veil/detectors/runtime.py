@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib
 import io
 import logging
 import os
@@ -297,33 +298,30 @@ class OnnxRuntimeEngine:
 # --- OpenVINO ------------------------------------------------------------------------
 
 
-@lru_cache(maxsize=1)
-def openvino_core():
-    import openvino as ov
+def import_quietly(module: str):
+    """`import module` (openvino, nncf) with openvino_telemetry hidden while it loads.
 
-    return ov.Core()
-
-
-def import_nncf():
-    """NNCF without its usage telemetry.
-
-    veil sends nothing anywhere. NNCF reports each quantization to Google Analytics
-    through openvino_telemetry unless that module cannot be imported, so it is hidden
-    while NNCF loads (NNCF then uses its stub). OpenVINO's own telemetry sits only in
-    convert_model, which veil does not call (models are read by `Core.read_model`).
+    veil sends nothing anywhere, but `import openvino` reports the import to Google
+    Analytics, and NNCF each quantization, through openvino_telemetry; where that
+    module cannot be imported, both use their own stubs and send nothing. (A process
+    that imported them before veil keeps whatever they set up.)
     """
-    if "nncf" in sys.modules:
-        return sys.modules["nncf"]
+    if module in sys.modules:
+        return sys.modules[module]
     saved = sys.modules.get("openvino_telemetry")
     sys.modules["openvino_telemetry"] = None  # type: ignore[assignment]
     try:
-        import nncf
+        return importlib.import_module(module)
     finally:
         if saved is None:
             del sys.modules["openvino_telemetry"]
         else:
             sys.modules["openvino_telemetry"] = saved
-    return nncf
+
+
+@lru_cache(maxsize=1)
+def openvino_core():
+    return import_quietly("openvino").Core()
 
 
 def cpu_flags() -> frozenset[str] | None:
@@ -405,7 +403,7 @@ class OpenVinoEngine:
         calibration: Blobs | None = None,
     ) -> None:
         self.name = name
-        # read_model, not convert_model: the latter reports usage over the network.
+        # read_model, not convert_model, which reports its use over the network.
         self.model = openvino_core().read_model(model if isinstance(model, bytes) else str(model))
         if len(self.model.inputs) != 1:
             raise DetectorError(
@@ -546,10 +544,10 @@ def quantized(model, source: bytes, calibration: Blobs, name: str):
     stays within 0.5. The cache key covers the model, the calibration data and
     the versions that shape the result.
     """
-    import openvino as ov
+    ov = import_quietly("openvino")
 
     try:
-        nncf = import_nncf()
+        nncf = import_quietly("nncf")
     except ImportError:
         raise DetectorError(
             "precision int8 needs NNCF for the one-time quantization: pip install 'veil[openvino]'"
@@ -590,7 +588,7 @@ def quantized(model, source: bytes, calibration: Blobs, name: str):
 
 def _store(model, folder: Path) -> None:
     """Write model.xml and model.bin into folder atomically: both appear at once or not at all."""
-    import openvino as ov
+    ov = import_quietly("openvino")
 
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
