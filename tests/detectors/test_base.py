@@ -101,10 +101,11 @@ def test_every_backend_is_a_detector(backend):
 
 
 def test_backends_say_what_they_run_with():
-    face = create_detector(DetectorOptions(threads=1))
+    face = create_detector(DetectorOptions(backend="onnxruntime", threads=1))
     assert (face.backend, face.device, face.precision) == ("onnxruntime", "cpu", "fp32")
-    assert create_detector(DetectorOptions(precision="fp16", threads=1)).precision == "fp16"
-    both = create_detector(DetectorOptions(targets="face,person", threads=1))
+    half = create_detector(DetectorOptions(backend="onnxruntime", precision="fp16", threads=1))
+    assert half.precision == "fp16"
+    both = create_detector(DetectorOptions(backend="onnxruntime", targets="face,person", threads=1))
     assert both.backend == "onnxruntime+opencv"
     assert both.device == "cpu"
 
