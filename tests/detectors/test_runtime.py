@@ -73,7 +73,11 @@ def int8(tmp_path_factory):
 
 
 def detector_for(precision: str, int8):
-    return int8[0] if precision == "int8" else create_detector(DetectorOptions(precision=precision))
+    return (
+        int8[0]
+        if precision == "int8"
+        else create_detector(DetectorOptions(backend="openvino", precision=precision))
+    )
 
 
 # How far each precision may move a box (fraction of the face's height) and a score: float32
@@ -191,7 +195,9 @@ def test_fp32_stays_float32(reference, astronaut):
     """Forced float32 gives onnxruntime's numbers; bfloat16 visibly does not (so this can fail)."""
     blob = reference.net.preprocess([astronaut], None)[0]
     expected = reference.net.engine.run(blob)
-    full = create_detector(DetectorOptions(precision="fp32")).net.engine.run(blob)
+    full = create_detector(DetectorOptions(backend="openvino", precision="fp32")).net.engine.run(
+        blob
+    )
     half = create_detector(DetectorOptions(precision="bf16")).net.engine.run(blob)
     assert max(np.abs(a - b).max() for a, b in zip(expected, full)) < 1e-3
     assert max(np.abs(a - b).max() for a, b in zip(expected, half)) > 1e-3
@@ -219,7 +225,9 @@ def test_int8_model_is_quantized_once_then_read_from_the_cache(int8, astronaut):
 
 @needs_openvino
 def test_other_shapes_run_shape_agnostic_until_they_earn_their_own_compilation():
-    engine = create_detector(DetectorOptions(precision="fp32", threads=1)).net.engine
+    engine = create_detector(
+        DetectorOptions(backend="openvino", precision="fp32", threads=1)
+    ).net.engine
     frame = np.zeros((1, 3, 96, 128), np.float32)
     crop = np.random.default_rng(0).uniform(0, 255, (1, 3, 64, 64)).astype(np.float32)
     engine.run(frame)
@@ -237,7 +245,7 @@ def test_other_shapes_run_shape_agnostic_until_they_earn_their_own_compilation()
 
 @needs_openvino
 def test_the_ends_of_the_network_stay_in_float_under_int8():
-    net = create_detector(DetectorOptions(precision="fp32")).net
+    net = create_detector(DetectorOptions(backend="openvino", precision="fp32")).net
     # The convolution reading the image, and the four heads (score, size, offset, landmarks).
     assert len(full_precision_layers(net.engine.model)) == 5
 
@@ -355,3 +363,9 @@ def test_openvino_and_nncf_send_no_usage_reports(precision, tmp_path, astronaut,
     )
     assert run.returncode == 0, run.stderr
     assert run.stdout.splitlines() == [f"openvino {precision} 1"]
+
+
+def test_auto_runs_float32_on_onnxruntime():
+    """OpenVINO's float32 measured no faster than onnxruntime's, so auto keeps it there."""
+    det = create_detector(DetectorOptions(precision="fp32", threads=1))
+    assert (det.backend, det.precision) == ("onnxruntime", "fp32")

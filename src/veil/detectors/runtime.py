@@ -4,11 +4,13 @@ A detector hands its ONNX model to `load_engine` and gets an engine that runs in
 blobs; which runtime and which arithmetic run it is decided here, once, so every
 ONNX detector gets the same choice:
 
-- backend "auto": OpenVINO on x86-64 CPUs, where it runs CenterFace 2-3x faster than
-  onnxruntime (bfloat16 or INT8; benchmarks/detector_speed.py); onnxruntime for GPUs
-  (TensorRT, CUDA, CoreML providers) and other CPUs. When OpenVINO cannot be imported
-  or cannot read the model, one log line says so and onnxruntime runs it: the same
-  faces, slower.
+- backend "auto": OpenVINO on x86-64 CPUs where it runs reduced precision, there
+  CenterFace takes 1.9x (bfloat16) to 2.4x (INT8) less CPU time than onnxruntime
+  (720p, 2 threads, AMX CPU; benchmarks/detector_speed.py); onnxruntime for float32
+  (OpenVINO was no faster there), for models without calibration photos, for GPUs
+  (TensorRT, CUDA, CoreML providers) and for other CPUs. When OpenVINO cannot be
+  imported or cannot read the model, one log line says so and onnxruntime runs it:
+  the same faces, slower.
 - precision "auto": on OpenVINO, bfloat16 where the CPU computes it in hardware (AMX
   or AVX512_BF16), else INT8 from NNCF post-training quantization (cached), else
   float32; reduced precision only for models that bring calibration photos, because
@@ -101,10 +103,13 @@ def load_engine(
     been measured at reduced precision, so "auto" precision may choose fp16 (GPU),
     bf16 or int8 for it; any other model runs float32 unless a precision is asked for.
     """
-    backend = options.backend if options.backend != "auto" else _auto_backend(options)
+    measured = calibration is not None
+    backend = options.backend
+    if backend == "auto":
+        backend = _auto_backend(options, measured)
     if backend == "openvino":
         try:
-            return OpenVinoEngine(
+            engine = OpenVinoEngine(
                 model, options, name=name, outputs=outputs, calibration=calibration
             )
         except VeilError:
@@ -116,7 +121,7 @@ def load_engine(
                     f"OpenVINO cannot run {name} ({reason}); pip install 'veil[openvino]'"
                 ) from exc
             engine = OnnxRuntimeEngine(
-                model, options, name=name, outputs=outputs, measured=calibration is not None
+                model, options, name=name, outputs=outputs, measured=measured
             )
             log.warning(
                 "veil: warning: OpenVINO cannot run %s (%s); running it on onnxruntime",
@@ -124,14 +129,25 @@ def load_engine(
                 reason,
             )
             return engine
-    return OnnxRuntimeEngine(
-        model, options, name=name, outputs=outputs, measured=calibration is not None
-    )
+        if (
+            options.backend == "openvino"
+            or options.precision != "auto"
+            or engine.precision != "fp32"
+        ):
+            return engine
+        # "auto" came to float32 on this CPU (no hardware bfloat16, no NNCF): see _auto_backend.
+    return OnnxRuntimeEngine(model, options, name=name, outputs=outputs, measured=measured)
 
 
-def _auto_backend(options) -> str:
+def _auto_backend(options, measured: bool) -> str:
+    """OpenVINO where it is faster: for reduced precision on x86-64 CPUs. In float32 it ran
+    CenterFace no faster than onnxruntime (0.97x the CPU time at 720p, 2 threads, AMX CPU;
+    benchmarks/detector_speed.py), so float32 and models without measured reduced
+    precision stay on onnxruntime, as do GPUs."""
     if options.precision in OPENVINO_ONLY:
         return "openvino"
+    if options.precision != "auto" or not measured:
+        return "onnxruntime"
     if options.device == "cuda" or (options.device == "auto" and gpu_providers()):
         return "onnxruntime"
     return "openvino" if platform.machine().lower() in X86_64 else "onnxruntime"
@@ -448,9 +464,13 @@ class OpenVinoEngine:
         return list(self._static)
 
     def run(self, blob: np.ndarray) -> list[np.ndarray]:
-        """Outputs for one blob. Inference releases the GIL, so the pipeline's decode and
-        encode threads run meanwhile; overlapping the next frame's preparation as well
-        (two asynchronous requests) made no frame faster on 2 cores (docs/speed.md)."""
+        """Outputs for one blob, from one synchronous request.
+
+        Inference releases the GIL, so the pipeline's decode and encode threads run
+        meanwhile. Overlapping the next frame's preparation as well (two asynchronous
+        requests) cost more CPU than it saved on 2 cores: bf16, 2 threads, 136 vs 142
+        CPU ms per 720p frame and 331 vs 333 at 1080p, sync vs async, wall time within
+        the noise of a shared machine (benchmarks/detector_speed.py --overlap)."""
         shape = tuple(blob.shape)
         with self._lock:
             entry = self._compiled_for(shape)
