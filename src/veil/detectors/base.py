@@ -60,9 +60,9 @@ class DetectorOptions:
     detector input in pixels (None = native resolution, best for small faces).
     quality: preset name (fast, balanced, max) chosen by the detector backend.
     device: "cpu", "cuda" or "auto". threads: inference threads (0 = all cores).
-    backend: the runtime of ONNX models: "auto" (OpenVINO on x86-64 CPUs, onnxruntime
-    on GPUs and elsewhere, and wherever OpenVINO cannot run), "openvino" or
-    "onnxruntime"; see detectors/runtime.py.
+    backend: the runtime of ONNX models: "auto" (OpenVINO where it runs reduced
+    precision on an x86-64 CPU, onnxruntime otherwise and wherever OpenVINO cannot run),
+    "openvino" or "onnxruntime"; see detectors/runtime.py.
     precision: "auto" (float16 on a GPU; on OpenVINO bfloat16 where the CPU has it in
     hardware, else INT8, for veil's face detector; float32 otherwise), "fp32", "fp16",
     "bf16" or "int8" (the last two on OpenVINO).
@@ -124,8 +124,9 @@ class DetectorOptions:
         "auto",
         "--backend",
         choices=BACKENDS,
-        help="runtime of the ONNX detectors: auto = OpenVINO on x86-64 CPUs (faster there), "
-        "onnxruntime on GPUs, elsewhere and wherever OpenVINO cannot load (default %(default)s)",
+        help="runtime of the ONNX detectors: auto = OpenVINO where it is faster (the face "
+        "detector in bf16 or int8 on x86-64 CPUs), onnxruntime for float32, other models, GPUs "
+        "and wherever OpenVINO cannot load (default %(default)s)",
     )
     threads: int = detection(0, "--threads", ge=0, help="inference threads (default: all cores)")
     targets: tuple[str, ...] = targeting(
