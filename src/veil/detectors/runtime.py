@@ -469,8 +469,9 @@ class OpenVinoEngine:
         Inference releases the GIL, so the pipeline's decode and encode threads run
         meanwhile. Overlapping the next frame's preparation as well (two asynchronous
         requests) cost more CPU than it saved on 2 cores: bf16, 2 threads, 136 vs 142
-        CPU ms per 720p frame and 331 vs 333 at 1080p, sync vs async, wall time within
-        the noise of a shared machine (benchmarks/detector_speed.py --overlap)."""
+        CPU ms per 720p frame and 331 vs 333 at 1080p, sync vs async, wall time moving
+        either way by up to 10% on a shared machine (benchmarks/detector_speed.py
+        --overlap; docs/speed.md)."""
         shape = tuple(blob.shape)
         with self._lock:
             entry = self._compiled_for(shape)
