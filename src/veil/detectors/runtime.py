@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib
+import importlib.util
 import io
 import logging
 import os
@@ -365,8 +366,6 @@ def native_bf16(
 
 
 def _can_quantize() -> bool:
-    import importlib.util
-
     return importlib.util.find_spec("nncf") is not None
 
 
