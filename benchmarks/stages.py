@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from veil import hide  # noqa: E402
 from veil.detectors import DetectorOptions  # noqa: E402
-from veil.detectors.centerface import INPUT_NAME, OUTPUT_NAMES, CenterFace, decode  # noqa: E402
+from veil.detectors.centerface import CenterFace, decode  # noqa: E402
 from veil.frame import Frame  # noqa: E402
 from veil.io.video import EncoderOptions  # noqa: E402
 
@@ -68,7 +68,7 @@ def profile(path: Path, frames: int, max_size: int | None, threads: int) -> dict
         start = time.process_time()
         blob, scale = detector.preprocess([image], max_size)
         start = meter.add("detector preprocess", start)
-        heat, scl, off, lms = detector.session.run(list(OUTPUT_NAMES), {INPUT_NAME: blob})
+        heat, scl, off, lms = detector.engine.run(blob)
         start = meter.add("inference", start)
         dets = decode(heat[0], scl[0], off[0], lms[0], 0.2).scaled(1 / scale)
         meter.add("detector decode + NMS", start)
@@ -115,19 +115,16 @@ def main(argv: list[str] | None = None) -> int:
     for name, path in clips.items():
         shares, scan = profile(path, args.frames, args.max_size, args.threads)
         total = sum(shares.values())
-        print(
-            f"\n{name} ({path.name}, detector input {args.max_size or 'native'}): "
-            f"{total * 1000:.0f} CPU ms per frame"
-        )
+        size = args.max_size or "native"
+        print(f"\n{name} ({path.name}, detector input {size}): {total * 1000:.0f} CPU ms per frame")
         for stage, seconds in sorted(shares.items(), key=lambda kv: -kv[1]):
             print(f"  {stage:24s} {seconds * 1000:7.1f} ms  {100 * seconds / total:5.1f}%")
         if scan is not None:
             detect = sum(v for k, v in shares.items() if k.startswith(("detector", "inference")))
             print(
                 "  keyframe scan (--full-every 8) instead of full resolution on every frame: "
-                "detection "
-                f"{scan * 1000:.1f} ms per frame ({detect / scan:.1f}x less), whole frame "
-                f"{(total - detect + scan) * 1000:.0f} ms"
+                f"detection {scan * 1000:.1f} ms per frame ({detect / scan:.1f}x less), "
+                f"whole frame {(total - detect + scan) * 1000:.0f} ms"
             )
     return 0
 

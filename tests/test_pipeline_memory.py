@@ -29,4 +29,4 @@ def test_1080p_video_stays_under_one_gib(tmp_path, astronaut):
     proc.stderr.close()
     assert os.waitstatus_to_exitcode(status) == 0, err
     assert (tmp_path / "out.mp4").is_file()
-    assert usage.ru_maxrss / 1024 < LIMIT_MIB
+    assert usage.ru_maxrss / 1024 < LIMIT_MIB, f"peak {usage.ru_maxrss / 1024:.0f} MiB"

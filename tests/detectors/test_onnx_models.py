@@ -233,6 +233,18 @@ def test_each_layout_finds_the_face_and_its_landmarks(layout_model, astronaut):
     assert np.abs(dets.landmarks[0] - POINTS).max() < 2
 
 
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_own_models_run_on_either_backend(backend, tmp_path, astronaut):
+    pytest.importorskip("openvino")
+    path = save_model(tmp_path / "scrfd.onnx", scrfd_outputs(batched=False))
+    detector = create_detector(DetectorOptions(name=f"onnx:{path}", backend=backend))
+    # No calibration photos: "auto" precision is float32 on either runtime.
+    assert (detector.backend, detector.precision, detector.device) == (backend, "fp32", "cpu")
+    dets = detector.detect([astronaut])[0]
+    assert len(dets) == 1
+    assert box_iou(dets.xyxy, BOX[None])[0, 0] > 0.95
+
+
 def test_each_layout_hides_the_face_through_the_cli(layout_model, astronaut, tmp_path):
     path, _, _ = layout_model
     src, out = tmp_path / "astronaut.png", tmp_path / "hidden.png"

