@@ -52,7 +52,9 @@ def usage_flags(help_text: str) -> set[str]:
 @pytest.mark.parametrize("command", COMMANDS)
 def test_help_lists_only_the_options_the_command_honours(command):
     text = parser_for(command).format_help()
-    expected = {o.flags[0] for o in options_for(command)} | {"-h", "--config"}
+    declared = options_for(command)
+    expected = {o.flags[0] for o in declared} | {f for o in declared for f in o.consts}
+    expected |= {"-h", "--config"}
     if command == "main":
         expected.add("--version")
     assert usage_flags(text) == expected

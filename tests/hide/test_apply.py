@@ -152,7 +152,7 @@ def test_whole_frame_fallback_defeats_recognition_of_a_close_up():
     [
         (dict(method="smudge"), "--method: invalid choice 'smudge'"),
         (dict(shape="star"), "--shape: invalid choice 'star'"),
-        (dict(mask_scale=0), "mask-scale"),
+        (dict(mask_scale=0.5), "mask-scale"),
         (dict(method="image"), "needs --overlay"),
         (dict(method="image", overlay_path="/nonexistent.png"), "cannot read overlay"),
     ],
@@ -171,7 +171,7 @@ def test_parse_color():
 
 
 def test_public_anonymize_function(astronaut):
-    out = veil.anonymize(astronaut, FACE, method="pixelate", shape="rect", padding=1.0)
+    out = veil.anonymize(astronaut, FACE, method="pixelate", shape="rect", mask_scale=1.0)
     assert mean_abs_diff(out[70:170, 190:260], astronaut[70:170, 190:260]) > 5
     assert np.array_equal(out[300:], astronaut[300:])
     with pytest.raises(OptionError):

@@ -36,7 +36,7 @@ def test_missing_choices_take_the_schema_defaults():
         "targets": ["face"],
         "method": "blur",
         "shape": "ellipse",
-        "mask_scale": 1.6,
+        "mask_scale": 1.3,
         "strength": None,
     }
     assert job_options(chosen, "image", JobOptions(suffix="_x")).suffix == "_x"
@@ -51,8 +51,8 @@ def test_missing_choices_take_the_schema_defaults():
         ({"shape": "star"}, "shape: invalid choice 'star'"),
         ({"targets": "face,plates"}, "targets: invalid choice 'plates'"),
         ({"targets": ","}, "targets: invalid choice ''"),
-        ({"mask_scale": "0.9"}, "mask_scale must be between 1 and 3"),
-        ({"mask_scale": "nan"}, "mask_scale must be between 1 and 3"),
+        ({"mask_scale": "0.9"}, "mask_scale must be between 1 and 2"),
+        ({"mask_scale": "nan"}, "mask_scale must be between 1 and 2"),
         ({"mask_scale": "wide"}, "mask_scale must be a number"),
         ({"strength": "0.1"}, "strength for blur must be between 0.2 and 1"),
     ],
