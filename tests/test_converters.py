@@ -34,6 +34,21 @@ def test_from_keypoints_boxes_the_head():
     assert per_person.score[0] == pytest.approx(0.5)
 
 
+def test_from_keypoints_reads_normalised_keypoints_with_the_image_size():
+    pixels = np.array([[[100, 100], [90, 90], [110, 90], [80, 95], [120, 95]]], np.float32)
+    size = (640, 480)
+    normalised = pixels / np.array(size, np.float32)
+    assert from_keypoints(normalised, image_size=size) == from_keypoints(pixels)
+
+
+def test_from_keypoints_grows_as_mask_scale_grows_a_box():
+    kp = np.array([[[100, 100], [90, 90], [110, 90], [80, 95], [120, 95]]], np.float32)
+    tight = from_keypoints(kp, mask_scale=1.0).xyxy[0]
+    assert (tight[0], tight[2]) == (80.0, 120.0)  # the ears: the head points' own extent
+    wide = from_keypoints(kp, mask_scale=1.3).xyxy[0]
+    assert (wide[0], wide[2]) == pytest.approx((68.0, 132.0))  # 0.3 x 40 px on each side
+
+
 def test_from_supervision_keeps_tracks_and_masks():
     sv = pytest.importorskip("supervision")
     mask = np.zeros((2, 40, 60), bool)

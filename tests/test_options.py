@@ -112,6 +112,15 @@ def test_parsed_arguments_become_the_dataclasses():
     assert job.anonymize.method == "pixelate"
 
 
+def test_const_flags_set_the_option_they_belong_to():
+    args = CommandParser("main").parse_args(["--boxes", "--no-audio", "--keep-audio"])
+    job = build(JobOptions, args, "main")
+    assert job.anonymize.shape == "rect"
+    assert job.encoder.keep_audio is True  # the last flag wins, as for any option
+    args = CommandParser("main").parse_args(["--keep-audio", "--no-audio"])
+    assert build(JobOptions, args, "main").encoder.keep_audio is False
+
+
 def test_per_command_defaults_and_units():
     live = CommandParser("live").parse_args(["--max-latency", "250", "--no-reconnect"])
     assert build(JobOptions, live, "live").encoder.preset == "ultrafast"

@@ -176,3 +176,41 @@ def test_public_anonymize_function(astronaut):
     assert np.array_equal(out[300:], astronaut[300:])
     with pytest.raises(OptionError):
         veil.anonymize(astronaut, FACE, method="bogus")
+
+
+@pytest.mark.parametrize("layout", ["grey", "grey1", "bgra"])
+def test_greyscale_and_bgra_come_back_in_their_layout(astronaut, layout):
+    grey = cv2.cvtColor(astronaut, cv2.COLOR_BGR2GRAY)
+    alpha = np.full(astronaut.shape[:2] + (1,), 77, np.uint8)
+    frame = {
+        "grey": grey,
+        "grey1": grey[:, :, None],
+        "bgra": np.concatenate([astronaut, alpha], axis=2),
+    }[layout]
+    out = veil.anonymize(frame, FACE)
+    assert out.shape == frame.shape
+    assert mean_abs_diff(out[80:160, 200:250], frame[80:160, 200:250]) > 12
+    assert np.array_equal(out[300:], frame[300:])  # alpha and the rest untouched
+
+
+def test_greyscale_inplace_writes_into_the_frame(astronaut):
+    grey = cv2.cvtColor(astronaut, cv2.COLOR_BGR2GRAY)
+    out = apply(grey, FACE, AnonymizeOptions(method="fill"), inplace=True)
+    assert out is grey
+    assert grey[118, 226] == 0
+
+
+def test_a_picture_of_another_shape_is_a_user_error(astronaut):
+    with pytest.raises(veil.VeilError, match="got shape"):
+        veil.anonymize(np.zeros((4, 4, 2), np.uint8), FACE)
+
+
+def test_mosaic_size_sets_the_cell_in_pixels(astronaut):
+    def colours(cells: int) -> int:
+        opts = AnonymizeOptions(method="pixelate", shape="rect", mask_scale=1.0, mosaic_size=cells)
+        face = apply(astronaut, FACE, opts)[58:178, 182:270]
+        return len(np.unique(face.reshape(-1, 3), axis=0))
+
+    fine, coarse = colours(8), colours(30)
+    assert fine > coarse
+    assert coarse <= 4 * 5  # 88 x 120 px in 30 px cells
