@@ -3,6 +3,7 @@
 import pytest
 
 from veil.compat import backend_name, device_name, encoder_settings, input_size, method_name
+from veil.errors import OptionError
 from veil.io.video import EncoderOptions
 
 
@@ -33,7 +34,7 @@ def test_execution_providers_are_devices(text, device):
 
 
 def test_an_unknown_provider_is_refused():
-    with pytest.raises(ValueError, match="unknown device or execution provider"):
+    with pytest.raises(OptionError, match="unknown device or execution provider"):
         device_name("ROCMExecutionProvider")
 
 
@@ -44,7 +45,7 @@ def test_scale_caps_the_longer_side(text, size):
 
 @pytest.mark.parametrize("text", ["640x", "wide", "0x0"])
 def test_a_bad_scale_is_refused(text):
-    with pytest.raises(ValueError):
+    with pytest.raises(OptionError):
         input_size(text)
 
 
@@ -58,11 +59,11 @@ def test_ffmpeg_config_maps_onto_the_encoder_options():
 
 
 def test_ffmpeg_config_checks_what_it_sets():
-    with pytest.raises(Exception, match="--crf must be"):
+    with pytest.raises(OptionError, match="--crf must be"):
         EncoderOptions(ffmpeg_config=encoder_settings('{"crf": -3}'))
 
 
 @pytest.mark.parametrize("text", ['{"bitrate": "4M"}', "[1, 2]", '{"preset": 5}'])
 def test_ffmpeg_config_refuses_what_veil_cannot_do(text):
-    with pytest.raises(ValueError):
+    with pytest.raises(OptionError, match="--ffmpeg-config"):
         encoder_settings(text)

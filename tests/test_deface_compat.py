@@ -117,7 +117,9 @@ def test_ffmpeg_config_sets_the_encoder(tmp_path, astronaut):
 def test_ffmpeg_config_outside_veils_encoder_is_an_error(png, config, message):
     result = run_veil(png, "--ffmpeg-config", config)
     assert result.returncode == 2
-    assert message in result.stderr.splitlines()[-1]
+    assert result.stderr.startswith("veil: error: --ffmpeg-config: ")
+    assert result.stderr.strip().count("\n") == 0
+    assert message in result.stderr
 
 
 def test_several_inputs_into_one_file_are_refused(png, tmp_path):

