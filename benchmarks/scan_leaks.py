@@ -12,9 +12,9 @@ pipeline (decode, detect, track with gap filling, hide, encode). A slow pan
 between two keyframes) are both measured.
 
 A labelled face is leaked in a frame when less than 90% of its box lies under
-the final mask (veil's default ellipse, mask scale 1.6; deface's ellipse in its
-own scaled box at its defaults, which grows each side by 30%: the same area as
-veil's 1.6 about the centre, so both are scored at 1.6). Columns: leaked face-frames out of all
+the final mask (veil's default ellipse, mask scale 1.3; deface's ellipse in its
+own scaled box at its defaults, which grows each side by 30% as veil's 1.3 does,
+so both are scored at 1.3). Columns: leaked face-frames out of all
 labelled face-frames, per-frame detection recall at IoU 0.5 of the boxes the
 pipeline hid, and end-to-end fps. deface runs its own detector on every
 decoded frame (no hiding, no encoding, so its fps is an upper bound).

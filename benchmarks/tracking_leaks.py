@@ -8,9 +8,9 @@ deface is measured with its own detector call and box scaling at its default
 settings (threshold 0.2, mask_scale 1.3, ellipse); its mask is the ellipse
 inside its scaled box, i.e. coverage with mask_scale 1.0 on deface's boxes.
 deface grows each side of a box by (mask_scale - 1) of its size, so its 1.3
-is a 1.6x box about the centre; veil's mask_scale grows about the centre, and its
-default 1.6 hides the same area. Tracking does not depend on the mask scale, so each
-veil run is scored at the default 1.6 and at 1.3 (a tighter mask) from the same boxes.
+is a 1.6x box about the centre; veil's mask_scale means the same (boxes.grow_box),
+and its default is also 1.3. Tracking does not depend on the mask scale, so each
+veil run is scored at the default 1.3 and at 1.15 (a 1.3x box) from the same boxes.
 
     python benchmarks/tracking_leaks.py [--data ../shared/data/ytf] [--modes none,online,both]
 
@@ -37,7 +37,7 @@ from veil.pipeline import JobOptions, Pipeline  # noqa: E402
 from veil.tracking import TrackingOptions  # noqa: E402
 
 COVERED = 0.9
-SCALES = (1.6, 1.3)
+SCALES = (1.3, 1.15)
 
 
 def leak_frames(

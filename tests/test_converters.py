@@ -21,7 +21,7 @@ def test_from_keypoints_boxes_the_head():
         np.float32,
     )
     conf = np.array([[0.9, 0.9, 0.9, 0.8, 0.8, 0.9], [0.9, 0.2, 0.9, 0.9, 0.9, 0.9]], np.float32)
-    dets = from_keypoints(kp, conf, padding=0.5, min_score=0.3)
+    dets = from_keypoints(kp, conf, mask_scale=1.5, min_score=0.3)
     assert len(dets) == 1  # the second has only its nose above min_score: no size, no box
     x1, y1, x2, y2 = dets.xyxy[0]
     assert (x1, x2) == (60.0, 140.0)  # ear-to-ear 40 px, plus 0.5 x 40 on each side
@@ -29,9 +29,24 @@ def test_from_keypoints_boxes_the_head():
     assert dets.class_id[0] == FACE
     assert 0.8 < dets.score[0] <= 0.9
     xyc = np.concatenate([kp, conf[:, :, None]], axis=2)
-    assert from_keypoints(xyc, None, padding=0.5) == dets
+    assert from_keypoints(xyc, None, mask_scale=1.5) == dets
     per_person = from_keypoints(kp[:1], np.array([0.5]), indices=(1, 2))
     assert per_person.score[0] == pytest.approx(0.5)
+
+
+def test_from_keypoints_reads_normalised_keypoints_with_the_image_size():
+    pixels = np.array([[[100, 100], [90, 90], [110, 90], [80, 95], [120, 95]]], np.float32)
+    size = (640, 480)
+    normalised = pixels / np.array(size, np.float32)
+    assert from_keypoints(normalised, image_size=size) == from_keypoints(pixels)
+
+
+def test_from_keypoints_grows_as_mask_scale_grows_a_box():
+    kp = np.array([[[100, 100], [90, 90], [110, 90], [80, 95], [120, 95]]], np.float32)
+    tight = from_keypoints(kp, mask_scale=1.0).xyxy[0]
+    assert (tight[0], tight[2]) == (80.0, 120.0)  # the ears: the head points' own extent
+    wide = from_keypoints(kp, mask_scale=1.3).xyxy[0]
+    assert (wide[0], wide[2]) == pytest.approx((68.0, 132.0))  # 0.3 x 40 px on each side
 
 
 def test_from_supervision_keeps_tracks_and_masks():
@@ -106,7 +121,7 @@ def test_mask_survives_indexing_and_merge():
 
 def test_api_anonymize_and_annotate(astronaut):
     dets = Detections([[170, 40, 285, 200]], score=[0.87], track_id=[5])
-    out = veil.anonymize(astronaut, dets, method="pixelate", shape="rect", padding=1.0)
+    out = veil.anonymize(astronaut, dets, method="pixelate", shape="rect", mask_scale=1.0)
     assert not np.array_equal(out[50:190, 180:275], astronaut[50:190, 180:275])
     assert np.array_equal(out[300:], astronaut[300:])
     labelled = veil.annotate(out, dets)

@@ -52,7 +52,9 @@ def usage_flags(help_text: str) -> set[str]:
 @pytest.mark.parametrize("command", COMMANDS)
 def test_help_lists_only_the_options_the_command_honours(command):
     text = parser_for(command).format_help()
-    expected = {o.flags[0] for o in options_for(command)} | {"-h", "--config"}
+    declared = options_for(command)
+    expected = {o.flags[0] for o in declared} | {f for o in declared for f in o.consts}
+    expected |= {"-h", "--config"}
     if command == "main":
         expected.add("--version")
     assert usage_flags(text) == expected
@@ -108,6 +110,15 @@ def test_parsed_arguments_become_the_dataclasses():
     assert job.detector == DetectorOptions(threshold=0.3, targets=("face", "text"))
     assert job.encoder == EncoderOptions(keep_audio=False)
     assert job.anonymize.method == "pixelate"
+
+
+def test_const_flags_set_the_option_they_belong_to():
+    args = CommandParser("main").parse_args(["--boxes", "--no-audio", "--keep-audio"])
+    job = build(JobOptions, args, "main")
+    assert job.anonymize.shape == "rect"
+    assert job.encoder.keep_audio is True  # the last flag wins, as for any option
+    args = CommandParser("main").parse_args(["--keep-audio", "--no-audio"])
+    assert build(JobOptions, args, "main").encoder.keep_audio is False
 
 
 def test_per_command_defaults_and_units():

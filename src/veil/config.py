@@ -100,7 +100,10 @@ def reference() -> str:
             "|---|---|---|---|",
         ]
         for o in rows:
-            flags = ", ".join(f"`{f}`" for f in o.flags)
+            flags = ", ".join(
+                [f"`{f}`" for f in o.flags]
+                + [f"`{f}` ({o.const_text(v)})" for f, v in o.consts.items()]
+            )
             lines.append(f"| {flags} | {_default(o)} | {_commands(o)} | {_meaning(o)} |")
         lines.append("")
     return "\n".join(lines)

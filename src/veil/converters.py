@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from .boxes import grow_box
 from .detections import FACE, Detections
 
 # COCO-17 order used by most pose models (ultralytics, MMPose, MoveNet): nose, eyes, ears.
@@ -31,23 +32,30 @@ def _numpy(value: Any) -> np.ndarray | None:
 def from_keypoints(
     keypoints: Any,
     scores: Any = None,
+    *,
     indices: Sequence[int] = COCO_HEAD,
-    padding: float = 0.5,
+    mask_scale: float = 1.5,
     min_score: float = 0.3,
+    image_size: tuple[int, int] | None = None,
     class_id: int = FACE,
 ) -> Detections:
-    """Face boxes from pose keypoints: the head points (nose, eyes, ears) with padding.
+    """Face boxes from pose keypoints: the head points (nose, eyes, ears), grown.
 
-    keypoints: [N, K, 2] or [N, K, 3] (x, y, confidence). scores: per-keypoint
-    confidences [N, K], per-person scores [N], or None. A face needs two visible
-    head points to have a size; padding adds that fraction of the head-point
-    extent on every side, and the box is made square because eyes and ears lie
-    on a line that says little about the face's height.
+    keypoints: [N, K, 2] or [N, K, 3] (x, y, confidence), in pixels, or normalised to
+    0..1 (MediaPipe, MoveNet) together with `image_size` (width, height). scores:
+    per-keypoint confidences [N, K], per-person scores [N], or None. A face needs two
+    visible head points to have a size. The box is the square around them, as wide as
+    their extent (eyes and ears lie on a line that says little about the face's
+    height), grown as `--mask-scale` grows a box (boxes.grow_box): every side moves
+    out by (mask_scale - 1) x the extent, so the default 1.5 adds half the extent on
+    each side and reaches the chin and the top of the head.
     """
     kp = _numpy(keypoints).astype(np.float32)
     if kp.size == 0:
         return Detections.empty()
     kp = kp.reshape(-1, kp.shape[-2], kp.shape[-1])
+    if image_size is not None:
+        kp[:, :, :2] *= np.asarray(image_size, np.float32)
     n, k = kp.shape[:2]
     person = np.ones(n, np.float32)
     conf = kp[:, :, 2] if kp.shape[2] >= 3 else np.ones((n, k), np.float32)
@@ -72,12 +80,13 @@ def from_keypoints(
         pts = head[i][visible]
         lo, hi = pts.min(axis=0), pts.max(axis=0)
         centre = (lo + hi) / 2
-        half = max(float((hi - lo).max()), 1.0) * (0.5 + padding)
+        half = max(float((hi - lo).max()), 1.0) / 2
         boxes.append([centre[0] - half, centre[1] - half, centre[0] + half, centre[1] + half])
         out_scores.append(float(head_conf[i][visible].mean() * person[i]))
     if not boxes:
         return Detections.empty()
-    return Detections(np.asarray(boxes), score=out_scores, class_id=np.full(len(boxes), class_id))
+    grown = grow_box(np.asarray(boxes, np.float32), mask_scale)
+    return Detections(grown, score=out_scores, class_id=np.full(len(boxes), class_id))
 
 
 def from_supervision(detections: Any) -> Detections:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
+
+from .errors import InputError
 
 
 class Frame:
@@ -38,8 +41,6 @@ class Frame:
     @property
     def image(self) -> np.ndarray:
         if self._image is None:
-            import cv2
-
             self._image = cv2.cvtColor(self.yuv, cv2.COLOR_YUV2BGR_I420)
         return self._image
 
@@ -68,3 +69,34 @@ class Frame:
     def __repr__(self) -> str:
         kind = "yuv" if self.yuv is not None else "bgr"
         return f"Frame(index={self.index}, time={self.time:.3f}, {self.width}x{self.height} {kind})"
+
+
+def to_bgr(image: np.ndarray) -> np.ndarray:
+    """A BGR HxWx3 picture of a greyscale (HxW, HxWx1), BGR or BGRA array (BGR: itself).
+
+    Detectors and hiding methods work on BGR; callers of the Python API hand in what
+    their library gives them (a greyscale scan, a PNG with alpha) and get that back
+    through `in_layout_of`.
+    """
+    array = np.asarray(image)
+    if array.ndim == 2 or (array.ndim == 3 and array.shape[2] == 1):
+        return cv2.cvtColor(array.reshape(array.shape[:2]), cv2.COLOR_GRAY2BGR)
+    if array.ndim == 3 and array.shape[2] == 4:
+        return np.ascontiguousarray(array[:, :, :3])
+    if array.ndim == 3 and array.shape[2] == 3:
+        return array
+    raise InputError(
+        f"expected a greyscale (HxW, HxWx1), BGR (HxWx3) or BGRA (HxWx4) picture, "
+        f"got shape {array.shape}"
+    )
+
+
+def in_layout_of(bgr: np.ndarray, original: np.ndarray) -> np.ndarray:
+    """A BGR result of `to_bgr(original)` in the original's layout (alpha taken from it)."""
+    if original.ndim == 2:
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+    if original.shape[2] == 1:
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)[:, :, None]
+    if original.shape[2] == 4:
+        return np.concatenate([bgr, original[:, :, 3:]], axis=2)
+    return bgr

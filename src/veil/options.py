@@ -106,8 +106,10 @@ class Option:
     type: one word of text -> the value (an item, when `repeat`); default: the
     type of the default. show: the inverse, value -> what a user writes. scale:
     the field holds the typed number times this (milliseconds typed, seconds kept).
-    negate: a switch whose flag sets the field to False (--no-audio). defaults:
-    per-command defaults. name, default and required (no default) come from the field.
+    negate: a switch whose flag sets the field to False (--no-audio). consts: more
+    flags, each setting the field to a fixed value (deface's `--boxes` is `--shape rect`).
+    defaults: per-command defaults. name, default and required (no default) come from
+    the field.
     """
 
     flags: tuple[str, ...]
@@ -125,6 +127,7 @@ class Option:
     repeat: bool = False
     collect: Callable[[list[Any]], Any] = tuple
     negate: bool = False
+    consts: Mapping[str, Any] = field(default_factory=dict)
     scale: float = 1
     defaults: Mapping[str, Any] = field(default_factory=dict)
     required: bool = False
@@ -168,8 +171,6 @@ class Option:
 
     def given(self, value: Any) -> Any:
         """What argparse stored for a flag on the command line -> the field's value."""
-        if self.switch:
-            return not self.negate
         return self.collect(value) if self.repeat else value
 
     def from_setting(self, value: Any) -> Any:
@@ -261,7 +262,7 @@ class Option:
             "help": self.help_for(command).replace("%", "%%"),
         }
         if self.switch:
-            kwargs["action"] = "store_true"
+            kwargs.update(action="store_const", const=not self.negate)
         else:
             kwargs["type"] = self._argparse_type
             if self.repeat:
@@ -271,6 +272,21 @@ class Option:
             elif self.choices:
                 kwargs["metavar"] = "{" + ",".join(map(str, self.choices)) + "}"
         group.add_argument(*self.flags, **kwargs)
+        for flag, value in self.consts.items():
+            group.add_argument(
+                flag,
+                dest=self.dest,
+                default=argparse.SUPPRESS,
+                action="store_const",
+                const=value,
+                help=self.const_text(value),
+            )
+
+    def const_text(self, value: Any) -> str:
+        """What a flag of `consts` does, in terms of the option's own flag."""
+        if not self.switch:
+            return f"the same as {self.flag} {_plain(self.to_setting(value))}"
+        return f"the {'same as' if value != self.negate else 'opposite of'} {self.flag}"
 
     def _argparse_type(self, text: str) -> Any:
         try:
@@ -593,4 +609,13 @@ class CommandLine:
         group="output",
         commands=("main", "live", "batch", "demo"),
         help="no progress bars, messages or summary",
+    )
+    progress: bool = option(
+        True,
+        "--no-progress",
+        "--disable-progress-bar",
+        group="output",
+        commands=("main",),
+        negate=True,
+        help="no progress bars (messages and the summary still shown)",
     )

@@ -33,14 +33,21 @@ from . import audit as audit_record
 from . import hide as anon
 from .detections import Detections
 from .detectors import Detector, DetectorOptions, detector_for
-from .errors import InputError, ProcessingError, VeilError
+from .errors import InputError, OptionError, ProcessingError, VeilError
 from .filters import DetectionFilter, FilterOptions
-from .frame import Frame
+from .frame import Frame, in_layout_of, to_bgr
 from .io import images as image_io
 from .io import video as video_io
 from .io.export import FORMATS as EXPORT_FORMATS
 from .io.export import DataExport
-from .io.paths import DEFAULT_SUFFIX, collect_inputs, media_kind, plan_outputs, reserve
+from .io.paths import (
+    DEFAULT_SUFFIX,
+    collect_inputs,
+    media_kind,
+    names_media_file,
+    plan_outputs,
+    reserve,
+)
 from .options import Web, check, option
 from .tracking import TrackingOptions, create_filter, detector_options
 from .tracking.review import ReviewReport, review_folder
@@ -213,9 +220,11 @@ class Pipeline:
         return [d[d.score >= self.options.detector.threshold] for d in found]
 
     def anonymize_image(self, image: np.ndarray) -> tuple[np.ndarray, Detections]:
-        """Pixels in, anonymized pixels and the detections out (no files)."""
-        dets = self.detect([image])[0]
-        return anon.apply(image, dets, self.options.anonymize), dets
+        """Pixels in (BGR, greyscale or BGRA), anonymized pixels in the same layout and the
+        detections out (no files)."""
+        bgr = to_bgr(image)
+        dets = self.detect([bgr])[0]
+        return in_layout_of(anon.apply(bgr, dets, self.options.anonymize), image), dets
 
     # -- files ---------------------------------------------------------------------------
     def plan(
@@ -229,6 +238,11 @@ class Pipeline:
             exclude=Path(output) if output is not None else None,
         )
         many = len(items) > 1 or any(Path(p).is_dir() for p in inputs)
+        if many and output is not None and names_media_file(output):
+            raise OptionError(
+                f"-o {output} names one file, but the inputs hold {len(items)}; "
+                "give a folder to write them into"
+            )
         return plan_outputs(
             items,
             output,

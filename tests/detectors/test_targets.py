@@ -117,7 +117,7 @@ def test_outline_mask_hides_the_shape_not_the_box(astronaut):
     grown = apply(
         astronaut, dets, AnonymizeOptions(method="fill", color=(0, 255, 0), mask_scale=1.3)
     )
-    assert (grown[256, 256 + 120] == (0, 255, 0)).all()  # grown by (1.3-1)/2 of the size
+    assert (grown[256, 256 + 120] == (0, 255, 0)).all()  # grown by (1.3 - 1) x the size
     no_outline = dets.with_(mask=np.zeros_like(outline))
     boxed = apply(
         astronaut,

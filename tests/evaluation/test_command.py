@@ -71,7 +71,7 @@ def test_eval_quality_and_deface(tmp_path, image_set):
     assert fast["buckets"][">64"]["recall"] == 1.0
     assert fast["recall"] == pytest.approx(2 / 3)
     assert deface["buckets"][">64"]["recall"] == 1.0
-    assert deface["mask_scale"] == pytest.approx(1.6)
+    assert deface["mask_scale"] == pytest.approx(1.3)
 
 
 def test_hard_subset_ignores_other_faces(tmp_path, image_set):

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import veil
-from veil.boxes import scale_box
+from veil.boxes import grow_box, scale_box
 from veil.detections import Detections
 from veil.errors import OptionError
 from veil.hide import AnonymizeOptions, apply, apply_i420, blur_whole_frame
@@ -152,7 +152,7 @@ def test_whole_frame_fallback_defeats_recognition_of_a_close_up():
     [
         (dict(method="smudge"), "--method: invalid choice 'smudge'"),
         (dict(shape="star"), "--shape: invalid choice 'star'"),
-        (dict(mask_scale=0), "mask-scale"),
+        (dict(mask_scale=0.5), "mask-scale"),
         (dict(method="image"), "needs --overlay"),
         (dict(method="image", overlay_path="/nonexistent.png"), "cannot read overlay"),
     ],
@@ -171,7 +171,7 @@ def test_parse_color():
 
 
 def test_public_anonymize_function(astronaut):
-    out = veil.anonymize(astronaut, FACE, method="pixelate", shape="rect", padding=1.0)
+    out = veil.anonymize(astronaut, FACE, method="pixelate", shape="rect", mask_scale=1.0)
     assert mean_abs_diff(out[70:170, 190:260], astronaut[70:170, 190:260]) > 5
     assert np.array_equal(out[300:], astronaut[300:])
     with pytest.raises(OptionError):
@@ -210,7 +210,7 @@ def test_i420_leaves_planes_outside_the_hidden_regions_as_decoded(astronaut):
     hidden = yuv.copy()
     apply_i420(hidden, TWO_FACES, AnonymizeOptions())
     far = np.ones((512, 512), bool)
-    for x1, y1, x2, y2 in scale_box(TWO_FACES.xyxy, 1.6):
+    for x1, y1, x2, y2 in grow_box(TWO_FACES.xyxy, 1.35):  # the default mask_scale is 1.3
         far[max(0, int(y1) - 2) : int(y2) + 3, max(0, int(x1) - 2) : int(x2) + 3] = False
     assert np.array_equal(hidden[:512][far], yuv[:512][far])
 
@@ -230,3 +230,41 @@ def test_i420_refuses_a_copy_it_could_not_write_back(astronaut):
     yuv = cv2.cvtColor(astronaut, cv2.COLOR_BGR2YUV_I420)
     with pytest.raises(ValueError):
         apply_i420(yuv[:, ::1][::-1], TWO_FACES, AnonymizeOptions())
+
+
+@pytest.mark.parametrize("layout", ["grey", "grey1", "bgra"])
+def test_greyscale_and_bgra_come_back_in_their_layout(astronaut, layout):
+    grey = cv2.cvtColor(astronaut, cv2.COLOR_BGR2GRAY)
+    alpha = np.full(astronaut.shape[:2] + (1,), 77, np.uint8)
+    frame = {
+        "grey": grey,
+        "grey1": grey[:, :, None],
+        "bgra": np.concatenate([astronaut, alpha], axis=2),
+    }[layout]
+    out = veil.anonymize(frame, FACE)
+    assert out.shape == frame.shape
+    assert mean_abs_diff(out[80:160, 200:250], frame[80:160, 200:250]) > 12
+    assert np.array_equal(out[300:], frame[300:])  # alpha and the rest untouched
+
+
+def test_greyscale_inplace_writes_into_the_frame(astronaut):
+    grey = cv2.cvtColor(astronaut, cv2.COLOR_BGR2GRAY)
+    out = apply(grey, FACE, AnonymizeOptions(method="fill"), inplace=True)
+    assert out is grey
+    assert grey[118, 226] == 0
+
+
+def test_a_picture_of_another_shape_is_a_user_error(astronaut):
+    with pytest.raises(veil.VeilError, match="got shape"):
+        veil.anonymize(np.zeros((4, 4, 2), np.uint8), FACE)
+
+
+def test_mosaic_size_sets_the_cell_in_pixels(astronaut):
+    def colours(cells: int) -> int:
+        opts = AnonymizeOptions(method="pixelate", shape="rect", mask_scale=1.0, mosaic_size=cells)
+        face = apply(astronaut, FACE, opts)[58:178, 182:270]
+        return len(np.unique(face.reshape(-1, 3), axis=0))
+
+    fine, coarse = colours(8), colours(30)
+    assert fine > coarse
+    assert coarse <= 4 * 5  # 88 x 120 px in 30 px cells

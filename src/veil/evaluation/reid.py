@@ -21,7 +21,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from ..boxes import box_iou, scale_box
+from ..boxes import box_iou, grow_box
 from ..detections import Detections
 from ..errors import DetectorError
 from ..hide import AnonymizeOptions, apply
@@ -135,7 +135,7 @@ def wiener_attack(
 ) -> np.ndarray:
     """The blurred region deconvolved with the Gaussian kernel the blur used (sigma known)."""
     h, w = anonymized.shape[:2]
-    scaled = scale_box(np.asarray(box, np.float32), options.mask_scale)[0]
+    scaled = grow_box(np.asarray(box, np.float32), options.mask_scale)[0]
     region = region_for(scaled, w, h)
     if region is None:
         return anonymized.copy()

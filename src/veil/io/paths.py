@@ -80,6 +80,12 @@ def media_kind(path: Path) -> str:
     raise InputError(f"{path}: not a supported image or video (extension '{ext or 'none'}')")
 
 
+def names_media_file(output: str | os.PathLike) -> bool:
+    """Whether an output names one picture or video (out.png), not an existing folder."""
+    path = Path(output)
+    return path.suffix.lower() in IMAGE_EXTS | VIDEO_EXTS and not path.is_dir()
+
+
 def output_extension(source: Path) -> str:
     """The output's extension: the input's, except videos in containers veil cannot write (.mp4)."""
     ext = source.suffix.lower()

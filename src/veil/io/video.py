@@ -17,6 +17,7 @@ warning, extra video streams are named in a warning.
 from __future__ import annotations
 
 import collections
+import json
 import logging
 import threading
 from collections.abc import Callable, Iterator
@@ -24,11 +25,13 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import av
 import cv2
 import numpy as np
 
+from ..compat import encoder_settings
 from ..errors import InputError, OptionError, OutputError
 from ..frame import Frame
 from ..options import ENCODE, check, option
@@ -101,7 +104,18 @@ class EncoderOptions:
         "--no-audio",
         commands=("main", "batch"),
         negate=True,
+        consts={"--keep-audio": True},
         help="drop the audio instead of copying it",
+    )
+    ffmpeg_config: tuple[tuple[str, Any], ...] = encoding(
+        (),
+        "--ffmpeg-config",
+        type=encoder_settings,
+        show=lambda pairs: json.dumps(dict(pairs)),
+        metavar="JSON",
+        help='deface\'s encoder settings, e.g. \'{"codec": "libx265", "crf": 24}\', '
+        "set --codec, --crf and --preset (keys: codec, crf, preset, ffmpeg_params with "
+        "-crf/-preset/-c:v pairs)",
     )
     voice: VoiceOptions = field(default_factory=VoiceOptions)
     b_frames: int | None = (
@@ -109,6 +123,8 @@ class EncoderOptions:
     )
 
     def __post_init__(self) -> None:
+        for name, value in self.ffmpeg_config:
+            object.__setattr__(self, name, value)
         check(self)
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..boxes import scale_box
+from ..boxes import grow_box
 from ..detections import Detections
 from ..frame import Frame
 from ..io.paths import atomic_output
@@ -161,7 +161,7 @@ class ReviewReport:
         scale = THUMB_WIDTH / frame.width
         th = max(1, round(frame.height * scale))
         thumb = cv2.resize(frame.image, (THUMB_WIDTH, th), interpolation=cv2.INTER_AREA)
-        boxes = scale_box(detections.xyxy, self.mask_scale) * scale
+        boxes = grow_box(detections.xyxy, self.mask_scale) * scale
         for box, score in zip(np.round(boxes).astype(int), detections.score):
             reason = _reason(float(score), self.threshold)
             colour = FILLED if reason == "filled" else WEAK if reason else DETECTED
