@@ -111,6 +111,35 @@ def panning_frames(image: np.ndarray, n: int, step: int = 3) -> list[np.ndarray]
     return [np.ascontiguousarray(canvas[:, pad - i * step : pad - i * step + w]) for i in range(n)]
 
 
+def crowd_bgr(
+    sides: tuple[int, ...] = (12, 14, 16, 18, 20), rows: int = 4, spacing: int = 60
+) -> tuple[np.ndarray, np.ndarray]:
+    """A crowd of small faces: rows of the faces of scikit-image's LFW subset (real
+    photographs, cropped to the face), `sides` px square, on its rocket scene scaled to
+    1280x854. Returns the image and the face boxes."""
+    scene = cv2.resize(np.ascontiguousarray(skimage.data.rocket()[:, :, ::-1]), (1280, 854))
+    faces = skimage.data.lfw_subset()[:100]  # the first 100 are faces
+    per_row = (1280 - 100) // spacing
+    boxes = []
+    for k in range(rows * per_row):
+        side = sides[k % len(sides)]
+        face = cv2.cvtColor((faces[k % len(faces)] * 255).astype(np.uint8), cv2.COLOR_GRAY2BGR)
+        x, y = 50 + (k % per_row) * spacing, 300 + (k // per_row) * spacing
+        scene[y : y + side, x : x + side] = cv2.resize(
+            face, (side, side), interpolation=cv2.INTER_AREA
+        )
+        boxes.append([x, y, x + side, y + side])
+    return scene, np.array(boxes, np.float32)
+
+
+def hidden_faces(original: np.ndarray, result: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """Per face box, whether the output changed at least half its pixels (as `veil eval --pan`
+    counts a face as covered)."""
+    from veil.evaluation.pan import COVERED_SHARE, changed_share
+
+    return changed_share(result, original, boxes) >= COVERED_SHARE
+
+
 def mean_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.abs(a.astype(np.int16) - b.astype(np.int16)).mean())
 

@@ -8,7 +8,7 @@ import pytest
 from veil.detections import box_iou
 from veil.detectors import DetectorOptions, create_detector
 from veil.detectors.centerface import CenterFace
-from veil.detectors.scan import KeyframeScanner, ScanPolicy, crop_windows
+from veil.detectors.scan import KeyframeScanner, ScanPolicy
 
 from media import ASTRONAUT_FACE
 
@@ -89,9 +89,12 @@ def test_scan_matches_full_resolution_on_a_face_the_coarse_pass_misses(detector,
     frames, faces = small_face_pan(astronaut, 8, scale=0.22)
     full = [detector.infer([f], None, 0.2)[0] for f in frames]
     coarse = [detector.infer([f], 640, 0.2)[0] for f in frames]
-    hits = lambda dets: sum(
-        len(d) > 0 and box_iou(face, d.xyxy).max() >= 0.5 for d, face in zip(dets, faces)
-    )  # noqa: E731
+
+    def hits(dets):
+        return sum(
+            len(d) > 0 and box_iou(face, d.xyxy).max() >= 0.5 for d, face in zip(dets, faces)
+        )
+
     assert hits(full) == 8
     assert hits(coarse) < 8  # the face is too small for a downscaled pass alone
     scan = KeyframeScanner(detector.infer, 0.2, ScanPolicy(full_every=8, coarse_size=640)).detect(
@@ -101,7 +104,8 @@ def test_scan_matches_full_resolution_on_a_face_the_coarse_pass_misses(detector,
 
 
 def test_crops_see_what_the_full_pass_sees(detector, astronaut):
-    """Crops snap to the network's stride, so a face inside one gets the full pass's box, not a shifted guess."""
+    """Crops snap to the network's stride, so a face inside one gets the full pass's box,
+    not a shifted guess."""
     frames, _ = small_face_pan(astronaut, 8, scale=0.22, step=7)
     full = [detector.infer([f], None, 0.2)[0] for f in frames]
     scan = KeyframeScanner(detector.infer, 0.2, ScanPolicy(full_every=8, coarse_size=640)).detect(
@@ -116,11 +120,13 @@ def test_crops_see_what_the_full_pass_sees(detector, astronaut):
 
 
 def test_fast_pan_finds_a_small_face_on_its_path_between_keyframes(detector, astronaut):
-    """At 40 px a frame the face is beyond a crop's margin around both keyframes for most frames between."""
+    """At 40 px a frame the face is beyond a crop's margin around both keyframes for most
+    frames between."""
     frames, faces = small_face_pan(astronaut, 16, scale=0.22, step=40)
-    hits = lambda dets: [
-        len(d) > 0 and box_iou(face, d.xyxy).max() >= 0.5 for d, face in zip(dets, faces)
-    ]  # noqa: E731
+
+    def hits(dets):
+        return [len(d) > 0 and box_iou(face, d.xyxy).max() >= 0.5 for d, face in zip(dets, faces)]
+
     full = hits([detector.infer([f], None, 0.2)[0] for f in frames])
     scan = hits(
         run(KeyframeScanner(detector.infer, 0.2, ScanPolicy(full_every=8, coarse_size=640)), frames)
@@ -141,26 +147,10 @@ def test_a_new_stream_starts_with_a_keyframe(detector, astronaut):
     )  # the previous batch's last keyframe brackets this one
 
 
-def test_crop_windows_merge_overlaps_and_stay_in_the_frame():
-    boxes = np.array([[10, 10, 30, 30], [40, 10, 60, 30], [900, 500, 920, 520]], np.float32)
-    windows = crop_windows(boxes, 960, 540, context=4.0, min_side=64)
-    assert len(windows) == 2
-    for x1, y1, x2, y2 in windows:
-        assert 0 <= x1 < x2 <= 960
-        assert 0 <= y1 < y2 <= 540
-    first = min(windows)
-    assert first[0] == 0
-    assert first[2] >= 60 + 20  # both left faces inside one window, with context
-    for x1, y1, x2, y2 in crop_windows(boxes, 950, 540, context=4.0, min_side=64, align=32):
-        assert x1 % 32 == 0, "crops start on the network's grid"
-        assert y1 % 32 == 0, "crops start on the network's grid"
-        assert x2 % 32 == 0 or x2 == 950
-        assert y2 % 32 == 0 or y2 == 540
-
-
 def test_detector_scans_videos_by_default_unless_switched_off_or_capped():
-    assert create_detector(DetectorOptions()).stream() is not None
-    assert create_detector(DetectorOptions(full_every=1)).stream() is None
+    assert create_detector(DetectorOptions()).stream().policy.full_every == 8
+    # Every frame a keyframe: the small-face policy still follows the faces it found.
+    assert create_detector(DetectorOptions(full_every=1)).stream().policy.full_every == 1
     assert create_detector(DetectorOptions(max_size=640)).stream() is None
     assert create_detector(DetectorOptions(quality="max")).stream() is None
 

@@ -228,6 +228,13 @@ def decode(
     )
 
 
+def weak_peaks(heatmap: np.ndarray, below: float) -> np.ndarray:
+    """The heat map [1, h, w] with every cell zeroed but its local maxima (3x3) under `below`."""
+    hm = heatmap[0]
+    peak = (hm >= cv2.dilate(hm, np.ones((3, 3), np.uint8))) & (hm < below)
+    return np.where(peak, hm, 0)[None]
+
+
 class CenterFace:
     """CenterFace on onnxruntime; frames of one size are inferred as one batch."""
 
@@ -262,18 +269,31 @@ class CenterFace:
         return blob, scale
 
     def infer(
-        self, frames: Sequence[np.ndarray], max_size: int | None, threshold: float
+        self,
+        frames: Sequence[np.ndarray],
+        max_size: int | None,
+        threshold: float,
+        floor: float | None = None,
     ) -> list[Detections]:
-        """Raw network pass at one input size, boxes in frame pixels."""
+        """Raw network pass at one input size, boxes in frame pixels.
+
+        floor: also return the heat map's local maxima from `floor` up to the threshold,
+        weak evidence of faces too small or blurred to reach it (smallfaces.py); only the
+        peaks are decoded, not the thousands of cells a crowd raises above a low floor.
+        """
         if not frames:
             return []
         blob, scale = self.preprocess(frames, max_size)
         heat, scl, off, lms = self.session.run(list(OUTPUT_NAMES), {INPUT_NAME: blob})
         h, w = frames[0].shape[:2]
-        return [
-            decode(heat[i], scl[i], off[i], lms[i], threshold).scaled(1 / scale).clipped(w, h)
-            for i in range(len(frames))
-        ]
+        out = []
+        for i in range(len(frames)):
+            dets = decode(heat[i], scl[i], off[i], lms[i], threshold)
+            if floor is not None and floor < threshold:
+                weak = decode(weak_peaks(heat[i], threshold), scl[i], off[i], lms[i], floor)
+                dets = Detections.merge([dets, weak])
+            out.append(dets.scaled(1 / scale).clipped(w, h))
+        return out
 
     def detect(self, frames: Sequence[np.ndarray]) -> list[Detections]:
         return self.infer(frames, self.options.max_size, self.options.threshold)
