@@ -29,7 +29,8 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "src"))
 
-from veil.detections import Detections, box_iou  # noqa: E402
+from veil.boxes import box_iou  # noqa: E402
+from veil.detections import Detections  # noqa: E402
 from veil.detectors import DetectorOptions  # noqa: E402
 from veil.detectors.centerface import CenterFace  # noqa: E402
 from veil.detectors.scan import KeyframeScanner, ScanPolicy  # noqa: E402
@@ -83,6 +84,11 @@ def timed(score: Score, fn, *args):
     return result
 
 
+def infer_each(cf: CenterFace, frames: list[np.ndarray], max_size: int | None) -> list:
+    """One network pass per frame at the given input cap (None = full resolution)."""
+    return [cf.infer([f], max_size, THRESHOLD)[0] for f in frames]
+
+
 def ytf(cf: CenterFace, deface, limit: int | None) -> None:
     import av
 
@@ -93,8 +99,8 @@ def ytf(cf: CenterFace, deface, limit: int | None) -> None:
             frames = [f.to_ndarray(format="bgr24") for f in c.decode(video=0)]
         truth = {f["index"]: f["boxes"] for f in info["frames"]}
         scan = timed(scores[SCAN], run_scan, KeyframeScanner(cf.infer, THRESHOLD), frames)
-        full = timed(scores[FULL], lambda: [cf.infer([f], None, THRESHOLD)[0] for f in frames])
-        ref = timed(scores["deface"], lambda: [deface(f) for f in frames])
+        full = timed(scores[FULL], infer_each, cf, frames, None)
+        ref = timed(scores["deface"], lambda fs: [deface(f) for f in fs], frames)
         for index, boxes in truth.items():
             if index < len(frames):
                 scores[SCAN].add(boxes, scan[index])
@@ -106,7 +112,7 @@ def ytf(cf: CenterFace, deface, limit: int | None) -> None:
 
 
 def panning(image: np.ndarray, boxes: np.ndarray, n: int, step: int = 4):
-    """Frames of a 1920x1080 view panning over the photo at its own size, with the boxes that stay whole."""
+    """Frames of a 1920x1080 view panning over the photo at its own size, and its whole boxes."""
     image = image[:1080]
     h, w = image.shape[:2]
     canvas_w = 1920
@@ -133,17 +139,21 @@ def wider_1080p(cf: CenterFace, limit: int, n: int) -> None:
         image = cv2.imread(str(DATA / "wider_dev" / rel))
         frames, truths = panning(image, np.asarray(boxes, np.float32).reshape(-1, 4), n)
         scan = timed(scores[SCAN], run_scan, KeyframeScanner(cf.infer, THRESHOLD, policy), frames)
-        full = timed(scores[FULL], lambda: [cf.infer([f], None, THRESHOLD)[0] for f in frames])
+        full = timed(scores[FULL], infer_each, cf, frames, None)
         cap = timed(
             scores[f"veil capped at {policy.coarse_size} px"],
-            lambda: [cf.infer([f], policy.coarse_size, THRESHOLD)[0] for f in frames],
+            infer_each,
+            cf,
+            frames,
+            policy.coarse_size,
         )
         for truth, a, b, c in zip(truths, scan, full, cap):
             scores[SCAN].add(truth, a)
             scores[FULL].add(truth, b)
             scores[f"veil capped at {policy.coarse_size} px"].add(truth, c)
     print(
-        f"\nWIDER photos panning in 1920x1080 ({limit} photos x {n} frames; faces at their own size)"
+        f"\nWIDER photos panning in 1920x1080 ({limit} photos x {n} frames; "
+        "faces at their own size)"
     )
     for name, s in scores.items():
         print(f"  {name:38s} {s}   {s.seconds:6.1f} s")

@@ -1,4 +1,5 @@
-"""Faces left visible by the default keyframe scan, by full resolution on every frame, and by deface, on panning HD video.
+"""Faces left visible on panning HD video: the default keyframe scan, full resolution on every
+frame, and deface.
 
     python benchmarks/scan_leaks.py [--photos 12] [--frames 32] [--steps 4,24]
 
@@ -36,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from tracking_leaks import deface_boxes  # noqa: E402
-from veil.detections import box_iou  # noqa: E402
+from veil.boxes import box_iou  # noqa: E402
 from veil.detectors import DetectorOptions  # noqa: E402
 from veil.hide.masks import coverage  # noqa: E402
 from veil.pipeline import JobOptions, Pipeline  # noqa: E402
@@ -50,7 +51,7 @@ FPS = 30
 def pan_clip(
     image: np.ndarray, boxes: np.ndarray, size: tuple[int, int], n: int, step: int, path: Path
 ) -> list[np.ndarray]:
-    """Writes a clip of the photo panning across a frame of `size`; returns the whole boxes per frame."""
+    """Writes a clip of the photo panning across a `size` frame; returns whole boxes per frame."""
     width, height = size
     image = image[:height, :width]
     h, w = image.shape[:2]
@@ -101,14 +102,15 @@ class Tally:
                     self.leaked += 1
 
     def row(self) -> str:
+        faces, fps = max(self.faces, 1), self.frames / max(self.seconds, 1e-9)
         return (
-            f"{self.leaked:>5}/{self.faces:<6} {100 * self.leaked / max(self.faces, 1):5.2f}%"
-            f"  recall {self.found / max(self.faces, 1):.3f}  {self.frames / max(self.seconds, 1e-9):5.1f} fps"
+            f"{self.leaked:>5}/{self.faces:<6} {100 * self.leaked / faces:5.2f}%"
+            f"  recall {self.found / faces:.3f}  {fps:5.1f} fps"
         )
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("--photos", type=int, default=12)
     parser.add_argument("--frames", type=int, default=32)
     parser.add_argument("--steps", default="4,24", help="pan speeds in pixels per frame")
@@ -129,14 +131,15 @@ def main() -> int:
         for name, every in variants.items()
     }
     for pipeline in pipelines.values():
-        pipeline.detector  # loaded before timing starts
+        _ = pipeline.detector  # loaded before timing starts
     deface = None
     if not args.no_deface:
         from deface.centerface import CenterFace
 
         deface = CenterFace(in_shape=None, backend="auto")
     print(
-        f"{args.photos} WIDER photos x {args.frames} frames; leaked face-frames (< 90% under the mask)"
+        f"{args.photos} WIDER photos x {args.frames} frames; "
+        "leaked face-frames (< 90% under the mask)"
     )
     with tempfile.TemporaryDirectory() as tmp:
         for size_name in args.sizes.split(","):

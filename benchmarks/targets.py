@@ -22,7 +22,7 @@ import av
 import cv2
 import numpy as np
 
-from veil.detections import box_iou
+from veil.boxes import box_iou
 from veil.detectors import DetectorOptions, create_detector
 
 OPENCV_DATA = Path("/usr/share/doc/opencv-doc/examples/data")
@@ -74,9 +74,11 @@ def person_figures(data: Path | None) -> None:
         for name, det in backends.items():
             dets, spf = timed(det, frames)
             n = [int((d.score >= 0.3).sum()) for d in dets]
+            h, w = frames[0].shape[:2]
             print(
-                f"vtest.avi {frames[0].shape[1]}x{frames[0].shape[0]}, {len(frames)} frames, person={name}: "
-                f"{np.mean(n):.1f} persons/frame (score>=0.3; min {min(n)}, max {max(n)}), {1 / spf:.1f} fps"
+                f"vtest.avi {w}x{h}, {len(frames)} frames, person={name}: "
+                f"{np.mean(n):.1f} persons/frame (score>=0.3; min {min(n)}, max {max(n)}), "
+                f"{1 / spf:.1f} fps"
             )
     if data is None:
         return
@@ -95,7 +97,8 @@ def person_figures(data: Path | None) -> None:
                 hidden.append(hidden_share(image.shape[:2], dets))
             print(
                 f"{folder}: person={name} covers {hit}/{total} labelled faces ({hit / total:.0%}), "
-                f"hides {np.mean(hidden):.0%} of the image on average, {secs / len(ann) * 1000:.0f} ms/image"
+                f"hides {np.mean(hidden):.0%} of the image on average, "
+                f"{secs / len(ann) * 1000:.0f} ms/image"
             )
 
 
@@ -106,7 +109,8 @@ def text_figures(data: Path | None) -> None:
         image = cv2.imread(str(path))
         (dets,), spf = timed(det, [image])
         print(
-            f"licenseplate_motion.jpg: {len(dets)} text boxes {np.round(dets.xyxy).astype(int).tolist()} "
+            f"licenseplate_motion.jpg: {len(dets)} text boxes "
+            f"{np.round(dets.xyxy).astype(int).tolist()} "
             f"scores {np.round(dets.score, 2).tolist()}, {spf * 1000:.0f} ms"
         )
     if data is not None:
@@ -122,31 +126,34 @@ def person_of(clip: str) -> str:
     return re.sub(r"\d+\.mp4$", "", clip.split("/")[-1])
 
 
+def subject_embeddings(faces, path: Path, meta: dict) -> list[np.ndarray | None]:
+    """The labelled subject's face descriptor on every 10th frame of a clip (None: not found)."""
+    from veil.keep_face import embed
+
+    with av.open(str(path)) as container:
+        frames = [
+            f.to_ndarray(format="bgr24")
+            for i, f in enumerate(container.decode(video=0))
+            if i % 10 == 0
+        ]
+    vecs: list[np.ndarray | None] = []
+    for k, image in enumerate(frames):
+        truth = np.array(meta["frames"][k * 10]["boxes"][:1], float)
+        dets = faces.detect([image])[0]
+        if len(dets) == 0 or len(truth) == 0 or box_iou(truth, dets.xyxy).max() < 0.3:
+            vecs.append(None)  # not found: hidden anyway, nothing to decide
+            continue
+        vecs.append(embed(image, dets.xyxy[int(np.argmax(box_iou(truth, dets.xyxy)[0]))][None])[0])
+    return vecs
+
+
 def keep_face_figures(data: Path) -> None:
-    from veil.keep_face import MARGIN, embed
+    from veil.keep_face import MARGIN
 
     root = data / "ytf"
     ann = json.loads((root / "video_annotations.json").read_text())
     faces = create_detector()
-    samples: dict[str, list[np.ndarray]] = {}
-    for clip, meta in ann.items():
-        with av.open(str(root / clip)) as container:
-            frames = [
-                f.to_ndarray(format="bgr24")
-                for i, f in enumerate(container.decode(video=0))
-                if i % 10 == 0
-            ]
-        vecs = []
-        for k, image in enumerate(frames):
-            truth = np.array(meta["frames"][k * 10]["boxes"][:1], float)
-            dets = faces.detect([image])[0]
-            if len(dets) == 0 or len(truth) == 0 or box_iou(truth, dets.xyxy).max() < 0.3:
-                vecs.append(None)  # not found: hidden anyway, nothing to decide
-                continue
-            vecs.append(
-                embed(image, dets.xyxy[int(np.argmax(box_iou(truth, dets.xyxy)[0]))][None])[0]
-            )
-        samples[clip] = vecs
+    samples = {clip: subject_embeddings(faces, root / clip, meta) for clip, meta in ann.items()}
     for tol in (0.5, 0.6):
         kept_same = n_same = kept_other = n_other = 0
         for clip, vecs in samples.items():
@@ -166,8 +173,9 @@ def keep_face_figures(data: Path) -> None:
                         kept_other += np.linalg.norm(v - ref) < tol
         print(
             f"keep-face tolerance {tol} (margin {MARGIN} not applied: one face per frame): "
-            f"reference person kept in {kept_same}/{n_same} frames ({kept_same / max(1, n_same):.0%}); "
-            f"another person wrongly kept in {kept_other}/{n_other} comparisons ({kept_other / max(1, n_other):.1%})"
+            f"reference person kept in {kept_same}/{n_same} frames "
+            f"({kept_same / max(1, n_same):.0%}); another person wrongly kept in "
+            f"{kept_other}/{n_other} comparisons ({kept_other / max(1, n_other):.1%})"
         )
 
 

@@ -1,5 +1,6 @@
 """Real test media and checks shared by the tests: scikit-image photos, videos made from them,
-and the astronaut's face position. Fixtures live in conftest.py; this module holds plain functions."""
+and the astronaut's face position. Fixtures live in conftest.py; this module holds plain
+functions."""
 
 from __future__ import annotations
 
@@ -18,6 +19,9 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 # Subprocesses import this checkout's veil, whatever is installed.
 ENV = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+# For runs under an address-space limit: malloc arenas and thread pools reserve address space
+# per thread, which would count against the limit without ever being used.
+LOW_MEMORY_ENV = {**ENV, "MALLOC_ARENA_MAX": "2", "OMP_NUM_THREADS": "1"}
 
 # Where the faces are in the scikit-image photos (checked by eye, generous).
 ASTRONAUT_FACE = (170, 40, 285, 200)  # x1, y1, x2, y2
@@ -55,7 +59,7 @@ def write_video(
     codec: str = "libx264",
     gop: int | None = None,
 ) -> Path:
-    """Encode BGR frames (plus an optional 440 Hz tone) with PyAV; gop fixes the keyframe interval."""
+    """Encode BGR frames (and a 440 Hz tone if asked) with PyAV; gop fixes the keyframe interval."""
     container = av.open(str(path), "w")
     if metadata:
         container.metadata.update(metadata)
@@ -140,6 +144,19 @@ def hidden_faces(original: np.ndarray, result: np.ndarray, boxes: np.ndarray) ->
     return changed_share(result, original, boxes) >= COVERED_SHARE
 
 
+def live_loop(pipeline, frames, fps: float, *, max_latency: float | None = None, **loop) -> list:
+    """Frames through the one frame loop with the live detection strategy, as `veil live` and
+    the web camera run it: pushed one at a time (arriving now), then flushed."""
+    from veil.pipeline import DeadlineDetection, FrameLoop
+
+    detection = DeadlineDetection(pipeline, max_latency=max_latency)
+    frame_loop = FrameLoop(pipeline, detection, fps=fps, **loop)
+    try:
+        return [out for frame in frames for out in frame_loop.push(frame)] + frame_loop.flush()
+    finally:
+        detection.close()
+
+
 def mean_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.abs(a.astype(np.int16) - b.astype(np.int16)).mean())
 
@@ -162,7 +179,8 @@ def load_json(path: Path):
 
 
 def default_overlay(path: str) -> str:
-    """A round emoji-like PNG with transparent corners, written to path (re-identification tests and sweeps)."""
+    """A round emoji-like PNG with transparent corners, written to path (re-identification tests
+    and sweeps)."""
     img = np.zeros((128, 128, 4), np.uint8)
     cv2.circle(img, (64, 64), 60, (40, 200, 250, 255), -1, cv2.LINE_AA)
     cv2.circle(img, (44, 50), 8, (30, 30, 30, 255), -1, cv2.LINE_AA)
@@ -182,3 +200,9 @@ def astronaut_face(embedder):
         np.argmax((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) * (boxes[:, 1] < 200))
     )
     return embedder.face(image, boxes[best])
+
+
+def big_photo(path: Path, tiles: int = 19) -> Path:
+    """The astronaut tiled 19 x 19: 9728 x 9728 pixels, 95 MP, just under the 100 MP default."""
+    cv2.imwrite(str(path), np.tile(astronaut_bgr(), (tiles, tiles, 1)))
+    return path

@@ -1,6 +1,10 @@
 import os
+import resource
+import signal
+import struct
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -9,7 +13,15 @@ from PIL import Image
 from veil.cli import main
 from veil.io.images import read_image
 
-from media import mean_abs_diff, run_veil
+from media import (
+    ENV,
+    LOW_MEMORY_ENV,
+    big_photo,
+    mean_abs_diff,
+    panning_frames,
+    run_veil,
+    write_video,
+)
 
 
 @pytest.fixture()
@@ -124,8 +136,27 @@ def test_demo(tmp_path):
     assert (tmp_path / "astronaut_anonymized.jpg").exists()
 
 
+def test_demo_honours_a_config_file(tmp_path):
+    (tmp_path / "demo.toml").write_text('output = "filled.png"\nmethod = "fill"\nquiet = true\n')
+    proc = run_veil("demo", "--config", "demo.toml", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == ""
+    out = read_image(tmp_path / "filled.png").image
+    assert out[118, 226].max() < 10
+
+
+def test_config_file_is_honoured_and_flags_win(photo):
+    config = photo.with_name("veil.toml")
+    config.write_text('method = "fill"\ncolor = "#ff0000"\nsuffix = "_cfg"\nquiet = true\n')
+    proc = run_veil(photo, "--config", config, "--color", "#00ff00")
+    assert proc.returncode == 0, proc.stderr
+    out = read_image(photo.with_name("portrait_cfg.jpg")).image
+    assert np.abs(out[118, 226].astype(int) - [0, 255, 0]).max() < 10
+
+
 def test_import_is_light():
-    code = "import sys, veil; print(sorted(m for m in ('cv2', 'onnxruntime', 'av', 'numpy') if m in sys.modules))"
+    heavy = "('cv2', 'onnxruntime', 'av', 'numpy')"
+    code = f"import sys, veil; print(sorted(m for m in {heavy} if m in sys.modules))"
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True
     ).stdout.strip()
@@ -144,3 +175,210 @@ def test_one_bad_file_among_many_is_reported_and_the_rest_go_on(tmp_path, photo,
     assert "b.jpg: not a readable image" in err
     assert "1 of 3 inputs failed" in err
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.jpg", "c.png"]
+
+
+# -- outputs are never lost, nothing escapes, every failure is one line ----------------------
+
+
+def one_line_error(proc, code: int) -> str:
+    """The run failed with `code` and said why in one line, without a traceback."""
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == code, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    assert len(lines) == 1, proc.stderr[-3000:]
+    return lines[0]
+
+
+def no_partials(folder) -> bool:
+    return not [p for p in folder.rglob(".veil-*")]
+
+
+def start_veil(*args):
+    return subprocess.Popen(
+        [sys.executable, "-m", "veil", *map(str, args)], env=ENV, stderr=subprocess.PIPE, text=True
+    )
+
+
+def test_same_names_in_one_run_are_all_written(tmp_path, astronaut, camera):
+    for folder, image in (("d1", astronaut), ("d2", camera)):
+        (tmp_path / folder).mkdir()
+        Image.fromarray(image[:, :, ::-1]).save(tmp_path / folder / "x.png")
+    proc = run_veil(
+        tmp_path / "d1" / "x.png", tmp_path / "d2" / "x.png", "-o", tmp_path / "out", "-q"
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["x (2).png", "x.png"]
+
+
+def test_concurrent_runs_into_one_folder_lose_nothing(tmp_path, astronaut, camera):
+    runs = []
+    for folder, image in (("d1", astronaut), ("d2", camera)):
+        (tmp_path / folder).mkdir()
+        Image.fromarray(image[:, :, ::-1]).save(tmp_path / folder / "x.png")
+        runs.append(start_veil(tmp_path / folder / "x.png", "-o", f"{tmp_path / 'out'}/", "-q"))
+    codes = [run.wait(timeout=300) for run in runs]
+    assert codes == [0, 0]
+    outputs = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert outputs == ["x (2).png", "x.png"]
+    pictures = [read_image(tmp_path / "out" / name).image for name in outputs]
+    assert mean_abs_diff(*pictures) > 20  # one of each input, not one twice
+
+
+def test_a_second_run_on_a_folder_leaves_its_outputs_alone(tmp_path, photo):
+    first = run_veil(photo.parent, "-q")
+    second = run_veil(photo.parent)
+    names = sorted(p.name for p in photo.parent.iterdir())
+    assert first.returncode == 0
+    assert second.returncode == 0
+    assert names == ["portrait.jpg", "portrait_anonymized (2).jpg", "portrait_anonymized.jpg"]
+    assert "left out 1 file(s) that are veil outputs" in second.stderr
+
+
+def test_output_without_extension_is_a_one_line_error(tmp_path, photo):
+    line = one_line_error(run_veil(photo, "-o", tmp_path / "result"), 2)
+    assert "no file extension" in line
+
+
+def long_video(tmp_path, astronaut, frames=300):
+    return write_video(tmp_path / "long.mp4", panning_frames(astronaut[:256, :256], frames), fps=25)
+
+
+def wait_for(predicate, timeout=120.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_sigterm_cleans_up_like_ctrl_c(tmp_path, astronaut):
+    source = long_video(tmp_path, astronaut)
+    out = tmp_path / "out"
+    run = start_veil(source, "-o", out / "clip.mp4", "--max-size", "256", "-q")
+    assert wait_for(lambda: out.is_dir() and any(out.iterdir()))
+    time.sleep(1.0)  # well into the frames
+    run.send_signal(signal.SIGTERM)
+    _, stderr = run.communicate(timeout=60)
+    proc = subprocess.CompletedProcess(run.args, run.returncode, "", stderr)
+    assert "terminated" in one_line_error(proc, 143)
+    assert list(out.iterdir()) == []
+
+
+def test_a_killed_runs_partial_file_is_removed_by_the_next_run(tmp_path, astronaut, photo):
+    source = long_video(tmp_path, astronaut)
+    out = tmp_path / "out"
+    run = start_veil(source, "-o", out / "clip.mp4", "--max-size", "256", "-q")
+    assert wait_for(lambda: out.is_dir() and any(out.iterdir()))
+    run.kill()
+    run.wait(timeout=60)
+    left = [p.name for p in out.iterdir()]
+    proc = run_veil(photo, "-o", out / "photo.jpg", "-q")
+    assert proc.returncode == 0, proc.stderr
+    assert left == [".veil-partial-clip.mp4"]
+    assert [p.name for p in out.iterdir()] == ["photo.jpg"]
+
+
+def limit_file_size(limit: int):
+    def apply():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past it fail with EFBIG
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return apply
+
+
+@pytest.mark.parametrize("kind", ["video", "image"])
+def test_a_file_size_limit_is_a_one_line_error(tmp_path, face_video, photo, kind):
+    source = face_video if kind == "video" else photo
+    out = tmp_path / "out"
+    proc = run_veil(
+        source, "-o", out / f"result{source.suffix}", "-q", preexec_fn=limit_file_size(20_000)
+    )
+    assert "File too large" in one_line_error(proc, 3)
+    assert list(out.iterdir()) == []
+
+
+def test_a_full_disk_is_a_one_line_error(tmp_path, face_video):
+    out = tmp_path / "small_disk"
+    out.mkdir()
+    command = f'mount -t tmpfs -o size=64k tmpfs "{out}" && exec "$@"'
+    wrapper = ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", command, "sh"]
+    probe = subprocess.run([*wrapper, "true"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip("cannot mount a small file system here (unshare)")
+    proc = subprocess.run(
+        [*wrapper, sys.executable, "-m", "veil", face_video, "-o", out / "clip.mp4", "-q"],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=300,
+    )
+    assert "No space left on device" in one_line_error(proc, 3)
+
+
+def limit_memory(mib: int):
+    def apply():
+        resource.setrlimit(resource.RLIMIT_AS, (mib << 20, mib << 20))
+
+    return apply
+
+
+def blank_png(path, width, height):
+    """A valid greyscale PNG of that size, written a row at a time (a few hundred KB)."""
+    import zlib
+
+    def chunk(kind, data):
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    compressor, row, parts = zlib.compressobj(9), b"\x00" * (width + 1), []
+    for _ in range(height):
+        parts.append(compressor.compress(row))
+    parts.append(compressor.flush())
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", b"".join(parts))
+        + chunk(b"IEND", b"")
+    )
+    return path
+
+
+@pytest.mark.slow
+def test_a_picture_over_the_pixel_limit_is_refused_before_decoding(tmp_path):
+    src = blank_png(tmp_path / "huge.png", 19000, 19000)  # 361 MP in ~350 KB
+    proc = run_veil(src, "-q", preexec_fn=limit_memory(1536), env=LOW_MEMORY_ENV)
+    assert "over the limit of 100 MP" in one_line_error(proc, 2)
+
+
+@pytest.mark.slow
+def test_out_of_memory_is_a_one_line_error(tmp_path):
+    src = big_photo(tmp_path / "big.jpg")
+    proc = run_veil(
+        src, "-o", tmp_path / "out.jpg", "-q", preexec_fn=limit_memory(1024), env=LOW_MEMORY_ENV
+    )
+    assert "out of memory" in one_line_error(proc, 5)
+    assert no_partials(tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True,
+    reason="detection at native resolution needs far more than 1.5 GB for 95 MP; passes once "
+    "large images are detected in overlapping tiles (decoding and encoding fit: "
+    "tests/io/test_images.py::test_decoding_and_encoding_a_large_photo_fit_the_memory_bound)",
+)
+def test_a_photo_the_limit_allows_is_anonymized_within_1_5_gb(tmp_path):
+    src = big_photo(tmp_path / "big.jpg")
+    proc = run_veil(
+        src,
+        "-o",
+        tmp_path / "out.jpg",
+        "-q",
+        preexec_fn=limit_memory(1536),
+        env=LOW_MEMORY_ENV,
+        timeout=3600,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]

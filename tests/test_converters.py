@@ -1,4 +1,4 @@
-"""Detections from pose keypoints, supervision, ultralytics-shaped results; masks through indexing/merge."""
+"""Detections from pose keypoints, supervision and ultralytics-shaped results; masks kept."""
 
 from types import SimpleNamespace
 
@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import veil
+from veil.converters import from_keypoints, from_supervision, from_ultralytics
 from veil.detections import FACE, PERSON, Detections
 from veil.hide import draw
 
@@ -20,7 +21,7 @@ def test_from_keypoints_boxes_the_head():
         np.float32,
     )
     conf = np.array([[0.9, 0.9, 0.9, 0.8, 0.8, 0.9], [0.9, 0.2, 0.9, 0.9, 0.9, 0.9]], np.float32)
-    dets = Detections.from_keypoints(kp, conf, padding=0.5, min_score=0.3)
+    dets = from_keypoints(kp, conf, padding=0.5, min_score=0.3)
     assert len(dets) == 1  # the second has only its nose above min_score: no size, no box
     x1, y1, x2, y2 = dets.xyxy[0]
     assert (x1, x2) == (60.0, 140.0)  # ear-to-ear 40 px, plus 0.5 x 40 on each side
@@ -28,8 +29,8 @@ def test_from_keypoints_boxes_the_head():
     assert dets.class_id[0] == FACE
     assert 0.8 < dets.score[0] <= 0.9
     xyc = np.concatenate([kp, conf[:, :, None]], axis=2)
-    assert Detections.from_keypoints(xyc, None, padding=0.5) == dets
-    per_person = Detections.from_keypoints(kp[:1], np.array([0.5]), indices=(1, 2))
+    assert from_keypoints(xyc, None, padding=0.5) == dets
+    per_person = from_keypoints(kp[:1], np.array([0.5]), indices=(1, 2))
     assert per_person.score[0] == pytest.approx(0.5)
 
 
@@ -44,12 +45,12 @@ def test_from_supervision_keeps_tracks_and_masks():
         tracker_id=np.array([7, 8]),
         mask=mask,
     )
-    dets = Detections.from_supervision(sv_dets)
+    dets = from_supervision(sv_dets)
     assert dets.track_id.tolist() == [7, 8]
     assert dets.class_id.tolist() == [1, 0]
     assert np.allclose(dets.score, [0.9, 0.4])
     assert dets.mask.shape == (2, 40, 60)
-    plain = Detections.from_supervision(sv.Detections(xyxy=np.array([[1, 2, 3, 4]], float)))
+    plain = from_supervision(sv.Detections(xyxy=np.array([[1, 2, 3, 4]], float)))
     assert plain.track_id.tolist() == [-1]
     assert plain.mask is None
 
@@ -76,7 +77,7 @@ def test_from_ultralytics_maps_classes_and_reads_tensors():
     )
     masks = SimpleNamespace(data=FakeTensor(np.ones((2, 130, 60), np.float32)))
     result = SimpleNamespace(boxes=boxes, masks=masks, orig_shape=(130, 60))
-    dets = Detections.from_ultralytics(result, class_map={0: PERSON})
+    dets = from_ultralytics(result, class_map={0: PERSON})
     assert dets.class_id.tolist() == [PERSON, 2]
     assert dets.track_id.tolist() == [3, 4]
     assert dets.mask is not None
@@ -86,7 +87,7 @@ def test_from_ultralytics_maps_classes_and_reads_tensors():
         masks=SimpleNamespace(data=FakeTensor(np.ones((2, 32, 32)))),
         orig_shape=(130, 60),
     )
-    assert Detections.from_ultralytics(small_masks).mask is None
+    assert from_ultralytics(small_masks).mask is None
 
 
 def test_mask_survives_indexing_and_merge():

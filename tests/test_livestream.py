@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 import veil
-from veil.detectors import DetectorOptions, create_detector
+from veil.detectors import Detector, DetectorOptions, create_detector
 from veil.errors import InputError, OptionError
 from veil.io.live_source import LiveSource, parse_source
 from veil.livestream import LiveAnonymizer, LiveOptions
@@ -103,7 +103,7 @@ class Sender:
 
 
 class UdpReader(threading.Thread):
-    """Decodes what veil restreams to a UDP port, with each frame's timestamp, until it goes quiet."""
+    """Decodes what veil restreams to a UDP port, with frame timestamps, until it goes quiet."""
 
     def __init__(self, port: int, quiet_after: float = 4.0, open_timeout: float = 90.0) -> None:
         super().__init__(daemon=True)
@@ -115,7 +115,8 @@ class UdpReader(threading.Thread):
 
     def run(self) -> None:
         try:
-            # A small probe: veil may send only a few frames a second, and the default probe waits for 5 MB.
+            # A small probe: veil may send only a few frames a second, and the default probe
+            # waits for 5 MB.
             options = {
                 "overrun_nonfatal": "1",
                 "fifo_size": "1000000",
@@ -143,7 +144,7 @@ def _detail(image: np.ndarray) -> float:
 
 
 def face_hidden(image: np.ndarray, original: np.ndarray, detector=None) -> bool:
-    """The face lost its fine detail and, when a detector is given, no face is found where it was."""
+    """The face lost its fine detail and, given a detector, no face is found where it was."""
     if _detail(image) >= 0.1 * _detail(original):
         return False
     if detector is None:
@@ -170,7 +171,7 @@ def all_hidden(images: list[np.ndarray], original: np.ndarray, detector) -> bool
 
 
 def on_frame_grid(deltas: np.ndarray) -> bool:
-    """Gaps are whole numbers of source frame intervals: times come from the stream, not the clock."""
+    """Gaps are whole numbers of frame intervals: times come from the stream, not the clock."""
     steps = deltas * FPS
     return bool(np.all(steps > 0.5) and np.all(np.abs(steps - np.round(steps)) < 0.1))
 
@@ -299,7 +300,7 @@ def test_late_detection_blurs_the_whole_frame(clip, detector, astronaut):
     assert len(detector.detect([out[0].image])[0]) == 0
     for item in out:
         assert item.image.shape == original.shape
-        # Nothing identifiable anywhere: the whole picture is as smooth as blur_whole_frame makes it.
+        # Nothing identifiable anywhere: the picture is as smooth as blur_whole_frame makes it.
         assert cv2.Laplacian(cv2.cvtColor(item.image, cv2.COLOR_BGR2GRAY), cv2.CV_64F).var() < 5
 
 
@@ -311,7 +312,7 @@ def test_late_frames_can_be_dropped_instead(clip):
     assert anonymizer.stats.blurred == 0
 
 
-class FailingDetector:
+class FailingDetector(Detector):
     """A detector whose inference breaks (as a lost GPU or a corrupt model would)."""
 
     def detect(self, frames):
@@ -346,7 +347,7 @@ def test_python_iterator_gives_anonymized_frames_with_stream_times(clip, detecto
     assert len(stream.stats.latencies) == 4
 
 
-class CountingDetector:
+class CountingDetector(Detector):
     """The real detector, counting how often the loop calls it."""
 
     def __init__(self, inner) -> None:
@@ -376,6 +377,26 @@ def test_cli_needs_an_output():
     result = run_live("udp://127.0.0.1:9")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("veil: error: nothing to do")
+
+
+def test_config_file_is_honoured(clip, tmp_path):
+    record = tmp_path / "rec.mp4"
+    config = tmp_path / "live.toml"
+    config.write_text(
+        f'output = ["{record.as_posix()}"]\nframes = 5\nmax-latency = 30000\nbuffer = 60\n'
+        "no-reconnect = true\nquiet = true\n"
+    )
+    result = run_live(str(clip), "--config", str(config))
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert len(read_video(record)[0]) == 5
+
+
+def test_help_lists_only_what_live_honours():
+    help_text = run_live("--help").stdout
+    assert help_text.splitlines().count("detection:") == 1
+    for flag in ("--review", "--lookahead", "--full-every"):
+        assert flag not in help_text, flag
 
 
 def test_preview_without_display_says_so_in_one_line(clip):
@@ -413,7 +434,7 @@ def free_tcp_port() -> int:
 
 @pytest.mark.parametrize("scheme", ["rtsp", "rtmp"])
 def test_restream_to_a_listening_server(clip, detector, astronaut, tmp_path, scheme):
-    """ffmpeg listens as the server (RTSP ANNOUNCE/RECORD, RTMP publish) and saves what veil sends."""
+    """ffmpeg listens as the server (RTSP ANNOUNCE/RECORD, RTMP publish), saves what veil sends."""
     port = free_tcp_port()
     url = f"{scheme}://127.0.0.1:{port}/live" + ("/key" if scheme == "rtmp" else "")
     listen = (

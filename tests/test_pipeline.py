@@ -1,12 +1,36 @@
+import threading
+
 import av
+import cv2
 import numpy as np
 import pytest
 
-from veil.errors import InputError, VeilError
+import veil
+from veil.detections import Detections
+from veil.detectors import Detector, DetectorOptions
+from veil.errors import InputError, ProcessingError, VeilError
+from veil.frame import Frame
 from veil.io.export import DataExport
-from veil.pipeline import Cancelled, JobOptions, Pipeline
+from veil.pipeline import (
+    Anonymized,
+    BatchDetection,
+    Cancelled,
+    DeadlineDetection,
+    FrameLoop,
+    JobOptions,
+    Pipeline,
+)
+from veil.tracking import TrackingOptions
+from veil.web.live import LiveSession, encode_jpeg
 
-from media import astronaut_face_hidden, mean_abs_diff, read_video, write_video
+from media import (
+    astronaut_face_hidden,
+    live_loop,
+    mean_abs_diff,
+    panning_frames,
+    read_video,
+    write_video,
+)
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +126,7 @@ def test_not_a_video(tmp_path, pipeline):
         pipeline.process(bogus, tmp_path / "x.mp4")
 
 
-class Exploding:
+class Exploding(Detector):
     def __init__(self, after):
         self.calls, self.after = 0, after
 
@@ -110,8 +134,6 @@ class Exploding:
         self.calls += 1
         if self.calls > self.after:
             raise RuntimeError("onnx blew up")
-        from veil.detections import Detections
-
         return [Detections.empty() for _ in frames]
 
 
@@ -176,3 +198,129 @@ def test_rotated_phone_video_is_processed_upright(tmp_path, astronaut, pipeline)
     assert mean_abs_diff(frames[0][80:160, 136:186], upright[80:160, 136:186]) > 12
     with av.open(str(result.output)) as c:
         assert c.streams.audio
+
+
+# -- the one frame loop ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def plain():
+    """Full resolution on every frame and the online tracker: the keyframe scan serves files
+    only and look-ahead needs a file, so with these the strategy is all that differs."""
+    return Pipeline(
+        JobOptions(detector=DetectorOptions(full_every=1), tracking=TrackingOptions(mode="online"))
+    )
+
+
+def numbered(images):
+    return [Frame(i, i / 15, image.copy()) for i, image in enumerate(images)]
+
+
+def whole_picture_hidden(original, image) -> bool:
+    """Face and background alike changed strongly, and no detail is left anywhere."""
+    gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    return (
+        face_changed(original, image) > 12
+        and mean_abs_diff(original[380:], image[380:]) > 12
+        and cv2.Laplacian(gray, cv2.CV_64F).var() < 5
+    )
+
+
+def test_file_and_live_strategies_agree_when_nothing_is_late(plain, astronaut):
+    images = panning_frames(astronaut, 6)
+    files = list(plain.iter_anonymized(iter(numbered(images)), 15.0))
+    live = live_loop(plain, numbered(images), 15.0)
+    assert [frame.index for frame, _ in files] == [out.index for out in live]
+    assert not any(out.hidden_whole for out in live)
+    assert all(len(out.detections) == 1 for out in live)
+    for (frame, dets), out in zip(files, live):
+        assert dets == out.detections, f"frame {frame.index}: other detections"
+        assert np.array_equal(frame.image, out.image), f"frame {frame.index}: other pixels"
+
+
+def test_a_late_frame_is_hidden_whole(plain, astronaut):
+    detection = DeadlineDetection(plain, max_latency=0.0)  # no detector is that fast
+    loop = FrameLoop(plain, detection, fps=15.0)
+    try:
+        out = [item for frame in numbered([astronaut] * 3) for item in loop.push(frame)]
+    finally:
+        detection.close()
+    assert [item.index for item in out] == [0, 1, 2]
+    assert all(item.hidden_whole for item in out)
+    assert loop.misses["late"] == 3
+    for item in out:
+        assert whole_picture_hidden(astronaut, item.image), f"frame {item.index}"
+    assert len(plain.detect([out[0].image])[0]) == 0
+
+
+def test_late_frames_can_be_dropped(plain, astronaut):
+    out = live_loop(plain, numbered([astronaut] * 2), 15.0, max_latency=0.0, on_miss="drop")
+    assert out == []
+
+
+class Gated:
+    """The real detector, held back until the test opens the gate (a detector busy elsewhere)."""
+
+    def __init__(self, inner, gate):
+        self.inner, self.gate = inner, gate
+
+    def detect(self, frames):
+        self.gate.wait(timeout=60)
+        return self.inner.detect(frames)
+
+
+def test_a_late_result_feeds_the_filter_without_releasing_its_frame_again(plain, astronaut):
+    gate = threading.Event()
+    slow = Pipeline(plain.options, detector=Gated(plain.detector, gate))
+    detection = DeadlineDetection(slow, max_latency=0.05)
+    loop = FrameLoop(slow, detection, fps=15.0)
+    frames = numbered([astronaut] * 2)
+    try:
+        first = loop.push(frames[0])
+        gate.set()
+        detection.max_latency = None  # the next frame may wait for the worker
+        second = loop.push(frames[1])
+    finally:
+        detection.close()
+    assert [(item.index, item.hidden_whole) for item in first] == [(0, True)]
+    assert [(item.index, item.hidden_whole) for item in second] == [(1, False)]
+    assert face_changed(astronaut, second[0].image) > 12
+
+
+def test_a_failing_detector_hides_live_frames_whole(astronaut):
+    messages = []
+    failing = Pipeline(detector=Exploding(after=0))
+    detection = DeadlineDetection(failing, max_latency=None)
+    loop = FrameLoop(failing, detection, fps=15.0, log=messages.append)
+    try:
+        out = [item for frame in numbered([astronaut] * 2) for item in loop.push(frame)]
+    finally:
+        detection.close()
+    assert [(item.index, item.hidden_whole) for item in out] == [(0, True), (1, True)]
+    assert whole_picture_hidden(astronaut, out[0].image)
+    assert loop.misses["failed"] == 2
+    assert len(messages) == 1
+    assert "onnx blew up" in messages[0]
+
+
+def test_a_failing_detector_stops_a_file(astronaut):
+    failing = Pipeline(detector=Exploding(after=0))
+    loop = FrameLoop(failing, BatchDetection(failing), fps=15.0)
+    with pytest.raises(ProcessingError, match="onnx blew up"):
+        loop.push(Frame(0, 0.0, astronaut.copy()))
+
+
+def test_web_camera_and_python_live_run_the_same_loop(tmp_path, astronaut, pipeline):
+    """The same captured frame comes out of `veil.live()`, the web camera and the loop itself
+    pixel for pixel."""
+    video = write_video(tmp_path / "camera.mp4", [astronaut] * 3, fps=25)
+    captured = read_video(video)[0][0]
+    [from_python] = list(veil.live(str(video), max_latency=30.0, max_frames=1))
+    [from_loop] = live_loop(pipeline, [Frame(0, 0.0, captured.copy())], 25.0)
+    from_web = LiveSession(pipeline).process(cv2.imencode(".png", captured)[1].tobytes())
+    assert isinstance(from_python, Anonymized)
+    assert not from_python.hidden_whole
+    assert np.array_equal(from_python.image, from_loop.image)
+    assert from_python.detections == from_loop.detections
+    assert from_web == encode_jpeg(from_loop.image)
+    assert astronaut_face_hidden(astronaut, from_loop.image, background=6)

@@ -6,7 +6,7 @@ from veil import hide
 from veil.detectors import DetectorOptions
 from veil.detectors.centerface import CenterFace
 from veil.frame import Frame
-from veil.pipeline import JobOptions, Pipeline
+from veil.pipeline import DeadlineDetection, FrameLoop, JobOptions, Pipeline
 from veil.tracking import TrackingOptions
 
 from media import ASTRONAUT_FACE, mean_abs_diff, read_video, write_video
@@ -58,12 +58,18 @@ def test_threaded_frames_equal_a_sequential_reference(pipeline, astronaut):
     assert all(len(d) >= 1 for _, d in got)
 
 
-def test_live_sources_do_not_wait_for_full_batches(pipeline, astronaut):
-    images = small_faces(astronaut, 5)
-    frames = (Frame(i, i / 25, image.copy()) for i, image in enumerate(images))
-    got = list(pipeline.iter_anonymized(frames, 25.0, live=True))
-    assert [f.index for f, _ in got] == list(range(5))
-    assert all(len(d) >= 1 for _, d in got)
+def test_live_frames_leave_without_waiting_for_a_batch(pipeline, astronaut):
+    """The keyframe scan batches 8 frames for files; a live frame leaves when it is pushed."""
+    detection = DeadlineDetection(pipeline, max_latency=None)
+    loop = FrameLoop(pipeline, detection, fps=25.0)
+    try:
+        out = [
+            loop.push(Frame(i, i / 25, im.copy())) for i, im in enumerate(small_faces(astronaut, 5))
+        ]
+    finally:
+        detection.close()
+    assert [[item.index for item in ready] for ready in out] == [[0], [1], [2], [3], [4]]
+    assert all(len(ready[0].detections) >= 1 for ready in out)
 
 
 def test_video_with_small_faces_is_hidden_on_every_frame(tmp_path, astronaut, pipeline):

@@ -6,8 +6,10 @@ The public API is small and loads its heavy parts lazily, so `import veil` is fa
     out = veil.anonymize_image("photo.jpg")             # writes photo_anonymized.jpg
     pixels, dets = veil.Pipeline().anonymize_image(bgr)  # arrays in, arrays out
     hidden = veil.anonymize(bgr, dets, method="pixelate")
-    dets = veil.Detections.from_keypoints(pose_xy, pose_conf)   # face boxes from a pose model
-    shown = veil.annotate(hidden, dets)                          # boxes labelled '#track class score'
+    shown = veil.annotate(hidden, dets)                  # boxes labelled '#track class score'
+
+    from veil.converters import from_keypoints
+    dets = from_keypoints(pose_xy, pose_conf)            # face boxes from a pose model
 """
 
 from __future__ import annotations
@@ -69,7 +71,7 @@ def anonymize_image(
 def anonymize_video(
     path: str, output: str | None = None, options: JobOptions | None = None, **overrides: Any
 ) -> JobResult:
-    """Anonymize one video file (audio kept, metadata stripped); same overrides as anonymize_image."""
+    """Anonymize one video file (audio kept, metadata dropped); overrides as in anonymize_image."""
     return _anonymize_file(path, output, options, overrides)
 
 

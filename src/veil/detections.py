@@ -2,7 +2,9 @@
 
 Parallel numpy arrays rather than a list of objects: every stage works on whole
 frames at once (vectorized IoU, masks, export), and indexing with a boolean or
-integer array gives a new `Detections`, as in supervision.
+integer array gives a new `Detections`, as in supervision. The geometry itself
+(IoU, NMS, scaling, clipping) works on plain arrays in boxes.py; converters.py
+builds `Detections` from other libraries' results.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
+
+from .boxes import box_area, box_centre, clip_box
 
 FACE = 0
 PERSON = 1
@@ -127,14 +131,11 @@ class Detections:
 
     @property
     def area(self) -> np.ndarray:
-        return np.clip(self.width, 0, None) * np.clip(self.height, 0, None)
+        return box_area(self.xyxy)
 
     @property
     def center(self) -> np.ndarray:
-        return np.stack(
-            [(self.xyxy[:, 0] + self.xyxy[:, 2]) / 2, (self.xyxy[:, 1] + self.xyxy[:, 3]) / 2],
-            axis=1,
-        )
+        return box_centre(self.xyxy)
 
     def scaled(self, sx: float, sy: float | None = None) -> Detections:
         """Boxes and landmarks multiplied by a resize factor (detector input -> frame)."""
@@ -144,10 +145,7 @@ class Detections:
         return self.with_(xyxy=self.xyxy * factor, landmarks=lm)
 
     def clipped(self, width: int, height: int) -> Detections:
-        xyxy = self.xyxy.copy()
-        xyxy[:, [0, 2]] = np.clip(xyxy[:, [0, 2]], 0, width)
-        xyxy[:, [1, 3]] = np.clip(xyxy[:, [1, 3]], 0, height)
-        return self.with_(xyxy=xyxy)
+        return self.with_(xyxy=clip_box(self.xyxy, width, height))
 
     @staticmethod
     def merge(items: Sequence[Detections]) -> Detections:
@@ -173,65 +171,19 @@ class Detections:
             mask=_merged_masks(non_empty),
         )
 
-    # Converters from and to other libraries live here, not in callers.
     @classmethod
     def from_array(cls, array: Any, class_id: int = FACE) -> Detections:
-        """From an [N, 4] or [N, 5] array: x1, y1, x2, y2[, score]."""
+        """From an [N, 4] or [N, 5] array: x1, y1, x2, y2[, score].
+
+        Other libraries' results (pose keypoints, supervision, ultralytics) are
+        converted by veil.converters, which builds on this module, never the reverse.
+        """
         arr = np.asarray(array, np.float32)
         arr = arr.reshape(0, 4) if arr.size == 0 else np.atleast_2d(arr)
         if arr.shape[1] not in (4, 5):
             raise ValueError(f"expected [N, 4] or [N, 5] boxes, got {arr.shape}")
         score = arr[:, 4] if arr.shape[1] == 5 else None
         return cls(arr[:, :4], score=score, class_id=np.full(len(arr), class_id))
-
-    @classmethod
-    def from_keypoints(
-        cls,
-        keypoints: Any,
-        scores: Any = None,
-        indices: Sequence[int] = (0, 1, 2, 3, 4),
-        padding: float = 0.5,
-        min_score: float = 0.3,
-    ) -> Detections:
-        """Face boxes from pose keypoints (COCO nose, eyes, ears by default); see veil.converters."""
-        from .converters import from_keypoints
-
-        return from_keypoints(
-            keypoints, scores, indices=indices, padding=padding, min_score=min_score
-        )
-
-    @classmethod
-    def from_supervision(cls, detections: Any) -> Detections:
-        from .converters import from_supervision
-
-        return from_supervision(detections)
-
-    @classmethod
-    def from_ultralytics(cls, result: Any, class_map: dict[int, int] | None = None) -> Detections:
-        from .converters import from_ultralytics
-
-        return from_ultralytics(result, class_map)
-
-    def to_array(self) -> np.ndarray:
-        """[N, 5] float32: x1, y1, x2, y2, score."""
-        return np.concatenate([self.xyxy, self.score[:, None]], axis=1)
-
-    def to_records(self) -> list[dict[str, Any]]:
-        """Plain dicts for JSON export and the web API."""
-        records = []
-        for i in range(len(self)):
-            rec = {
-                "x1": round(float(self.xyxy[i, 0]), 2),
-                "y1": round(float(self.xyxy[i, 1]), 2),
-                "x2": round(float(self.xyxy[i, 2]), 2),
-                "y2": round(float(self.xyxy[i, 3]), 2),
-                "score": round(float(self.score[i]), 4),
-                "class": CLASS_NAMES.get(int(self.class_id[i]), str(int(self.class_id[i]))),
-            }
-            if self.track_id[i] >= 0:
-                rec["track_id"] = int(self.track_id[i])
-            records.append(rec)
-        return records
 
 
 def _merged_masks(items: Sequence[Detections]) -> np.ndarray | None:
@@ -244,31 +196,3 @@ def _merged_masks(items: Sequence[Detections]) -> np.ndarray | None:
     return np.concatenate(
         [d.mask if d.mask is not None else np.zeros((len(d), *hw), bool) for d in items]
     )
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU matrix [len(a), len(b)] of xyxy boxes."""
-    a = np.asarray(a, np.float32).reshape(-1, 4)
-    b = np.asarray(b, np.float32).reshape(-1, 4)
-    tl = np.maximum(a[:, None, :2], b[None, :, :2])
-    br = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(br - tl, 0, None), axis=2)
-    area_a = np.prod(np.clip(a[:, 2:] - a[:, :2], 0, None), axis=1)
-    area_b = np.prod(np.clip(b[:, 2:] - b[:, :2], 0, None), axis=1)
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0).astype(np.float32)
-
-
-def nms(xyxy: np.ndarray, score: np.ndarray, iou_threshold: float) -> np.ndarray:
-    """Indices kept by greedy non-maximum suppression, best score first."""
-    order = np.argsort(-np.asarray(score), kind="stable")
-    keep: list[int] = []
-    boxes = np.asarray(xyxy, np.float32)
-    while len(order):
-        i = int(order[0])
-        keep.append(i)
-        if len(order) == 1:
-            break
-        ious = box_iou(boxes[i : i + 1], boxes[order[1:]])[0]
-        order = order[1:][ious < iou_threshold]
-    return np.asarray(keep, dtype=np.int64)

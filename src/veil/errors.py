@@ -2,7 +2,10 @@
 
 Anything the user can fix (a bad path, an unreadable file, a bad option) is a
 `VeilError` whose message is one line; the CLI prints it and exits non-zero.
-Any other exception is a bug and keeps its traceback.
+The CLI also turns what the system does to a run into one line and a code:
+out of memory (5, as ProcessingError), a write the system refused that no
+module turned into an OutputError (3), Ctrl-C (130) and SIGTERM (143, see
+`Terminated`). Any other exception is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -45,3 +48,13 @@ class ProcessingError(VeilError):
     """Processing stopped part-way; nothing un-anonymized was written."""
 
     exit_code = 5
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (`kill`, a service manager, a container stopping), raised in the main thread.
+
+    A KeyboardInterrupt, so that everything that cleans up after Ctrl-C (partial
+    outputs, batch workers) does the same here.
+    """
+
+    exit_code = 143

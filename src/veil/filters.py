@@ -11,13 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, partial
 
 import cv2
 import numpy as np
 
+from .boxes import longer_side
 from .detections import CLASS_NAMES, FACE, Detections
 from .errors import OptionError
+from .options import FILTER, check, option
 
 TARGET_IDS = {name: cid for cid, name in CLASS_NAMES.items()}
 # A box is sampled on this grid to measure how much of it lies in a region.
@@ -49,22 +51,42 @@ def parse_region(text: str) -> tuple[tuple[float, float], ...]:
     return points  # type: ignore[return-value]
 
 
+def parse_min_score(item: str) -> tuple[str, float]:
+    """'person=0.5' -> ("person", 0.5)."""
+    name, _, value = item.strip().partition("=")
+    try:
+        score = float(value)
+    except ValueError:
+        score = -1.0
+    if name not in TARGET_IDS or not 0 <= score <= 1:
+        raise OptionError(
+            f"bad --min-score {item!r}; use TARGET=SCORE with targets "
+            f"{', '.join(TARGET_IDS)} and scores 0..1"
+        )
+    return name, score
+
+
 def parse_min_scores(text: str | Sequence[str] | None) -> tuple[tuple[str, float], ...]:
     """'person=0.5,text=0.6' -> (("person", 0.5), ("text", 0.6))."""
     items = text.split(",") if isinstance(text, str) else list(text or ())
-    out = []
-    for item in items:
-        name, _, value = item.strip().partition("=")
-        try:
-            score = float(value)
-        except ValueError:
-            score = -1.0
-        if name not in TARGET_IDS or not 0 <= score <= 1:
-            raise OptionError(
-                f"bad --min-score {item!r}; use TARGET=SCORE with targets {', '.join(TARGET_IDS)} and scores 0..1"
-            )
-        out.append((name, score))
-    return tuple(out)
+    return tuple(map(parse_min_score, items))
+
+
+def _number_text(value: float) -> str:
+    return f"{value:.12g}"
+
+
+def region_text(points: Sequence[Sequence[float]]) -> str:
+    """A region as parse_region reads it back (always the polygon form)."""
+    return ";".join(",".join(map(_number_text, p)) for p in points)
+
+
+def min_score_text(item: tuple[str, float]) -> str:
+    return f"{item[0]}={_number_text(item[1])}"
+
+
+filtering = partial(option, group="targets and filters", commands=FILTER)
+region = partial(filtering, repeat=True, type=parse_region, show=region_text, metavar="REGION")
 
 
 @dataclass(frozen=True)
@@ -80,21 +102,63 @@ class FilterOptions:
     counts as that person (lower is stricter).
     """
 
-    min_face: float = 0.0
-    max_face: float | None = None
-    min_score: tuple[tuple[str, float], ...] = ()
-    include: tuple[tuple[tuple[float, float], ...], ...] = ()
-    exclude: tuple[tuple[tuple[float, float], ...], ...] = ()
-    keep_face: str | None = None
-    keep_tolerance: float = 0.5
+    min_face: float = filtering(
+        0.0,
+        "--min-face-size",
+        ge=0,
+        metavar="PX",
+        help="leave faces smaller than this visible (longer box side; rejects tiny false "
+        "positives)",
+    )
+    max_face: float | None = filtering(
+        None,
+        "--max-face-size",
+        type=float,
+        ge=0,
+        metavar="PX",
+        help="leave faces larger than this visible",
+    )
+    min_score: tuple[tuple[str, float], ...] = filtering(
+        (),
+        "--min-score",
+        repeat=True,
+        type=parse_min_score,
+        show=min_score_text,
+        metavar="TARGET=S",
+        help="score floor per target, e.g. person=0.5 (repeatable)",
+    )
+    include: tuple[tuple[tuple[float, float], ...], ...] = region(
+        (),
+        "--include-region",
+        help="hide only detections overlapping this region: x1,y1,x2,y2 or x,y;x,y;x,y "
+        "(pixels, or fractions 0..1; repeatable)",
+    )
+    exclude: tuple[tuple[tuple[float, float], ...], ...] = region(
+        (),
+        "--exclude-region",
+        help="leave detections mostly inside this region untouched (same forms; repeatable)",
+    )
+    keep_face: str | None = filtering(
+        None,
+        "--keep-face",
+        metavar="PHOTO",
+        help="leave the person in this photo visible; every other face stays hidden (extra reid)",
+    )
+    keep_tolerance: float = filtering(
+        0.5,
+        "--keep-tolerance",
+        gt=0,
+        lt=1.5,
+        metavar="D",
+        help="--keep-face match distance, lower is stricter (default %(default)s)",
+    )
 
     def __post_init__(self) -> None:
-        if self.min_face < 0 or (self.max_face is not None and self.max_face < self.min_face):
+        check(self)
+        if self.max_face is not None and self.max_face < self.min_face:
             raise OptionError(
                 "face size range must satisfy 0 <= --min-face-size <= --max-face-size"
             )
-        if not 0 < self.keep_tolerance < 1.5:
-            raise OptionError("--keep-tolerance must be between 0 and 1.5")
 
     @property
     def active(self) -> bool:
@@ -148,7 +212,7 @@ class DetectionFilter:
         h, w = frame.shape[:2]
         keep = np.ones(len(dets), bool)
         face = dets.class_id == FACE
-        side = np.maximum(dets.width, dets.height)
+        side = longer_side(dets.xyxy)
         keep &= ~face | (side >= opts.min_face)
         if opts.max_face is not None:
             keep &= ~face | (side <= opts.max_face)

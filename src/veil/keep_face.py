@@ -51,12 +51,12 @@ class KnownFace:
     """The reference person's descriptor and the strict rule for matching it."""
 
     def __init__(self, reference: str | Path, tolerance: float = 0.5) -> None:
-        from .detectors import create_detector
+        from .detectors import detector_for
         from .io.images import read_image
 
         self.tolerance = tolerance
         image = read_image(Path(reference)).image
-        faces = create_detector().detect([image])[0]
+        faces = detector_for().detect([image])[0]
         if len(faces) == 0:
             raise InputError(f"no face found in the --keep-face photo {reference}")
         largest = faces[int(np.argmax(faces.area))]

@@ -1,38 +1,51 @@
-"""Wires the rooms together: sources -> detectors -> tracking -> anonymize -> sinks.
+"""Wires the rooms together: sources -> detectors -> tracking -> hiding -> sinks.
 
-Video runs in three threads joined by bounded queues: decoding, detection plus
-anonymization (this thread), and encoding. PyAV and onnxruntime release the GIL,
-so the three overlap on a multi-core machine while memory stays bounded by the
-queue sizes and the temporal filter's look-ahead.
+`FrameLoop` is the one frame loop: it holds frames, pushes their detections through the
+temporal filter, releases and hides them. How detections arrive is the strategy passed in:
+`BatchDetection` for files (whole batches, deterministic) or `DeadlineDetection` for live
+sources (one worker thread, a deadline per frame). Files, `veil live`, `veil.live()`, the web
+page's camera, batch workers and `veil eval` all run it.
 
-Fail closed: a frame is written only after its detections were computed and
-applied. Any failure aborts the output file (the partial file is deleted), so
-an un-anonymized frame never reaches the disk.
+A file runs in three threads joined by bounded queues: decoding, the frame loop (this
+thread), and encoding. PyAV and onnxruntime release the GIL, so the three overlap on a
+multi-core machine while memory stays bounded by the queue sizes and the temporal filter's
+look-ahead.
+
+Fail closed: a frame leaves only after its detections were computed and applied. In a file
+any failure aborts the output (the partial file is deleted); live, the frame is hidden whole.
 """
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import queue
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from . import hide as anon
 from .detections import Detections
-from .detectors import Detector, DetectorOptions, create_detector
+from .detectors import Detector, DetectorOptions, detector_for
 from .errors import InputError, ProcessingError, VeilError
 from .filters import DetectionFilter, FilterOptions
 from .frame import Frame
 from .io import images as image_io
 from .io import video as video_io
+from .io.export import FORMATS as EXPORT_FORMATS
 from .io.export import DataExport
-from .io.paths import DEFAULT_SUFFIX, collect_inputs, media_kind, plan_output
-from .tracking import TrackingOptions, create_filter, detection_threshold
+from .io.paths import DEFAULT_SUFFIX, collect_inputs, media_kind, plan_outputs, reserve
+from .options import check, option
+from .tracking import TrackingOptions, create_filter, detector_options
 from .tracking.review import ReviewReport, review_folder
+
+if TYPE_CHECKING:
+    from .detectors.base import Stream
 
 ProgressCallback = Callable[[str, int, "int | None"], None]
 
@@ -52,14 +65,68 @@ class JobOptions:
     encoder: video_io.EncoderOptions = video_io.EncoderOptions()
     tracking: TrackingOptions = TrackingOptions()
     filters: FilterOptions = FilterOptions()
-    keep_metadata: bool = False
-    overwrite: bool = False
-    suffix: str = DEFAULT_SUFFIX
-    recursive: bool = False
-    export_format: str | None = None
-    review: bool = False
+    keep_metadata: bool = option(
+        False,
+        "--keep-metadata",
+        group="output",
+        commands=("main", "batch"),
+        help="keep EXIF/GPS and container tags (dropped by default)",
+    )
+    overwrite: bool = option(
+        False,
+        "--overwrite",
+        group="output",
+        commands=("main", "live"),
+        help="replace existing outputs instead of picking a free name",
+    )
+    max_pixels: int = option(
+        image_io.DEFAULT_MAX_PIXELS,
+        "--max-pixels",
+        group="output",
+        commands=("main", "batch"),
+        metavar="N",
+        help="largest picture decoded, in pixels (all pages of a multi-page image together); "
+        "checked before decoding, so a small file that declares a huge picture is refused "
+        "(default %(default)s)",
+    )
+    suffix: str = option(
+        DEFAULT_SUFFIX,
+        "--suffix",
+        group="output",
+        commands=("main",),
+        help="added to output names (default %(default)s)",
+    )
+    recursive: bool = option(
+        False,
+        "-r",
+        "--recursive",
+        group="output",
+        commands=("main",),
+        help="include subfolders of input folders",
+    )
+    export_format: str | None = option(
+        None,
+        "--export",
+        group="output",
+        commands=("main", "batch"),
+        choices=EXPORT_FORMATS,
+        metavar="FORMAT",
+        help="also write detections per frame beside each output: " + ", ".join(EXPORT_FORMATS),
+    )
+    review: bool = option(
+        False,
+        "--review",
+        group="tracking and review (videos)",
+        commands=("main",),
+        help="also write OUTPUT-STEM_review/ with review.json (frames that relied on filling "
+        "or weak detections), contact_sheet.png (those frames, anonymized, boxes outlined) "
+        "and heatmap.png (where faces were)",
+    )
     batch_size: int = 0  # frames per detector call; 0 = what the detector prefers
     queue_size: int = 8
+
+    def __post_init__(self) -> None:
+        check(self)
 
 
 @dataclass
@@ -103,9 +170,11 @@ class Pipeline:
     @property
     def detector(self) -> Detector:
         if self._detector is None:
-            # Trackers continue faces from detections under the threshold, so ask for those too.
-            wanted = detection_threshold(self.options.tracking, self.options.detector.threshold)
-            self._detector = create_detector(replace(self.options.detector, threshold=wanted))
+            # Trackers continue faces from detections under the threshold, so ask for those too;
+            # the model loads once per process for these settings, whichever front end asks.
+            self._detector = detector_for(
+                detector_options(self.options.tracking, self.options.detector)
+            )
         return self._detector
 
     # -- single frames -------------------------------------------------------------------
@@ -142,26 +211,20 @@ class Pipeline:
         self, inputs: Sequence[str | Path], output: str | Path | None = None
     ) -> list[tuple[Path, Path]]:
         """(source, target) for every input file, following the output naming rules."""
-        items = collect_inputs(inputs, self.options.recursive)
+        items = collect_inputs(
+            inputs,
+            self.options.recursive,
+            suffix=self.options.suffix,
+            exclude=Path(output) if output is not None else None,
+        )
         many = len(items) > 1 or any(Path(p).is_dir() for p in inputs)
-        planned = []
-        for source, root in items:
-            ext = video_io.output_extension(source) if media_kind(source) == "video" else None
-            planned.append(
-                (
-                    source,
-                    plan_output(
-                        source,
-                        root,
-                        output,
-                        many=many,
-                        suffix=self.options.suffix,
-                        overwrite=self.options.overwrite,
-                        extension=ext,
-                    ),
-                )
-            )
-        return planned
+        return plan_outputs(
+            items,
+            output,
+            many=many,
+            suffix=self.options.suffix,
+            overwrite=self.options.overwrite,
+        )
 
     def run(
         self, inputs: Sequence[str | Path], output: str | Path | None = None
@@ -191,46 +254,82 @@ class Pipeline:
         )
 
     def process_image(self, source: Path, target: Path) -> JobResult:
+        """Anonymize an image file (every page or frame of it); target may become a free name."""
         start = time.perf_counter()
-        loaded = image_io.read_image(source)
-        result_image, dets = self.anonymize_image(loaded.image)
-        image_io.write_image(
-            result_image, target, keep_metadata=self.options.keep_metadata, source=loaded
-        )
-        export = self._export_for(target)
+        per_frame: list[Detections] = []
+        with (
+            image_io.ImageSource(
+                source,
+                max_pixels=self.options.max_pixels,
+                keep_metadata=self.options.keep_metadata,
+            ) as src,
+            reserve(target, overwrite=self.options.overwrite) as slot,
+        ):
+            export = self._export_for(slot.target)
+            review = self._review_for(source, slot.target)
+            pictures = self._anonymized_pictures(src, per_frame, export, review)
+            image_io.save_pictures(pictures, slot, source=src)
         if export:
-            export.add(0, 0.0, dets)
             export.write()
-        review = self._review_for(source, target)
         if review:
-            review.add(Frame(0, 0.0, result_image), dets)
             review.write()
         if self.progress:
-            self.progress(str(source), 1, 1)
+            self.progress(str(source), len(per_frame), len(per_frame))
         return JobResult(
             Path(source),
-            target,
+            slot.target,
             "image",
-            1,
-            len(dets),
+            len(per_frame),
+            sum(len(d) for d in per_frame),
             time.perf_counter() - start,
             export.target if export else None,
             review.folder if review else None,
-            per_frame=[dets],
+            per_frame=per_frame,
         )
 
+    def _anonymized_pictures(
+        self,
+        src: image_io.ImageSource,
+        per_frame: list[Detections],
+        export: DataExport | None,
+        review: ReviewReport | None,
+    ) -> Iterator[image_io.Picture]:
+        """The pictures of an image file, anonymized. A photo is one picture; the pages and
+        frames of a multi-picture file go through the frame loop, tracked like video frames."""
+        if src.frames == 1:
+            picture = next(src.pictures())
+            dets = self.detect([picture.image])[0]
+            anon.apply(picture.image, dets, self.options.anonymize, inplace=True)
+            found = [(Frame(0, 0.0, picture.image), dets)]
+            pictures = {0: picture}
+        else:
+            pictures = {}
+            found = self.iter_anonymized(_picture_frames(src, pictures), _picture_rate(src))
+        for frame, dets in found:
+            picture = pictures.pop(frame.index)
+            picture.image = frame.image
+            per_frame.append(dets)
+            if export:
+                export.add(frame.index, frame.time, dets)
+            if review:
+                review.add(Frame(frame.index, frame.time, picture.image), dets)
+            yield picture
+
     def process_video(self, source: Path, target: Path) -> JobResult:
+        """Anonymize a video file; target may become a free name."""
         start = time.perf_counter()
-        with video_io.VideoSource(source) as src:
+        with video_io.VideoSource(source, max_pixels=self.options.max_pixels) as src:
             sink = video_io.VideoSink(
                 target,
                 src.info,
                 self.options.encoder,
-                audio_template=src.audio_stream,
+                audio_templates=src.audio_streams,
                 metadata=src.metadata if self.options.keep_metadata else None,
+                overwrite=self.options.overwrite,
             )
-            if src.audio_stream is not None and self.options.encoder.keep_audio:
+            if src.audio_streams and self.options.encoder.keep_audio:
                 src.on_audio_packet = sink.add_audio_packet
+            target = sink.target
             export = self._export_for(target)
             review = self._review_for(source, target)
             try:
@@ -265,21 +364,25 @@ class Pipeline:
 
     # -- the frame loop ------------------------------------------------------------------
     def iter_anonymized(
-        self, frames: Iterable[Frame], fps: float, live: bool = False
+        self, frames: Iterable[Frame], fps: float
     ) -> Iterator[tuple[Frame, Detections]]:
-        """Anonymized frames in order, with the detections used on each.
+        """Anonymized frames of a file in order, with the detections used on each.
 
-        Decoding runs in a background thread; detection is batched; the
-        temporal filter may hold frames back to look ahead. A detector that
-        offers a per-stream scan (keyframes at full resolution, cheaper passes
-        between) gets whole batches of its preferred size.
+        Decoding runs in a background thread; the frame loop detects in whole
+        batches (`BatchDetection`) and its temporal filter may hold frames back
+        to look ahead. Any failure ends the iteration with its error.
         """
-        scanner = getattr(self.detector, "stream", lambda: None)()
-        detect = scanner.detect if scanner is not None else None
-        batch_size = self.options.batch_size or max(
-            scanner.batch_size if scanner is not None else 1,
-            getattr(self.detector, "preferred_batch", 1),
-        )
+        loop = FrameLoop(self, BatchDetection(self), fps=fps)
+        for frame in self._decoded(frames):
+            if self.cancel.is_set():
+                raise Cancelled("cancelled; the partial output was removed")
+            for out in loop.push(frame):
+                yield out.frame, out.detections
+        for out in loop.flush():
+            yield out.frame, out.detections
+
+    def _decoded(self, frames: Iterable[Frame]) -> Iterator[Frame]:
+        """The frames, decoded ahead in a thread into a bounded queue; its errors re-raised here."""
         in_q: queue.Queue = queue.Queue(maxsize=self.options.queue_size)
         stop = threading.Event()
 
@@ -300,60 +403,14 @@ class Pipeline:
 
         reader = threading.Thread(target=decode, name="veil-decode", daemon=True)
         reader.start()
-        temporal = create_filter(
-            self.options.tracking, fps, live=live, threshold=self.options.detector.threshold
-        )
-        held: dict[int, Frame] = {}
-        carry: list = []
         try:
-            done = False
-            while not done:
-                batch = self._next_batch(in_q, carry, batch_size, wait=not live)
-                if batch and batch[-1] is _END:
-                    batch.pop()
-                    done = True
-                if self.cancel.is_set():
-                    raise Cancelled("cancelled; the partial output was removed")
-                if batch:
-                    for frame, dets in zip(
-                        batch, self.detect([f.image for f in batch], keep_weak=True, detect=detect)
-                    ):
-                        held[frame.index] = frame
-                        for index, final in temporal.push(frame, dets):
-                            yield self._finish(held.pop(index), final)
-            for index, final in temporal.flush():
-                yield self._finish(held.pop(index), final)
+            while (item := in_q.get()) is not _END:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
         finally:
             stop.set()
             reader.join(timeout=5)
-
-    def _next_batch(self, in_q: queue.Queue, carry: list, size: int, wait: bool) -> list:
-        """Up to `size` frames of one shape; stops early at the end marker.
-
-        Files wait for a full batch, so the detections never depend on thread
-        timing; live sources take what is there, to keep latency low. A frame
-        of another size (a stream that changed resolution) is carried over to
-        start the next batch, so every batch is one array shape.
-        """
-        batch: list = []
-        item = carry.pop() if carry else in_q.get()
-        while True:
-            if isinstance(item, BaseException):
-                raise item
-            batch.append(item)
-            if item is _END or len(batch) >= size:
-                return batch
-            try:
-                item = in_q.get() if wait else in_q.get_nowait()
-            except queue.Empty:
-                return batch
-            if isinstance(item, Frame) and item.image.shape != batch[0].image.shape:
-                carry.append(item)
-                return batch
-
-    def _finish(self, frame: Frame, dets: Detections) -> tuple[Frame, Detections]:
-        frame.image = anon.apply(frame.image, dets, self.options.anonymize, inplace=True)
-        return frame, dets
 
     def _run_frames(
         self,
@@ -401,3 +458,303 @@ class Pipeline:
         if not per_frame:
             raise InputError(f"{name}: no frames to process")
         return per_frame
+
+
+# -- the one frame loop ------------------------------------------------------------------
+MISS_POLICIES = ("blur", "drop")  # what leaves for a frame without its detections in time
+
+
+@dataclass
+class Anonymized:
+    """A frame ready to leave: its own detections were applied, or it was hidden whole.
+
+    arrived: monotonic clock time the frame entered the loop (live: when it was captured),
+    from which live latency is counted.
+    """
+
+    frame: Frame
+    detections: Detections
+    arrived: float
+    hidden_whole: bool = False
+
+    @property
+    def image(self) -> np.ndarray:
+        return self.frame.image
+
+    @property
+    def time(self) -> float:
+        return self.frame.time
+
+    @property
+    def index(self) -> int:
+        return self.frame.index
+
+
+@dataclass(frozen=True)
+class Detected:
+    """What a detection strategy says about one frame, in the order frames were pushed.
+
+    detections None: there are none for this frame in time, and `miss` says why ("late" or
+    "failed", with the `error`); the loop hides the frame whole or drops it. A late result for
+    a frame that already left whole comes back as an ordinary `Detected`: it only feeds the
+    temporal filter.
+    """
+
+    frame: Frame
+    detections: Detections | None
+    miss: str = ""
+    error: BaseException | None = None
+
+
+class DetectionStrategy(Protocol):
+    """How the frame loop gets detections: `BatchDetection` (files) or `DeadlineDetection` (live).
+
+    live: the source cannot be waited for, so the temporal filter may not look ahead and a
+    failed stage hides its frame whole instead of stopping the job.
+    """
+
+    live: bool
+
+    def submit(self, frame: Frame, arrived: float) -> list[Detected]:
+        """Take one frame; return the frames whose detections are now known, in order."""
+
+    def finish(self) -> list[Detected]:
+        """End of input: detections for every frame still waiting."""
+
+
+def detector_plan(detector: Detector) -> tuple[Stream | None, int]:
+    """The detector's per-stream keyframe scan (None when it has none) and the batch it prefers.
+
+    The one place the loop asks a detector for either; every detector gets the scan's batch
+    size at least, so keyframes stay `full_every` apart.
+    """
+    scanner = detector.stream()
+    return scanner, max(scanner.batch_size if scanner is not None else 1, detector.preferred_batch)
+
+
+class BatchDetection:
+    """Files: whole batches of the preferred size through the detector's keyframe scan.
+
+    A batch is cut only by its size, a change of frame size (a stream that changed
+    resolution) or the end of input, so the detections depend on the frames alone, never on
+    thread timing. A detection failure raises `ProcessingError`: the job stops.
+    """
+
+    live = False
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self._pipeline = pipeline
+        self._scanner, preferred = detector_plan(pipeline.detector)
+        self._size = pipeline.options.batch_size or preferred
+        self._batch: list[Frame] = []
+
+    def submit(self, frame: Frame, arrived: float) -> list[Detected]:
+        done = []
+        if self._batch and frame.image.shape != self._batch[0].image.shape:
+            done = self.finish()
+        self._batch.append(frame)
+        if len(self._batch) >= self._size:
+            done += self.finish()
+        return done
+
+    def finish(self) -> list[Detected]:
+        batch, self._batch = self._batch, []
+        if not batch:
+            return []
+        found = self._pipeline.detect(
+            [f.image for f in batch],
+            keep_weak=True,
+            detect=self._scanner.detect if self._scanner is not None else None,
+        )
+        return [Detected(frame, dets) for frame, dets in zip(batch, found)]
+
+
+class DeadlineDetection:
+    """Live sources: each frame's detections by `max_latency` seconds after it arrived.
+
+    Detection runs in one worker thread, so the loop never waits past a frame's deadline: a
+    frame whose detection is late, or finds the worker still busy with an earlier late frame,
+    is reported late; one whose detection raised is reported failed. A late result still
+    feeds the temporal filter when the next frame comes, so tracks keep their history.
+    max_latency None waits as long as detection takes (a client that sends its next frame
+    only after this one came back, as the web page does). detect_every N detects on one frame
+    in N and reuses those boxes between (faster; a face that moves more than the mask margin
+    in between is partly uncovered). Call `close` when done.
+    """
+
+    live = True
+
+    def __init__(
+        self, pipeline: Pipeline, *, max_latency: float | None = 1.0, detect_every: int = 1
+    ) -> None:
+        self._pipeline = pipeline
+        _ = pipeline.detector  # the model loads before any deadline runs
+        self.max_latency = max_latency
+        self.detect_every = detect_every
+        self._worker = cf.ThreadPoolExecutor(max_workers=1, thread_name_prefix="veil-detect")
+        self._pending: tuple[Frame, cf.Future] | None = None
+        self._last: Detections | None = None
+        self._since = 0  # frames since the last in-time detection
+
+    def submit(self, frame: Frame, arrived: float) -> list[Detected]:
+        deadline = None if self.max_latency is None else arrived + self.max_latency
+        done: list[Detected] = []
+        self._since += 1
+        if self._pending is not None:
+            earlier, future = self._pending
+            if not _ready(future, deadline):
+                return [Detected(frame, None, "late")]
+            self._pending = None
+            if future.exception() is None:
+                done.append(Detected(earlier, future.result()))
+        if self._last is not None and self._since < self.detect_every:
+            return [*done, Detected(frame, self._last)]
+        future = self._worker.submit(self._detect, frame.image)
+        if not _ready(future, deadline):
+            self._pending = (frame, future)
+            return [*done, Detected(frame, None, "late")]
+        if future.exception() is not None:
+            return [*done, Detected(frame, None, "failed", future.exception())]
+        self._last, self._since = future.result(), 0
+        return [*done, Detected(frame, self._last)]
+
+    def finish(self) -> list[Detected]:
+        """Nothing waits at the end: a frame still being detected has already left whole."""
+        return []
+
+    def close(self) -> None:
+        self._worker.shutdown(wait=False, cancel_futures=True)
+
+    def _detect(self, image: np.ndarray) -> Detections:
+        return self._pipeline.detect([image], keep_weak=True)[0]
+
+
+def _ready(future: cf.Future, deadline: float | None) -> bool:
+    """Whether the future finished (with a result or an error) by the deadline."""
+    timeout = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+    try:
+        future.exception(timeout=timeout)
+    except cf.TimeoutError:
+        return False
+    return True
+
+
+class FrameLoop:
+    """The one frame loop: holds frames, pushes them through the temporal filter, releases
+    and hides them, with the detection strategy passed in.
+
+    Files (`iter_anonymized`), `veil live`, `veil.live()` and the web page's camera all run
+    it. Fail closed: a frame leaves only with its own detections applied. With a live strategy
+    a frame whose detection was late or failed, or whose filtering or hiding failed, is hidden
+    whole (`hide.blur_whole_frame`) or, with on_miss="drop", not released at all; `misses`
+    counts them by reason. With a file strategy any failure raises, and the caller removes
+    the partial output.
+    """
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        detection: DetectionStrategy,
+        *,
+        fps: float,
+        on_miss: str = "blur",
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        self.options = pipeline.options
+        self.detection = detection
+        self.on_miss = on_miss
+        self.log = log
+        self.misses: Counter[str] = Counter()
+        self._temporal = create_filter(
+            self.options.tracking,
+            fps,
+            live=detection.live,
+            threshold=self.options.detector.threshold,
+        )
+        self._held: dict[int, tuple[Frame, float]] = {}
+        self._logged = False
+
+    def push(self, frame: Frame, arrived: float | None = None) -> list[Anonymized]:
+        """Take one frame (arrived: when it was captured, default now); return the frames now
+        ready to leave, in order."""
+        arrived = time.monotonic() if arrived is None else arrived
+        self._held[frame.index] = (frame, arrived)
+        return self._take(self.detection.submit(frame, arrived))
+
+    def flush(self) -> list[Anonymized]:
+        """End of input: every frame still held leaves, hidden."""
+        out = self._take(self.detection.finish())
+        try:
+            released = self._temporal.flush()
+        except Exception as exc:
+            return out + self._failed(list(self._held), exc)
+        return out + self._release(released)
+
+    def _take(self, steps: list[Detected]) -> list[Anonymized]:
+        out: list[Anonymized] = []
+        for step in steps:
+            if step.detections is None:
+                out += self._missed([step.frame.index], step.miss, step.error)
+                continue
+            try:
+                released = self._temporal.push(step.frame, step.detections)
+            except Exception as exc:
+                out += self._failed([step.frame.index], exc)
+                continue
+            out += self._release(released)
+        return out
+
+    def _release(self, pairs: list[tuple[int, Detections]]) -> list[Anonymized]:
+        """Hide the released frames still held (one that left whole earlier is not)."""
+        out = []
+        for index, final in pairs:
+            if index not in self._held:
+                continue
+            frame, arrived = self._held[index]
+            try:
+                frame.image = anon.apply(frame.image, final, self.options.anonymize, inplace=True)
+            except Exception as exc:
+                out += self._failed([index], exc)
+                continue
+            del self._held[index]
+            out.append(Anonymized(frame, final, arrived))
+        return out
+
+    def _failed(self, indices: list[int], error: Exception) -> list[Anonymized]:
+        """A stage raised: files stop (the error goes on), live frames leave whole."""
+        if not self.detection.live:
+            raise error
+        return self._missed(indices, "failed", error)
+
+    def _missed(
+        self, indices: list[int], reason: str, error: BaseException | None
+    ) -> list[Anonymized]:
+        if error is not None and self.log is not None and not self._logged:
+            self._logged = True
+            cause = error.__cause__ or error
+            self.log(
+                f"a frame could not be anonymized ({type(cause).__name__}: {cause}); "
+                "such frames are hidden whole"
+            )
+        out = []
+        for index in indices:
+            if index not in self._held:  # a late result's frame, already gone whole
+                continue
+            self.misses[reason] += 1
+            frame, arrived = self._held.pop(index)
+            if self.on_miss != "drop":
+                frame.image = anon.blur_whole_frame(frame.image)
+                out.append(Anonymized(frame, Detections.empty(), arrived, hidden_whole=True))
+        return out
+def _picture_frames(src: image_io.ImageSource, pictures: dict) -> Iterator[Frame]:
+    """Frames of a multi-picture image at their display times (pages: one a second)."""
+    time = 0.0
+    for index, picture in enumerate(src.pictures()):
+        pictures[index] = picture
+        yield Frame(index, time, picture.image)
+        time += (picture.duration or 1000) / 1000
+
+
+def _picture_rate(src: image_io.ImageSource) -> float:
+    """Frames per second of an animation (from its first frame), 1 for pages."""
+    return 1000 / src.duration if src.duration else 1.0

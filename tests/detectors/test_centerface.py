@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from veil.detections import box_iou
+from veil.boxes import box_iou
 from veil.detectors import DetectorOptions, create_detector
 from veil.detectors.centerface import bundled_model_path, input_geometry
 from veil.errors import OptionError

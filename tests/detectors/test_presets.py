@@ -2,9 +2,11 @@ import cv2
 import numpy as np
 import pytest
 
-from veil.detections import Detections, box_iou
+from veil.boxes import box_iou
+from veil.detections import Detections
 from veil.detectors import DetectorOptions, create_detector
-from veil.detectors.presets import QUALITIES, PresetDetector
+from veil.detectors.base import QUALITIES
+from veil.detectors.presets import PresetDetector
 from veil.errors import OptionError
 
 ASTRONAUT_TIGHT = np.array([178, 55, 272, 182], np.float32)
@@ -16,7 +18,7 @@ def detectors():
 
 
 def small_face_canvas(astronaut, side=64, at=(500, 600)):
-    """The astronaut shrunk to side x side px (face about side/4 px tall) on a large plain canvas."""
+    """The astronaut shrunk to side x side px (face about side/4 px tall) on a plain canvas."""
     canvas = np.full((1280, 1280, 3), (90, 110, 100), np.uint8)
     x, y = at
     canvas[y : y + side, x : x + side] = cv2.resize(

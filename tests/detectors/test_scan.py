@@ -5,7 +5,7 @@ import numpy as np
 import onnxruntime
 import pytest
 
-from veil.detections import box_iou
+from veil.boxes import box_iou
 from veil.detectors import DetectorOptions, create_detector
 from veil.detectors.centerface import CenterFace
 from veil.detectors.scan import KeyframeScanner, ScanPolicy
@@ -104,8 +104,7 @@ def test_scan_matches_full_resolution_on_a_face_the_coarse_pass_misses(detector,
 
 
 def test_crops_see_what_the_full_pass_sees(detector, astronaut):
-    """Crops snap to the network's stride, so a face inside one gets the full pass's box,
-    not a shifted guess."""
+    """Crops snap to the network's stride: a face inside one gets the full pass's box, unshifted."""
     frames, _ = small_face_pan(astronaut, 8, scale=0.22, step=7)
     full = [detector.infer([f], None, 0.2)[0] for f in frames]
     scan = KeyframeScanner(detector.infer, 0.2, ScanPolicy(full_every=8, coarse_size=640)).detect(
@@ -120,8 +119,7 @@ def test_crops_see_what_the_full_pass_sees(detector, astronaut):
 
 
 def test_fast_pan_finds_a_small_face_on_its_path_between_keyframes(detector, astronaut):
-    """At 40 px a frame the face is beyond a crop's margin around both keyframes for most
-    frames between."""
+    """At 40 px a frame the face is beyond a crop's margin around both keyframes most of the way."""
     frames, faces = small_face_pan(astronaut, 16, scale=0.22, step=40)
 
     def hits(dets):

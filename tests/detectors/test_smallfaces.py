@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 import skimage.data
 
-from veil.detections import Detections, box_iou
+from veil.boxes import box_iou
+from veil.detections import Detections
 from veil.detectors import DetectorOptions
 from veil.detectors.centerface import CenterFace, input_geometry
 from veil.detectors.smallfaces import SmallFacePolicy, SmallFaces, fuse, mirror, patch

@@ -102,7 +102,7 @@ def test_composite_merges_targets_with_class_ids(camera, astronaut):
 
 
 def test_unknown_target_is_one_line_error():
-    with pytest.raises(OptionError, match="unknown target 'cars'"):
+    with pytest.raises(OptionError, match="--targets: invalid choice 'cars'"):
         create_detector(DetectorOptions(targets=("face", "cars")))
 
 

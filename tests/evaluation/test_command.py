@@ -122,6 +122,16 @@ def test_eval_runs_videos_through_the_pipeline(tmp_path, astronaut):
     assert row["precision"] is None
 
 
+def test_config_file_is_honoured_and_flags_win(tmp_path, image_set):
+    config = tmp_path / "eval.toml"
+    config.write_text('limit = 1\nquality = "max"\nmask-scale = 1.3\n')
+    report = run_eval(tmp_path, image_set, "--config", config, "--quality", "fast")
+    assert report["settings"]["limit"] == 1
+    assert report["settings"]["mask_scale"] == 1.3
+    assert report["datasets"][image_set.name]["results"][0]["system"] == "veil fast"
+    assert report["datasets"][image_set.name]["results"][0]["images"] == 1
+
+
 def test_unknown_dataset_is_a_one_line_error(tmp_path, capsys):
     assert main(["eval", str(tmp_path / "nowhere"), "--data-root", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()

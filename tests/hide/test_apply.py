@@ -3,13 +3,14 @@ import numpy as np
 import pytest
 
 import veil
+from veil.boxes import scale_box
 from veil.detections import Detections
 from veil.errors import OptionError
 from veil.hide import AnonymizeOptions, apply, blur_whole_frame
-from veil.hide.masks import coverage, region_for, region_mask, scale_box
+from veil.hide.masks import coverage, region_for, region_mask
 from veil.hide.methods import parse_color
 
-from media import mean_abs_diff
+from media import astronaut_face, mean_abs_diff
 
 FACE = Detections(np.array([[182, 58, 270, 178]], np.float32), score=np.array([0.93]))
 
@@ -123,11 +124,34 @@ def test_whole_frame_fallback_hides_everything(astronaut):
     assert mean_abs_diff(out, astronaut) > 20
 
 
+def test_whole_frame_fallback_defeats_recognition_of_a_close_up():
+    """The fallback's hardest case is a face that fills the frame (a webcam close-up); dlib's
+    face recognition must place it beyond its same-person distance (a frame blurred with sigma
+    5% of its size is still within it)."""
+    pytest.importorskip("dlib")
+    pytest.importorskip("face_recognition_models")
+    from veil.evaluation.reid import SAME_PERSON, Embedder
+
+    embedder = Embedder()
+    face = astronaut_face(embedder)
+    x1, y1, x2, y2 = face.box
+    half = max(x2 - x1, y2 - y1) / 0.9 / 2  # the face spans 90% of the frame
+    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+    close_up = np.ascontiguousarray(
+        face.image[int(cy - half) : int(cy + half), int(cx - half) : int(cx + half)]
+    )
+    found = embedder.find(close_up)
+    assert len(found) == 1
+    original = embedder.face(close_up, found[0])
+    attempt = embedder.attempt(original, blur_whole_frame(close_up))
+    assert attempt.distance > SAME_PERSON, attempt
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(method="smudge"), "unknown method"),
-        (dict(shape="star"), "unknown shape"),
+        (dict(method="smudge"), "--method: invalid choice 'smudge'"),
+        (dict(shape="star"), "--shape: invalid choice 'star'"),
         (dict(mask_scale=0), "mask-scale"),
         (dict(method="image"), "needs --overlay"),
         (dict(method="image", overlay_path="/nonexistent.png"), "cannot read overlay"),

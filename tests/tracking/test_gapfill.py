@@ -13,7 +13,7 @@ from veil.hide.masks import coverage
 from veil.pipeline import JobOptions, Pipeline
 from veil.tracking import TrackingOptions
 
-from media import mean_abs_diff, panning_frames, read_video, write_video
+from media import live_loop, mean_abs_diff, panning_frames, read_video, write_video
 
 FACE = np.array(
     [182, 58, 270, 178]
@@ -28,7 +28,8 @@ def face_box(i: int) -> np.ndarray:
 
 
 def with_bar(image: np.ndarray, i: int) -> np.ndarray:
-    """A dark post 60 px wide in front of the face centre: CenterFace finds nothing, half faces show."""
+    """A dark post 60 px wide in front of the face centre: CenterFace finds nothing, half faces
+    show."""
     cx = int((FACE[0] + FACE[2]) / 2) + STEP * i
     return cv2.rectangle(
         image.copy(), (cx - 30, 0), (cx + 30, image.shape[0] - 1), (30, 30, 30), -1
@@ -133,7 +134,8 @@ def test_review_report(tracked, bar_frames):
 
     sheet = cv2.imread(str(folder / "contact_sheet.png"))
     assert report["contact_sheet"]["frames"][0] == min(flagged)
-    # The sheet shows anonymized frames only: its first cell matches the output, not the original face.
+    # The sheet shows anonymized frames only: its first cell matches the output, not the
+    # original face.
     after, _ = read_video(result.output)
     first = report["contact_sheet"]["frames"][0]
     cell_h = round(512 * 320 / 512)
@@ -177,7 +179,7 @@ def test_live_holds_a_lost_face_for_the_hold_time_then_drops_it(astronaut):
         for i, im in enumerate(images)
     ]
     options = JobOptions(tracking=TrackingOptions(hold=hold))
-    out = list(Pipeline(options).iter_anonymized(iter(frames), fps, live=True))
+    out = [(o.frame, o.detections) for o in live_loop(Pipeline(options), frames, fps)]
     assert [f.index for f, _ in out] == list(range(len(frames)))
     face_track = int(out[0][1].track_id[0])
     # The detector may still see a weak fragment of the half-hidden face for a few frames; the hold

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
 import pytest
 
-from veil.cli import add_tracking_arguments, job_options_from_args
 from veil.detections import Detections
 from veil.errors import OptionError
 from veil.frame import Frame
+from veil.options import CommandParser, build
+from veil.pipeline import JobOptions
 from veil.tracking import PassThrough, TrackingOptions, create_filter, detection_threshold
 from veil.tracking.association import assign, cost_matrix
 from veil.tracking.gapfill import MAX_WINDOW_BYTES, GapFiller
@@ -245,8 +244,7 @@ def test_bad_options_are_user_errors(bad):
 
 
 def test_cli_arguments_reach_job_options():
-    parser = argparse.ArgumentParser()
-    add_tracking_arguments(parser)
+    parser = CommandParser("main")
     args = parser.parse_args(
         [
             "--tracking",
@@ -266,7 +264,7 @@ def test_cli_arguments_reach_job_options():
             "--review",
         ]
     )
-    options = job_options_from_args(args)
+    options = build(JobOptions, args, "main")
     assert options.tracking == TrackingOptions("online", 0.8, 2.0, 3, 0.6, 0.05, 0.5)
     assert options.review
-    assert job_options_from_args(parser.parse_args([])).tracking == TrackingOptions()
+    assert build(JobOptions, parser.parse_args([]), "main").tracking == TrackingOptions()

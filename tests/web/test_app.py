@@ -210,6 +210,44 @@ def test_page_openapi_and_no_outside_assets(server):
     )  # the interactive docs would load scripts from a CDN
 
 
+def test_options_come_from_the_schema(server):
+    fields = {f["name"]: f for f in server.json("GET", "/api/options")["fields"]}
+    assert list(fields) == ["targets", "method", "shape", "mask_scale", "strength"]
+    assert fields["method"]["choices"] == [
+        ["blur", "Blur"],
+        ["pixelate", "Pixelate"],
+        ["fill", "Solid fill"],
+    ]
+    assert fields["mask_scale"]["min"] == 1.0
+    assert fields["strength"]["by"] == "method"
+    parameters = {
+        p["name"]: p
+        for p in server.json("GET", "/openapi.json")["paths"]["/api/jobs"]["post"]["parameters"]
+    }
+    assert set(fields) <= set(parameters)
+    assert parameters["method"]["schema"]["enum"] == ["blur", "pixelate", "fill"]
+    assert parameters["mask_scale"]["schema"]["minimum"] == 1.0
+
+
+def test_page_has_no_option_of_its_own(server):
+    """The page builds its controls from /api/options: a new web option needs no page edit."""
+    page = server.request("GET", "/")[2] + server.request("GET", "/static/app.js")[2]
+    for name in (b"pixelate", b"ellipse", b"mask_scale", b'"strength', b"0.4"):
+        assert name not in page, name
+
+
+def test_config_file_is_honoured(tmp_path):
+    config = tmp_path / "serve.toml"
+    config.write_text("keep-hours = 2\nmax-upload-mb = 5\nthreshold = 0.3\n")
+    srv = Server(tmp_path / "data", "--config", str(config))
+    try:
+        limits = srv.json("GET", "/api/options")
+        assert limits["keep_seconds"] == 7200
+        assert limits["max_upload_bytes"] == 5_000_000
+    finally:
+        srv.stop()
+
+
 def test_other_sites_and_hosts_are_refused(server, photo):
     status, _, _ = server.request(
         "POST", "/api/jobs?name=a.jpg", photo, headers={"Origin": "http://evil.example"}
@@ -347,7 +385,7 @@ def test_live_socket_refuses_other_origins(server):
 
 
 def test_review_files_of_a_stored_video_job(tmp_path, astronaut):
-    """A finished video whose review report is on disk serves its contact sheet, and nothing else."""
+    """A finished video whose review report is on disk serves its contact sheet, nothing else."""
     from veil.web.store import DONE, JobStore
 
     store = JobStore(tmp_path)

@@ -10,6 +10,7 @@ from PIL import Image
 
 pytest.importorskip("fastapi")
 
+from veil.detectors import Detector  # noqa: E402
 from veil.pipeline import Pipeline  # noqa: E402
 from veil.web.live import LiveSession  # noqa: E402
 
@@ -17,7 +18,7 @@ from media import ASTRONAUT_FACE, mean_abs_diff  # noqa: E402
 from webserver import jpeg_bytes  # noqa: E402
 
 
-class Failing:
+class Failing(Detector):
     """A detector whose inference breaks (a real failure mode: a corrupt model or out of memory)."""
 
     def detect(self, frames):

@@ -8,11 +8,13 @@ ETag): a rerun skips an item only when both match and its output still exists.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import sqlite3
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,8 +37,26 @@ CREATE TABLE IF NOT EXISTS items (
 )
 """
 
+UPSERT = """
+INSERT INTO items (key, source, target, fingerprint, settings, state, frames, faces, seconds,
+                   error, attempts, updated)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?)
+ON CONFLICT(key) DO UPDATE SET source=excluded.source, target=excluded.target,
+    fingerprint=excluded.fingerprint, settings=excluded.settings, state=excluded.state,
+    frames=excluded.frames, faces=excluded.faces, seconds=excluded.seconds,
+    error=excluded.error, attempts=items.attempts + 1, updated=excluded.updated
+"""
+
 # JobOptions fields that change how the work runs but not what is written.
-NOT_IN_HASH = {"overwrite", "recursive", "queue_size", "batch_size", "threads", "suffix"}
+NOT_IN_HASH = {
+    "overwrite",
+    "recursive",
+    "queue_size",
+    "batch_size",
+    "threads",
+    "suffix",
+    "max_pixels",
+}
 
 
 def settings_hash(options) -> str:
@@ -71,24 +91,37 @@ class Entry:
 
 
 class Journal:
-    """Per-item state of one output, in a SQLite file."""
+    """Per-item state of one output, in a SQLite file.
+
+    Any failure of the file (a folder that cannot be created, a read-only or
+    full disk, a damaged database) is one OutputError naming the journal.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        try:
+        with self._failing("cannot open the batch journal"):
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.db = sqlite3.connect(str(self.path), timeout=30)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")
             self.db.execute(SCHEMA)
             self.db.commit()
-        except sqlite3.Error as exc:
-            raise OutputError(f"{self.path}: cannot open the batch journal ({exc})") from None
+
+    @contextlib.contextmanager
+    def _failing(self, what: str) -> Iterator[None]:
+        try:
+            yield
+        except (sqlite3.Error, OSError) as exc:
+            reason = getattr(exc, "strerror", None) or str(exc)
+            damaged = "not a database" in reason or "malformed" in reason
+            hint = "; the file is damaged: move it away to start a new journal" if damaged else ""
+            raise OutputError(f"{self.path}: {what} ({reason}){hint}") from None
 
     def entries(self) -> dict[str, Entry]:
-        rows = self.db.execute(
-            f"SELECT {', '.join(f.name for f in dataclasses.fields(Entry))} FROM items"
-        )
+        with self._failing("cannot read the batch journal"):
+            rows = self.db.execute(
+                f"SELECT {', '.join(f.name for f in dataclasses.fields(Entry))} FROM items"
+            ).fetchall()
         return {row[0]: Entry(*row) for row in rows}
 
     def record(
@@ -105,29 +138,10 @@ class Journal:
         error: str | None = None,
     ) -> None:
         """Write one item's outcome and commit at once."""
-        self.db.execute(
-            """INSERT INTO items (key, source, target, fingerprint, settings, state, frames, faces, seconds, error,
-                                  attempts, updated)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?)
-               ON CONFLICT(key) DO UPDATE SET source=excluded.source, target=excluded.target,
-                   fingerprint=excluded.fingerprint, settings=excluded.settings, state=excluded.state,
-                   frames=excluded.frames, faces=excluded.faces, seconds=excluded.seconds, error=excluded.error,
-                   attempts=items.attempts + 1, updated=excluded.updated""",
-            (
-                key,
-                source,
-                target,
-                fingerprint,
-                settings,
-                state,
-                frames,
-                faces,
-                seconds,
-                error,
-                time.time(),
-            ),
-        )
-        self.db.commit()
+        values = (key, source, target, fingerprint, settings, state, frames, faces, seconds, error)
+        with self._failing("cannot record in the batch journal"):
+            self.db.execute(UPSERT, (*values, time.time()))
+            self.db.commit()
 
     def close(self) -> None:
         self.db.close()

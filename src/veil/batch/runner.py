@@ -10,16 +10,19 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from ..errors import OptionError, OutputError, VeilError
 from ..io.paths import TEMP_PREFIX, VIDEO_EXTS
+from ..options import check, option
 from ..pipeline import JobOptions
-from .engines import local_outcomes, ray_outcomes, worker_threads
+from .engines import ENGINES, local_outcomes, ray_outcomes, worker_threads
 from .journal import Entry, Journal, settings_hash
 from .segments import DEFAULT_OVERLAP, PART_PREFIX, Segment, can_join, join_segments, plan_segments
 from .storage import (
@@ -38,21 +41,106 @@ JOURNAL_NAME = "veil-batch.sqlite"
 SUMMARY_NAME = "veil-batch-summary.json"
 
 
+def _storage_option(text: str) -> tuple[str, Any]:
+    """'key=value' -> (key, value), the value read as JSON when it is JSON (numbers, true)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise ValueError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+def _storage_option_text(item: tuple[str, Any]) -> str:
+    key, value = item
+    return f"{key}={value if isinstance(value, str) else json.dumps(value)}"
+
+
+batch = partial(option, group="batch", commands=("batch",))
+
+
 @dataclass(frozen=True)
 class BatchOptions:
     """One batch: where from, where to, with which settings, on which engine."""
 
     input: str
-    output: str
+    output: str = batch(
+        dataclasses.MISSING,
+        "-o",
+        "--output",
+        metavar="OUTPUT",
+        help="folder or URL prefix; the input's folder structure is mirrored there",
+    )
     job: JobOptions = JobOptions()
-    workers: int = 1
-    engine: str = "local"
-    address: str | None = None
-    journal: Path | None = None
-    summary: Path | None = None
-    storage_options: dict[str, Any] = field(default_factory=dict, hash=False)
-    segment_seconds: float | None = None
-    segment_overlap: float = DEFAULT_OVERLAP
+    workers: int = batch(
+        0,
+        "--workers",
+        "-j",
+        ge=0,
+        help="local worker processes, each with its own detector (default: 0, one per core)",
+    )
+    engine: str = batch(
+        "local",
+        "--engine",
+        choices=ENGINES,
+        help="local process pool, or tasks on a Ray cluster (default %(default)s)",
+    )
+    address: str | None = batch(
+        None,
+        "--address",
+        metavar="ADDR",
+        help="Ray cluster address (default: RAY_ADDRESS, a cluster on this machine, "
+        "else a new local one)",
+    )
+    journal: Path | None = batch(
+        None,
+        "--journal",
+        type=Path,
+        metavar="PATH",
+        help="SQLite journal of finished files (default: veil-batch.sqlite in a local output "
+        "folder, or in the current folder for remote outputs)",
+    )
+    summary: Path | None = batch(
+        None,
+        "--summary",
+        type=Path,
+        metavar="PATH",
+        help="where to write the JSON summary (default: beside the journal)",
+    )
+    storage_options: dict[str, Any] = batch(
+        {},
+        "--storage-option",
+        repeat=True,
+        collect=dict,
+        type=_storage_option,
+        show=_storage_option_text,
+        metavar="KEY=VALUE",
+        help="fsspec option for object storage, e.g. endpoint_url=http://127.0.0.1:9000 "
+        "(repeatable)",
+    )
+    segment_seconds: float | None = batch(
+        None,
+        "--segment-seconds",
+        type=float,
+        gt=0,
+        metavar="S",
+        help="split local videos longer than this at keyframes into segments processed in "
+        "parallel, joined without re-encoding",
+    )
+    segment_overlap: float = batch(
+        DEFAULT_OVERLAP,
+        "--segment-overlap",
+        gt=0,
+        metavar="S",
+        help="seconds decoded before and after each segment so tracking continues across the "
+        "cut (default %(default)s)",
+    )
+
+    def __post_init__(self) -> None:
+        check(self)
+        if self.address and self.engine != "ray":
+            raise OptionError("--address is for --engine ray")
 
 
 @dataclass
@@ -92,7 +180,8 @@ class Summary:
 
     def text(self) -> str:
         head = (
-            f"{self.files} files: {self.processed} anonymized, {self.skipped} already done, {self.failed} failed; "
+            f"{self.files} files: {self.processed} anonymized, {self.skipped} already done, "
+            f"{self.failed} failed; "
             f"{self.frames} frames, {self.faces} faces in {self.seconds:.1f} s "
             f"({self.files_per_second:.2f} files/s, {self.frames_per_second:.1f} frames/s)"
         )
@@ -111,7 +200,8 @@ def describe_failure(name: str, error: str | None) -> str:
 
 
 def default_journal(output: str) -> Path:
-    """Inside a local output folder; for a remote output, in the current folder (named after the URL)."""
+    """Inside a local output folder; for a remote output, in the current folder (named after
+    the URL)."""
     if not is_remote(output):
         return local_path(output) / JOURNAL_NAME
     tag = hashlib.sha256(output.rstrip("/").encode()).hexdigest()[:12]
@@ -170,78 +260,36 @@ def run_batch(options: BatchOptions, progress=None) -> Summary:
     remove_partials(options.output, (TEMP_PREFIX, PART_PREFIX))
     present = existing_outputs(options.output, options.storage_options)
 
+    workers = options.workers or os.cpu_count() or 1
     # Ray schedules one task per CPU it was given; a local pool shares this machine's cores out.
     threads = (
         (options.job.detector.threads or 1)
         if options.engine == "ray"
-        else worker_threads(options.job.detector.threads, options.workers)
+        else worker_threads(options.job.detector.threads, workers)
     )
+    # The journal owns each output's name: a file redone replaces its earlier output.
     job = dataclasses.replace(
-        options.job, detector=dataclasses.replace(options.job.detector, threads=threads)
+        options.job,
+        overwrite=True,
+        detector=dataclasses.replace(options.job.detector, threads=threads),
     )
     summary = Summary(
         options.input,
         options.output,
         options.engine,
-        options.workers if options.engine == "local" else None,
+        workers if options.engine == "local" else None,
         settings,
         str(journal_path),
         files=len(inputs.sources),
     )
     with Journal(journal_path) as journal:
-        entries = journal.entries()
-        plan: dict[str, tuple[Source, str, str]] = {}
-        owners: dict[str, Source] = {}
-        for source in inputs.sources:
-            target = output_location(options.output, source.key)
-            wanted = settings + _segment_tag(options, source.key)
-            owner = owners.setdefault(target, source)
-            error = None
-            if owner is not source:  # e.g. clip.avi and clip.mp4 would both become clip.mp4
-                error = f"{source.location}: its output {target} is already the output of {owner.location}"
-            elif _same_file(
-                source.location, target
-            ):  # a manifest naming files in the output folder
-                error = f"{source.location}: refusing to overwrite the input with its output"
-            if error:
-                _record(
-                    journal,
-                    summary,
-                    Outcome(source.key, False, error=error),
-                    (source, target, wanted),
-                )
-            elif _needs_work(entries.get(source.key), source, target, wanted, present):
-                plan[source.key] = (source, target, wanted)
-            else:
-                summary.skipped += 1
-        items: list[WorkItem] = []
+        plan = _plan(options, inputs.sources, settings, present, journal, summary)
         parts = _Parts(job)
-        for source, target, wanted in plan.values():
-            try:
-                segments = _segments_for(options, source, target)
-            except VeilError as exc:
-                _record(
-                    journal, summary, Outcome(source.key, False, error=str(exc)), plan[source.key]
-                )
-                continue
-            if segments:
-                parts.expect(source, target, segments)
-                items.extend(
-                    WorkItem(
-                        source.key, source.location, target, job, inputs.storage_options, segment
-                    )
-                    for segment in segments
-                )
-            else:
-                items.append(
-                    WorkItem(source.key, source.location, target, job, inputs.storage_options)
-                )
+        items = _work_items(options, plan, job, inputs.storage_options, parts, journal, summary)
         if options.engine == "ray":
             outcomes = ray_outcomes(items, options.address, threads)
         else:
-            outcomes = local_outcomes(
-                items, options.workers, lambda: remove_partials(options.output)
-            )
+            outcomes = local_outcomes(items, workers, lambda: remove_partials(options.output))
         start = time.perf_counter()
         try:
             for outcome in outcomes:
@@ -261,8 +309,80 @@ def run_batch(options: BatchOptions, progress=None) -> Summary:
     return summary
 
 
+Planned = dict[str, tuple[Source, str, str]]  # key -> (source, target, settings it is done with)
+
+
+def _plan(
+    options: BatchOptions,
+    sources: list[Source],
+    settings: str,
+    present: set[str],
+    journal: Journal,
+    summary: Summary,
+) -> Planned:
+    """The inputs to process; those that cannot be are recorded as failed, done ones skipped."""
+    entries = journal.entries()
+    plan: Planned = {}
+    owners: dict[str, Source] = {}
+    for source in sources:
+        wanted = settings + _segment_tag(options, source.key)
+        target, error = _target_for(options.output, source, owners)
+        if error:
+            outcome = Outcome(source.key, False, error=error)
+            _record(journal, summary, outcome, (source, target, wanted))
+        elif _needs_work(entries.get(source.key), source, target, wanted, present):
+            plan[source.key] = (source, target, wanted)
+        else:
+            summary.skipped += 1
+    return plan
+
+
+def _work_items(
+    options: BatchOptions,
+    plan: Planned,
+    job: JobOptions,
+    storage_options: dict[str, Any],
+    parts: _Parts,
+    journal: Journal,
+    summary: Summary,
+) -> list[WorkItem]:
+    """One item per file, or one per segment of a long video (whose parts are expected)."""
+    items: list[WorkItem] = []
+    for source, target, _settings in plan.values():
+        try:
+            segments = _segments_for(options, source, target)
+        except VeilError as exc:
+            outcome = Outcome(source.key, False, error=str(exc))
+            _record(journal, summary, outcome, plan[source.key])
+            continue
+        if segments:
+            parts.expect(source, target, segments)
+            items.extend(
+                WorkItem(source.key, source.location, target, job, storage_options, segment)
+                for segment in segments
+            )
+        else:
+            items.append(WorkItem(source.key, source.location, target, job, storage_options))
+    return items
+
+
+def _target_for(output: str, source: Source, owners: dict[str, Source]) -> tuple[str, str | None]:
+    """Where a source's output goes, and why it cannot be written there (None: it can)."""
+    try:
+        target = output_location(output, source.key)
+    except VeilError as exc:  # it would land outside OUTPUT
+        return "", str(exc)
+    owner = owners.setdefault(target, source)
+    if owner is not source:  # e.g. clip.avi and clip.mp4 would both become clip.mp4
+        taken = f"its output {target} is already the output of {owner.location}"
+        return target, f"{source.location}: {taken}"
+    if _same_file(source.location, target):  # a manifest naming files in the output folder
+        return target, f"{source.location}: refusing to overwrite the input with its output"
+    return target, None
+
+
 def _segment_tag(options: BatchOptions, key: str) -> str:
-    """Segmented videos are encoded differently (no B-frames), so the setting is part of their hash."""
+    """Segmented videos are encoded differently (no B-frames): the setting is part of their hash."""
     if options.segment_seconds and media_ext(key) in VIDEO_EXTS:
         return f":segments={options.segment_seconds:g}/{options.segment_overlap:g}"
     return ""

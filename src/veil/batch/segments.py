@@ -26,7 +26,7 @@ import av
 from ..errors import InputError, ProcessingError
 from ..frame import Frame
 from ..io.paths import atomic_output
-from ..io.video import COPYABLE_AUDIO, VideoSink, VideoSource
+from ..io.video import VideoSink, VideoSource, can_copy_audio
 from ..pipeline import Pipeline
 
 DEFAULT_OVERLAP = 2.0
@@ -48,7 +48,7 @@ class Segment:
 
 
 def keyframe_times(path: Path) -> tuple[list[float], float]:
-    """Presentation times of the video's keyframes (packets only, nothing decoded), and its end time."""
+    """Presentation times of the video's keyframes (packets only, nothing decoded), and its end."""
     try:
         with av.open(str(path), metadata_errors="ignore") as container:
             if not container.streams.video:
@@ -68,22 +68,22 @@ def keyframe_times(path: Path) -> tuple[list[float], float]:
 
 
 def can_join(path: Path, target: Path, keep_audio: bool) -> bool:
-    """Whether the source's audio (if kept) can be copied as-is into the target's container."""
+    """Whether the source's audio (if kept) can be copied as-is into the target's container.
+
+    The join copies one audio stream: a video with more is processed whole.
+    """
     if not keep_audio:
         return True
     with av.open(str(path), metadata_errors="ignore") as container:
-        if not container.streams.audio:
-            return True
-        codec = container.streams.audio[0].codec_context.name
-    family = {".mkv": "matroska", ".webm": "webm", ".mov": "mov"}.get(target.suffix.lower(), "mp4")
-    allowed = COPYABLE_AUDIO[family]
-    return allowed is None or codec in allowed
+        streams = container.streams.audio
+        return len(streams) <= 1 and all(can_copy_audio(s, target) for s in streams)
 
 
 def plan_segments(
     source: Path, target: Path, seconds: float, overlap: float = DEFAULT_OVERLAP
 ) -> list[Segment]:
-    """Cut points at the first keyframe at or after each multiple of `seconds`; [] if one piece suffices."""
+    """Cut points at the first keyframe at or after each multiple of `seconds`; [] if one piece
+    suffices."""
     keys, last = keyframe_times(source)
     cuts: list[float] = []
     wanted = seconds

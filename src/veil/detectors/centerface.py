@@ -17,9 +17,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..detections import FACE, Detections, nms
-from ..errors import DetectorError, OptionError
-from .base import DetectorOptions
+from ..boxes import nms
+from ..detections import FACE, Detections
+from ..errors import DetectorError
+from .base import Detector, DetectorOptions
 from .scan import KeyframeScanner, ScanPolicy
 
 log = logging.getLogger("veil")
@@ -29,7 +30,6 @@ ALIGN = 32
 NMS_IOU = 0.3
 INPUT_NAME = "input.1"
 OUTPUT_NAMES = ("537", "538", "539", "540")  # heatmap, scale, offset, landmarks
-PRECISIONS = ("auto", "fp32", "fp16")
 
 
 def bundled_model_path() -> Path:
@@ -127,11 +127,17 @@ def providers_for(device: str) -> list[str]:
     chosen = [p for p in wanted if p in available]
     if device == "cuda" and not chosen:
         log.warning(
-            "veil: warning: --device cuda needs onnxruntime-gpu and an NVIDIA GPU (this onnxruntime offers %s); "
-            "running on the CPU",
+            "veil: warning: --device cuda needs onnxruntime-gpu and an NVIDIA GPU "
+            "(this onnxruntime offers %s); running on the CPU",
             ", ".join(available),
         )
     return chosen + ["CPUExecutionProvider"]
+
+
+def device_of(provider: str) -> str:
+    """The device an onnxruntime execution provider runs on, in --device's words
+    ("CUDAExecutionProvider" -> "cuda")."""
+    return provider.removesuffix("ExecutionProvider").lower()
 
 
 def session_options(threads: int = 0):
@@ -156,10 +162,6 @@ def session_options(threads: int = 0):
 def uses_fp16(precision: str, providers: Sequence[str]) -> bool:
     """Whether to run in float16: "auto" chooses it on a GPU (faster, same faces) and
     not on a CPU, where onnxruntime has few float16 kernels and casts back and forth."""
-    if precision not in PRECISIONS:
-        raise OptionError(
-            f"unknown precision '{precision}'; choose one of: {', '.join(PRECISIONS)}"
-        )
     return precision == "fp16" or (precision == "auto" and providers[0] != "CPUExecutionProvider")
 
 
@@ -205,9 +207,19 @@ def decode(
     offset: np.ndarray,
     landmark: np.ndarray,
     threshold: float,
+    floor: float | None = None,
 ) -> Detections:
-    """CenterFace outputs of one image -> Detections in network input pixels."""
-    ys, xs = np.nonzero(heatmap[0] > threshold)
+    """CenterFace outputs of one image -> Detections in network input pixels.
+
+    floor: also the heat map's local maxima (3x3) from `floor` up to the threshold, weak
+    evidence of faces too small or blurred to reach it (smallfaces.py); only peaks, not
+    the thousands of cells a crowd raises above a low floor.
+    """
+    hm = heatmap[0]
+    strong = hm > threshold
+    if floor is not None and floor < threshold:
+        strong |= (hm > floor) & (hm >= cv2.dilate(hm, np.ones((3, 3), np.uint8)))
+    ys, xs = np.nonzero(strong)
     if len(ys) == 0:
         return Detections(np.zeros((0, 4)), landmarks=np.zeros((0, 5, 2)))
     h = np.exp(scale[0, ys, xs]) * STRIDE
@@ -228,15 +240,10 @@ def decode(
     )
 
 
-def weak_peaks(heatmap: np.ndarray, below: float) -> np.ndarray:
-    """The heat map [1, h, w] with every cell zeroed but its local maxima (3x3) under `below`."""
-    hm = heatmap[0]
-    peak = (hm >= cv2.dilate(hm, np.ones((3, 3), np.uint8))) & (hm < below)
-    return np.where(peak, hm, 0)[None]
-
-
-class CenterFace:
+class CenterFace(Detector):
     """CenterFace on onnxruntime; frames of one size are inferred as one batch."""
+
+    backend = "onnxruntime"
 
     def __init__(
         self,
@@ -251,6 +258,8 @@ class CenterFace:
             self.model_path, options.device, options.threads, self.fp16, providers
         )
         self.provider = self.session.get_providers()[0]
+        self.device = device_of(self.provider)
+        self.precision = "fp16" if self.fp16 else "fp32"
         # A GPU amortises each call over a batch; on a CPU a batch only multiplies memory.
         self.preferred_batch = 1 if self.provider == "CPUExecutionProvider" else 8
 
@@ -275,25 +284,19 @@ class CenterFace:
         threshold: float,
         floor: float | None = None,
     ) -> list[Detections]:
-        """Raw network pass at one input size, boxes in frame pixels.
-
-        floor: also return the heat map's local maxima from `floor` up to the threshold,
-        weak evidence of faces too small or blurred to reach it (smallfaces.py); only the
-        peaks are decoded, not the thousands of cells a crowd raises above a low floor.
-        """
+        """Raw network pass at one input size, boxes in frame pixels; with a floor, also the
+        heat map's weak peaks (see decode)."""
         if not frames:
             return []
         blob, scale = self.preprocess(frames, max_size)
         heat, scl, off, lms = self.session.run(list(OUTPUT_NAMES), {INPUT_NAME: blob})
         h, w = frames[0].shape[:2]
-        out = []
-        for i in range(len(frames)):
-            dets = decode(heat[i], scl[i], off[i], lms[i], threshold)
-            if floor is not None and floor < threshold:
-                weak = decode(weak_peaks(heat[i], threshold), scl[i], off[i], lms[i], floor)
-                dets = Detections.merge([dets, weak])
-            out.append(dets.scaled(1 / scale).clipped(w, h))
-        return out
+        return [
+            decode(heat[i], scl[i], off[i], lms[i], threshold, floor)
+            .scaled(1 / scale)
+            .clipped(w, h)
+            for i in range(len(frames))
+        ]
 
     def detect(self, frames: Sequence[np.ndarray]) -> list[Detections]:
         return self.infer(frames, self.options.max_size, self.options.threshold)

@@ -12,8 +12,9 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from ..detections import PERSON, Detections, nms
-from .base import DetectorOptions
+from ..boxes import nms, xywh_to_xyxy
+from ..detections import PERSON, Detections
+from .base import Detector, DetectorOptions
 
 WINDOW_HEIGHT = 128
 NMS_IOU = 0.4
@@ -28,8 +29,10 @@ def margin_to_score(weight: np.ndarray) -> np.ndarray:
     return weight / (1.0 + weight)
 
 
-class HogPeople:
+class HogPeople(Detector):
     """cv2.HOGDescriptor default people detector on every frame."""
+
+    backend = "opencv"
 
     def __init__(self, options: DetectorOptions = DetectorOptions()) -> None:
         self.options = options
@@ -51,8 +54,7 @@ class HogPeople:
         )
         if len(rects) == 0:
             return Detections(np.zeros((0, 4)), class_id=np.zeros(0))
-        rects = np.asarray(rects, np.float32).reshape(-1, 4)
-        boxes = np.concatenate([rects[:, :2], rects[:, :2] + rects[:, 2:]], axis=1) / scale
+        boxes = xywh_to_xyxy(np.asarray(rects, np.float32)) / scale
         score = margin_to_score(np.asarray(weights).reshape(-1))
         keep = nms(boxes, score, NMS_IOU)
         return Detections(

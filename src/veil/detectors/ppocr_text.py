@@ -17,8 +17,8 @@ import numpy as np
 
 from ..detections import TEXT, Detections
 from ..errors import DetectorError
-from .base import DetectorOptions
-from .centerface import make_session
+from .base import Detector, DetectorOptions
+from .centerface import device_of, make_session
 
 MODEL_FILE = "models/ch_PP-OCRv4_det_infer.onnx"
 MIN_SIDE = 736  # the detector's trained scale: smaller frames are upscaled to it
@@ -77,13 +77,16 @@ def boxes_from_probability(prob: np.ndarray, box_threshold: float = BOX_THRESHOL
     )
 
 
-class PpocrText:
+class PpocrText(Detector):
     """PP-OCRv4 text detection network on onnxruntime, one frame per run."""
+
+    backend = "onnxruntime"
 
     def __init__(self, options: DetectorOptions = DetectorOptions()) -> None:
         self.options = options
         self.session = make_session(bundled_model_path(), options.device, options.threads)
         self.input_name = self.session.get_inputs()[0].name
+        self.device = device_of(self.session.get_providers()[0])
 
     def detect_one(self, frame: np.ndarray) -> Detections:
         h, w = frame.shape[:2]

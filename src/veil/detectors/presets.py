@@ -24,13 +24,11 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..detections import Detections
-from ..errors import OptionError
-from .base import DetectorOptions
+from .base import Detector, DetectorOptions
 from .centerface import ALIGN, CenterFace
 from .scan import KeyframeScanner, ScanPolicy
 from .smallfaces import SmallFacePolicy, SmallFaces
 
-QUALITIES = ("fast", "balanced", "max")
 FAST_MAX_SIZE = 640
 POLICIES = {
     "balanced": SmallFacePolicy(),
@@ -38,20 +36,19 @@ POLICIES = {
 }
 
 
-class PresetDetector:
+class PresetDetector(Detector):
     """CenterFace run as the options' quality preset asks."""
 
     def __init__(
         self, options: DetectorOptions = DetectorOptions(), net: CenterFace | None = None
     ) -> None:
-        if options.quality not in QUALITIES:
-            raise OptionError(
-                f"unknown quality '{options.quality}'; choose one of: {', '.join(QUALITIES)}"
-            )
         self.options = options
         self.net = net or CenterFace(options)
         self.provider = self.net.provider
         self.preferred_batch = self.net.preferred_batch
+        self.backend = self.net.backend
+        self.device = self.net.device
+        self.precision = self.net.precision
         self.policy = SmallFaces(
             self.net.infer, options.threshold, POLICIES.get(options.quality, SmallFacePolicy())
         )

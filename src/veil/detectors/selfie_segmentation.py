@@ -9,6 +9,7 @@ are often missed, where the HOG detector does better.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 
 import cv2
@@ -16,7 +17,7 @@ import numpy as np
 
 from ..detections import PERSON, Detections
 from ..errors import DetectorError
-from .base import DetectorOptions
+from .base import Detector, DetectorOptions
 
 PIXEL_THRESHOLD = 0.5
 # Regions smaller than this share of the frame are speckle, not people.
@@ -42,8 +43,10 @@ def components(probability: np.ndarray, threshold: float = PIXEL_THRESHOLD) -> D
     )
 
 
-class SelfieSegmentation:
-    """MediaPipe selfie segmentation; the general model (square input) unless landscape fits better."""
+class SelfieSegmentation(Detector):
+    """MediaPipe selfie segmentation: the general (square) model, or landscape for wide frames."""
+
+    backend = "mediapipe"
 
     def __init__(self, options: DetectorOptions = DetectorOptions()) -> None:
         try:
@@ -55,6 +58,7 @@ class SelfieSegmentation:
         self.options = options
         self._module = selfie_segmentation
         self._models: dict[int, object] = {}
+        self._lock = threading.Lock()  # a MediaPipe graph runs one image at a time
 
     def _model(self, landscape: bool):
         key = 1 if landscape else 0
@@ -65,7 +69,8 @@ class SelfieSegmentation:
     def detect_one(self, frame: np.ndarray) -> Detections:
         h, w = frame.shape[:2]
         rgb = np.ascontiguousarray(frame[:, :, ::-1])
-        result = self._model(w >= 1.5 * h).process(rgb)
+        with self._lock:
+            result = self._model(w >= 1.5 * h).process(rgb)
         if result.segmentation_mask is None:
             return components(np.zeros((h, w), np.float32))
         return components(np.asarray(result.segmentation_mask, np.float32))

@@ -41,7 +41,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ..detections import Detections, box_iou, nms
+from ..boxes import box_iou, longer_side, nms
+from ..detections import Detections
 from .windows import Window, crop_windows, cut_by_edge, split
 
 # infer(frames, max_size, threshold, floor=None): CenterFace.infer's call.
@@ -247,7 +248,7 @@ class SmallFaces:
             evidence = found.xyxy[small]
             if known is not None and len(known[i]):
                 boxes = np.asarray(known[i], np.float32).reshape(-1, 4)
-                sizes = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+                sizes = longer_side(boxes)
                 evidence = np.concatenate([evidence, boxes[sizes < p.small_face]])
             parts = [d[i] for d in passes]
             parts[0] = found[found.score >= self.threshold]

@@ -14,6 +14,8 @@ import math
 
 import numpy as np
 
+from ..boxes import box_centre, longer_side
+
 Window = tuple[int, int, int, int]
 
 # Pixels from a window's edge within which a detection is taken to be cut off by the window.
@@ -41,10 +43,10 @@ def crop_windows(
     the network's coarsest stride is seen on the same feature grid as the whole
     frame, so it finds what a full pass finds there instead of a shifted variant.
     """
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
     windows = []
-    for x1, y1, x2, y2 in np.asarray(boxes, np.float64).reshape(-1, 4):
-        half = max(min_side, context * max(x2 - x1, y2 - y1)) / 2
-        cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+    for (cx, cy), side in zip(box_centre(boxes), longer_side(boxes)):
+        half = max(min_side, context * side) / 2
         windows.append(snapped(cx - half, cy - half, cx + half, cy + half, align, width, height))
     merged = True
     while merged:

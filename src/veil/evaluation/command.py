@@ -8,15 +8,12 @@ import json
 import sys
 import tempfile
 from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
-from ..cli import (
-    add_anonymize_arguments,
-    add_detector_arguments,
-    add_tracking_arguments,
-    job_options_from_args,
-)
-from ..errors import OptionError, OutputError
+from ..errors import OutputError
+from ..options import CommandParser, build, check, option
 from ..pipeline import JobOptions
 from .datasets import DATA_ROOT_ENV, Dataset, load, resolve
 from .metrics import BUCKETS, summarize
@@ -32,11 +29,61 @@ covered by the mask) and speed. A dataset is a folder with annotations.json (ima
 or video_annotations.json (videos), or the name of one inside the data root."""
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="veil eval",
-        description=DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+evaluation = partial(option, group="evaluation", commands=("eval",))
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    """What `veil eval` scores beside veil, on which labels, and where the figures go."""
+
+    compare: tuple[str, ...] = evaluation(
+        (),
+        "--compare",
+        repeat=True,
+        choices=COMPARE,
+        help="also score another tool at its defaults on the same data (repeatable)",
+    )
+    json: str | None = evaluation(
+        None, "--json", metavar="OUT", help="also write all figures to this JSON file"
+    )
+    subset: str = evaluation(
+        "auto",
+        "--subset",
+        choices=("auto", "hard", "all"),
+        help="image labels that count: WIDER's hard list (others ignored), all valid boxes, "
+        "or hard when the folder lists it (default %(default)s)",
+    )
+    limit: int | None = evaluation(
+        None,
+        "--limit",
+        type=int,
+        gt=0,
+        metavar="N",
+        help="only the first N images, or N frames per video (quick checks)",
+    )
+    pan: bool = evaluation(
+        False,
+        "--pan",
+        help=f"score photo sets as {PAN_SIZE[0]}x{PAN_SIZE[1]} videos panning over each photo "
+        f"({PAN_STEP} px a frame, {PAN_FRAMES} frames) through the whole job: the share of "
+        "labelled face-frames of which at least half the pixels differ from the same job with "
+        "--method none (--limit: photos)",
+    )
+    data_root: Path | None = evaluation(
+        None,
+        "--data-root",
+        type=Path,
+        metavar="DIR",
+        help=f"where dataset names are looked up (default ${DATA_ROOT_ENV} or ../shared/data)",
+    )
+
+    def __post_init__(self) -> None:
+        check(self)
+
+
+def build_parser() -> CommandParser:
+    parser = CommandParser(
+        "eval", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
         "datasets",
@@ -44,46 +91,6 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DATASET",
         help="dataset folder or name (e.g. wider_dev, ytf)",
     )
-    parser.add_argument(
-        "--compare",
-        choices=COMPARE,
-        action="append",
-        default=[],
-        help="also score another tool at its defaults on the same data",
-    )
-    parser.add_argument("--json", metavar="OUT", help="also write all figures to this JSON file")
-    parser.add_argument(
-        "--pan",
-        action="store_true",
-        help=f"score photo sets as {PAN_SIZE[0]}x{PAN_SIZE[1]} videos panning over each photo "
-        f"({PAN_STEP} px a frame, {PAN_FRAMES} frames) through the whole job: the share of "
-        "labelled face-frames of which at least half the pixels differ from the same job with "
-        "--method none (--limit: photos)",
-    )
-    parser.add_argument(
-        "--subset",
-        choices=("auto", "hard", "all"),
-        default="auto",
-        help="image labels that count: WIDER's hard list (others ignored), all valid boxes, "
-        "or hard when the folder lists it (default %(default)s)",
-    )
-    parser.add_argument(
-        "--limit",
-        type=int,
-        default=None,
-        metavar="N",
-        help="only the first N images, or N frames per video (quick checks)",
-    )
-    parser.add_argument(
-        "--data-root",
-        type=Path,
-        default=None,
-        metavar="DIR",
-        help=f"where dataset names are looked up (default ${DATA_ROOT_ENV} or ../shared/data)",
-    )
-    add_detector_arguments(parser)
-    add_anonymize_arguments(parser)
-    add_tracking_arguments(parser)
     return parser
 
 
@@ -196,11 +203,11 @@ def format_pan_table(dataset: str, rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def _score_detections(dataset: Dataset, options: JobOptions, args: argparse.Namespace) -> dict:
+def _score_detections(dataset: Dataset, options: JobOptions, settings: EvalOptions) -> dict:
     complete = dataset.kind == "image"
-    rows = [score(run_veil(dataset, options, args.limit), complete)]
-    if "deface" in args.compare:
-        rows.append(score(run_deface(dataset, args.limit), complete))
+    rows = [score(run_veil(dataset, options, settings.limit), complete)]
+    if "deface" in settings.compare:
+        rows.append(score(run_deface(dataset, settings.limit), complete))
     print(format_table(dataset.name, rows))
     if not complete:
         print(
@@ -209,12 +216,12 @@ def _score_detections(dataset: Dataset, options: JobOptions, args: argparse.Name
     return {"kind": dataset.kind, "subset": dataset.subset, "results": rows}
 
 
-def _score_pan(dataset: Dataset, options: JobOptions, args: argparse.Namespace) -> dict:
+def _score_pan(dataset: Dataset, options: JobOptions, settings: EvalOptions) -> dict:
     with tempfile.TemporaryDirectory(prefix="veil-pan-") as tmp:
         folder = Path(tmp)
-        videos = pan_dataset(dataset, folder, limit=args.limit)
+        videos = pan_dataset(dataset, folder, limit=settings.limit)
         rows = [run_veil_pan(videos, options, folder).summary()]
-        if "deface" in args.compare:
+        if "deface" in settings.compare:
             rows.append(run_deface_pan(videos, folder).summary())
     print(format_pan_table(videos.name, rows))
     return {"kind": "pan video", "subset": dataset.subset, "results": rows}
@@ -222,30 +229,29 @@ def _score_pan(dataset: Dataset, options: JobOptions, args: argparse.Namespace) 
 
 def main(argv: Sequence[str]) -> int:
     args = build_parser().parse_args(list(argv))
-    if args.limit is not None and args.limit <= 0:
-        raise OptionError("--limit must be a positive number")
-    options = job_options_from_args(args)
+    settings = build(EvalOptions, args, "eval")
+    options = build(JobOptions, args, "eval")
     report = {
         "settings": {
             "detector": dataclasses.asdict(options.detector),
             "tracking": options.tracking.mode,
             "mask_shape": options.anonymize.shape,
             "mask_scale": options.anonymize.mask_scale,
-            "subset": args.subset,
-            "limit": args.limit,
-            "pan": args.pan,
+            "subset": settings.subset,
+            "limit": settings.limit,
+            "pan": settings.pan,
         },
         "datasets": {},
     }
     for name in args.datasets:
-        dataset = load(resolve(name, args.data_root), args.subset)
-        scorer = _score_pan if args.pan else _score_detections
-        report["datasets"][dataset.name] = scorer(dataset, options, args)
-    if args.json:
+        dataset = load(resolve(name, settings.data_root), settings.subset)
+        scorer = _score_pan if settings.pan else _score_detections
+        report["datasets"][dataset.name] = scorer(dataset, options, settings)
+    if settings.json:
         try:
-            Path(args.json).write_text(json.dumps(report, indent=2, default=str))
+            Path(settings.json).write_text(json.dumps(report, indent=2, default=str))
         except OSError as exc:
-            raise OutputError(f"cannot write {args.json}: {exc.strerror or exc}") from None
+            raise OutputError(f"cannot write {settings.json}: {exc.strerror or exc}") from None
     return 0
 
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..detections import box_iou
+from ..boxes import box_iou
 from ..hide.masks import coverage
 
 IOU_THRESHOLD = 0.5

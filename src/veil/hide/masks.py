@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from ..boxes import scale_box
+
 SHAPES = ("ellipse", "rect")
 
 
@@ -31,14 +33,6 @@ class Region:
     @property
     def height(self) -> int:
         return self.y2 - self.y1
-
-
-def scale_box(xyxy: np.ndarray, mask_scale: float) -> np.ndarray:
-    """Grow boxes about their centre; detectors box the face tightly, hair and ears stick out."""
-    xyxy = np.asarray(xyxy, np.float32).reshape(-1, 4)
-    c = (xyxy[:, :2] + xyxy[:, 2:]) / 2
-    half = (xyxy[:, 2:] - xyxy[:, :2]) / 2 * mask_scale
-    return np.concatenate([c - half, c + half], axis=1)
 
 
 def region_for(box: np.ndarray, frame_w: int, frame_h: int, feather: int = 0) -> Region | None:

@@ -23,8 +23,7 @@ import numpy as np
 
 from ..errors import OptionError, OutputError
 from ..frame import Frame
-from .paths import free_name
-from .video import EncoderOptions, VideoInfo, VideoSink
+from .video import EncoderOptions, VideoInfo, VideoSink, fit
 
 # Muxer for each restream URL scheme.
 RESTREAM_FORMATS = {
@@ -54,22 +53,14 @@ def is_url(target: str) -> bool:
     return "://" in target
 
 
-def _fit(image: np.ndarray, width: int, height: int) -> np.ndarray:
-    """A source that reconnects at another resolution is scaled to the size the output started with."""
-    if image.shape[1] == width and image.shape[0] == height:
-        return image
-    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
-
-
 class RecordingSink:
     """A video file written as frames arrive; the file appears under its name only on close."""
 
     def __init__(
         self, target: Path, encoder: EncoderOptions, fps_hint: float, overwrite: bool = False
     ) -> None:
-        self.target = Path(target)
-        if self.target.exists() and not overwrite:
-            self.target = free_name(self.target)
+        self.target = Path(target)  # the name written once the first frame reserved it
+        self.overwrite = overwrite
         self.encoder = encoder
         self.fps_hint = fps_hint
         self._sink: VideoSink | None = None
@@ -79,9 +70,10 @@ class RecordingSink:
         if self._sink is None:
             fps = Fraction(round(self.fps_hint * 1000), 1000) if self.fps_hint > 0 else Fraction(25)
             info = VideoInfo(frame.width, frame.height, fps, 0, None, RECORDING_TIME_BASE, False)
-            self._sink = VideoSink(self.target, info, self.encoder)
+            self._sink = VideoSink(self.target, info, self.encoder, overwrite=self.overwrite)
+            self.target = self._sink.target
             self._t0 = frame.time
-        image = _fit(frame.image, self._sink.info.width, self._sink.info.height)
+        image = fit(frame.image, self._sink.info.width, self._sink.info.height)
         self._sink.write(Frame(frame.index, frame.time - (self._t0 or 0.0), image))
 
     @property
@@ -181,13 +173,14 @@ class RestreamSink:
             self._backoff = 0.5
         if self._t0 is None:
             self._t0 = frame.time
-        image = _fit(frame.image, self._stream.width, self._stream.height)
+        image = fit(frame.image, self._stream.width, self._stream.height)
         vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="bgr24")
         pts = max(round((frame.time - self._t0) / TIME_BASE), self._last_pts + 1)
         self._last_pts = pts
         vf.pts, vf.time_base = pts, TIME_BASE
         if self._last_key is None or frame.time - self._last_key >= KEYFRAME_SECONDS:
-            # By time, not frame count: output fps varies with load, a viewer joining waits at most this long.
+            # By time, not frame count: output fps varies with load, and a viewer joining waits
+            # at most this long.
             vf.pict_type = av.video.frame.PictureType.I
             self._last_key = frame.time
         try:

@@ -2,28 +2,42 @@
 
 The source yields frames with their container timestamps and hands audio
 packets to the sink untouched, so the audio is copied bit for bit and the
-video keeps its timing (variable frame rate included). Container and stream
-tags (creation time, GPS from phones, device model, encoder names) are dropped
-unless the user keeps them.
+video keeps its timing (variable frame rate included). Only the anonymized
+video and the audio reach the output: container and stream tags (creation
+time, GPS from phones, device model), chapters, attachments (cover art,
+fonts), subtitles and data streams (GPS tracks of action cameras) are dropped,
+and container tags are kept only when the user asks.
+
+Damaged or changing inputs are reported, never silently shortened or cropped:
+a file that ends before its header says is an error (frames were lost), a
+picture size change mid-stream is letterboxed into the first size with a
+warning, extra video streams are named in a warning.
 """
 
 from __future__ import annotations
 
 import collections
+import logging
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import partial
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 
 from ..errors import InputError, OptionError, OutputError
 from ..frame import Frame
-from .paths import atomic_output
+from ..options import ENCODE, check, option
+from .paths import reserve, write_error
 
-# Audio codecs each container family can carry as-is; others are re-encoded to AAC/Opus.
+log = logging.getLogger("veil")
+
+DEFAULT_MAX_PIXELS = 100_000_000  # per frame; frames stream through bounded queues
+# Audio codecs each container family can carry as-is (FFmpeg codec names); others are re-encoded.
 COPYABLE_AUDIO = {
     "mp4": {"aac", "mp3", "ac3", "eac3", "alac", "opus", "flac"},
     "mov": {
@@ -40,8 +54,25 @@ COPYABLE_AUDIO = {
     "matroska": None,  # anything
     "webm": {"opus", "vorbis"},
 }
-VIDEO_OUTPUT_EXTS = {".mp4", ".mov", ".mkv", ".webm", ".m4v"}
 CODECS_FOR_EXT = {".webm": "libvpx-vp9"}
+# How far a video may end before the end its container states, before frames count as lost:
+# timestamps are rounded and the last frame's duration is a guess.
+END_SLACK_FRAMES = 2
+END_SLACK_SECONDS = 0.1
+
+
+def container_family(target: Path) -> str:
+    """Which COPYABLE_AUDIO row a target file's container follows."""
+    return {".mkv": "matroska", ".webm": "webm", ".mov": "mov"}.get(target.suffix.lower(), "mp4")
+
+
+def can_copy_audio(stream: av.audio.stream.AudioStream, target: Path) -> bool:
+    """Whether an audio stream's packets can go into `target`'s container unchanged."""
+    allowed = COPYABLE_AUDIO[container_family(target)]
+    return allowed is None or stream.codec_context.codec.canonical_name in allowed
+
+
+encoding = partial(option, group="video output", commands=ENCODE)
 
 
 @dataclass(frozen=True)
@@ -53,13 +84,30 @@ class EncoderOptions:
     cost after detection.
     """
 
-    codec: str = "libx264"
-    crf: int = 21
-    preset: str = "superfast"
-    keep_audio: bool = True
+    codec: str = encoding("libx264", "--codec", help="video encoder (default %(default)s)")
+    crf: int = encoding(
+        21, "--crf", ge=0, help="quality, lower is better and larger (default %(default)s)"
+    )
+    preset: str = encoding(
+        "superfast",
+        "--preset",
+        # Live output must keep up with the camera: the fastest preset.
+        defaults={"live": "ultrafast"},
+        help="x264/x265 speed preset: ultrafast ... veryslow (default %(default)s)",
+    )
+    keep_audio: bool = encoding(
+        True,
+        "--no-audio",
+        commands=("main", "batch"),
+        negate=True,
+        help="drop the audio instead of copying it",
+    )
     b_frames: int | None = (
         None  # None: the encoder's choice; 0 makes decode order = presentation order
     )
+
+    def __post_init__(self) -> None:
+        check(self)
 
 
 @dataclass(frozen=True)
@@ -79,56 +127,103 @@ def _rotate(image: np.ndarray, clockwise: int) -> np.ndarray:
 
 
 class VideoSource:
-    """Decoded frames of a video file, in presentation order, with true timestamps."""
+    """Decoded frames of a video file, in presentation order, with true timestamps.
 
-    def __init__(self, path: Path) -> None:
+    The picture size is checked against `max_pixels` before anything is
+    decoded. Audio packets of every audio stream go to `on_audio_packet` as
+    they are read.
+    """
+
+    def __init__(self, path: Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
         self.path = Path(path)
         try:
             self.container = av.open(str(self.path), metadata_errors="ignore")
         except (av.error.FFmpegError, UnicodeDecodeError) as exc:
             raise InputError(f"{path}: not a readable video ({_reason(exc)})") from None
-        if not self.container.streams.video:
+        try:
+            self._open_streams(max_pixels)
+        except BaseException:
             self.container.close()
-            raise InputError(f"{path}: has no video stream")
-        self.stream = self.container.streams.video[0]
+            raise
+        self.metadata = dict(self.container.metadata)
+        self.on_audio_packet: Callable[[av.Packet], None] | None = None
+
+    def _open_streams(self, max_pixels: int) -> None:
+        # Cover art is a one-picture "video" stream: never anonymized, never written.
+        videos = [
+            s
+            for s in self.container.streams.video
+            if not s.disposition & av.stream.Disposition.attached_pic
+        ]
+        if not videos:
+            raise InputError(f"{self.path}: has no video stream")
+        if len(videos) > 1:
+            log.warning(
+                "veil: warning: %s: has %d video streams; the first is anonymized and written, "
+                "the others are left out",
+                self.path,
+                len(videos),
+            )
+        self.stream = videos[0]
         self.stream.thread_type = "AUTO"
-        audio = self.container.streams.audio
-        self.audio_stream = audio[0] if audio else None
+        self.audio_streams = list(self.container.streams.audio)
         ctx = self.stream.codec_context
         if not ctx.width or not ctx.height:
-            self.container.close()
-            raise InputError(f"{path}: video stream has no picture size (damaged file?)")
+            raise InputError(f"{self.path}: video stream has no picture size (damaged file?)")
+        if ctx.width * ctx.height > max_pixels:
+            raise InputError(
+                f"{self.path}: {ctx.width}x{ctx.height} pixels per frame is over the limit of "
+                f"{max_pixels / 1e6:g} MP (max_pixels); raise it if the memory allows"
+            )
         fps = self.stream.average_rate or self.stream.guessed_rate or Fraction(25)
-        duration = None
-        if self.stream.duration and self.stream.time_base:
-            duration = float(self.stream.duration * self.stream.time_base)
-        elif self.container.duration:
-            duration = self.container.duration / av.time_base
-        frames = self.stream.frames or (int(round(duration * fps)) if duration else 0)
+        stream = self.stream
+        self._start = float(stream.start_time * stream.time_base) if stream.start_time else 0.0
+        self._end, self._own_end = self._stated_end()
+        duration = self._end - self._start if self._end is not None else None
         self.info = VideoInfo(
             ctx.width,
             ctx.height,
             Fraction(fps),
-            frames,
+            stream.frames or (int(round(duration * fps)) if duration else 0),
             duration,
-            self.stream.time_base or Fraction(1, 90000),
-            self.audio_stream is not None,
+            stream.time_base or Fraction(1, 90000),
+            bool(self.audio_streams),
         )
-        self.metadata = dict(self.container.metadata)
-        self.on_audio_packet: Callable[[av.Packet], None] | None = None
+
+    def _stated_end(self) -> tuple[float | None, bool]:
+        """When the container says the video ends (seconds; None: it does not say), and whether
+        that is the video's own end (False: the whole file's, audio included)."""
+        stream = self.stream
+        if stream.duration and stream.time_base:
+            return self._start + float(stream.duration * stream.time_base), True
+        tag = stream.metadata.get("DURATION") or stream.metadata.get("duration")
+        if tag:  # Matroska keeps it per track, as H:MM:SS.nnnnnnnnn: FFmpeg writes the end
+            try:  # time, other muxers the length; read as the end, the earlier of the two
+                h, m, sec = tag.split(":")
+                return int(h) * 3600 + int(m) * 60 + float(sec), True
+            except ValueError:
+                pass
+        if self.container.duration:
+            return (
+                (self.container.start_time or 0) + self.container.duration
+            ) / av.time_base, False
+        return None, False
+
+    @property
+    def audio_stream(self) -> av.audio.stream.AudioStream | None:
+        return self.audio_streams[0] if self.audio_streams else None
 
     def frames(self) -> Iterator[Frame]:
-        """Frames in order; audio packets go to on_audio_packet as they are read."""
-        streams = [self.stream] + (
-            [self.audio_stream] if self.audio_stream and self.on_audio_packet else []
-        )
+        """Frames in order; raises InputError at the end if frames were lost (damaged file)."""
         index = 0
         time_base = self.stream.time_base
+        seen = _Seen()
         try:
-            for packet in self.container.demux(streams):
-                if packet.stream is self.audio_stream:
-                    if packet.dts is not None:
-                        self.on_audio_packet(packet)  # type: ignore[misc]
+            for packet in self.container.demux([self.stream, *self.audio_streams]):
+                seen.packet(packet)
+                if packet.stream.type == "audio":
+                    if self.on_audio_packet is not None and packet.dts is not None:
+                        self.on_audio_packet(packet)
                     continue
                 for vf in packet.decode():
                     time = (
@@ -136,6 +231,7 @@ class VideoSource:
                         if vf.pts is not None
                         else index / float(self.info.fps)
                     )
+                    seen.video(time)
                     image = vf.to_ndarray(format="bgr24")
                     rotation = -int(getattr(vf, "rotation", 0) or 0) % 360
                     yield Frame(index, time, _rotate(image, rotation))
@@ -146,6 +242,34 @@ class VideoSource:
             ) from None
         if index == 0:
             raise InputError(f"{self.path}: no decodable frames (empty or damaged video)")
+        self._check_complete(index, seen)
+
+    def _check_complete(self, decoded: int, seen: _Seen) -> None:
+        """Frames lost at the end (a cut file) or on the way (a damaged one) are an error.
+
+        The end counts as reached when the video gets there, or the audio when
+        the only stated length is the whole file's; the frame count (exact in
+        MP4 and MOV) is compared only when decoding started at the first frame.
+        """
+        fps = float(self.info.fps) or 25.0
+        slack = max(END_SLACK_FRAMES / fps, END_SLACK_SECONDS)
+        reached = seen.last_video + 1 / fps
+        if not self._own_end:
+            reached = max(reached, seen.last_audio)
+        counted = self.stream.frames
+        short_time = self._end is not None and reached < self._end - slack
+        short_count = (  # packets, not frames: an edit list drops frames it starts after
+            counted > 0
+            and seen.first_video <= self._start + slack
+            and seen.video_packets < counted - END_SLACK_FRAMES
+        )
+        if short_time or short_count:
+            stated = f"{counted} frames" if counted else f"{self._end - self._start:.2f} s"
+            raise InputError(
+                f"{self.path}: damaged or cut video: the file says {stated} but only {decoded} "
+                f"frames ({reached - self._start:.2f} s) could be decoded; nothing was written "
+                "(to anonymize what is readable, remux it first: ffmpeg -i IN -c copy OUT)"
+            )
 
     def close(self) -> None:
         self.container.close()
@@ -157,9 +281,103 @@ class VideoSource:
         self.close()
 
 
+class _Seen:
+    """How far the video and audio streams got while a file was read."""
+
+    def __init__(self) -> None:
+        self.first_video = float("inf")
+        self.last_video = float("-inf")
+        self.last_audio = float("-inf")
+        self.video_packets = 0
+
+    def video(self, time: float) -> None:
+        self.first_video = min(self.first_video, time)
+        self.last_video = max(self.last_video, time)
+
+    def packet(self, packet: av.Packet) -> None:
+        if packet.stream.type == "video":
+            self.video_packets += packet.size > 0
+        elif packet.pts is not None and packet.time_base:
+            end = (packet.pts + (packet.duration or 0)) * packet.time_base
+            self.last_audio = max(self.last_audio, float(end))
+
+
 def _reason(exc: Exception) -> str:
     text = getattr(exc, "strerror", None) or str(exc)
     return " ".join(str(text).split())[:120]
+
+
+def fit(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """The picture scaled to fit width x height, centred on black: never cropped or stretched."""
+    h, w = image.shape[:2]
+    if (w, h) == (width, height):
+        return image
+    scale = min(width / w, height / h)
+    new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
+    resized = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_AREA)
+    out = np.zeros((height, width, 3), np.uint8)
+    x, y = (width - new_w) // 2, (height - new_h) // 2
+    out[y : y + new_h, x : x + new_w] = resized
+    return out
+
+
+# FFmpeg's standard layout for a number of channels, for inputs that give only the number.
+STANDARD_LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "quad", 5: "5.0", 6: "5.1", 8: "7.1"}
+
+
+def _ordered(layout: av.AudioLayout) -> av.AudioLayout | str:
+    """The layout an encoder accepts for every channel of `layout` (AVI says only '2 channels')."""
+    if layout.name.endswith("channels"):
+        return STANDARD_LAYOUTS.get(layout.nb_channels, layout)
+    return layout
+
+
+class _AudioOut:
+    """One output audio stream: packets copied, or decoded and re-encoded from the same time on.
+
+    An encoder numbers its packets from 0, so re-encoded packets are moved to
+    the time the stream started at in the input (an audio track that starts
+    1.5 s into the video still starts there).
+    """
+
+    def __init__(self, container, template, target: Path) -> None:
+        self.decoder = None
+        self.start: float | None = None  # seconds: when the input stream's first sample plays
+        self.samples = 0
+        if can_copy_audio(template, target):
+            self.stream = container.add_stream_from_template(template)
+            self.stream.metadata.clear()
+            return
+        codec = "libopus" if container_family(target) == "webm" else "aac"
+        self.stream = container.add_stream(codec, rate=template.codec_context.sample_rate or 48000)
+        self.stream.codec_context.layout = _ordered(template.codec_context.layout)
+        self.decoder = template.codec_context
+
+    def packets(self, packet: av.Packet) -> Iterator[av.Packet]:
+        """The output packets for one input packet."""
+        if self.decoder is None:
+            packet.stream = self.stream
+            yield packet
+            return
+        for frame in self.decoder.decode(packet):
+            if self.start is None:
+                self.start = frame.time or 0.0
+            # Counted from 0 without gaps, as the encoder's re-chunking wants them.
+            frame.pts, frame.time_base = self.samples, Fraction(1, frame.sample_rate)
+            self.samples += frame.samples
+            yield from self._moved(self.stream.encode(frame))
+
+    def flush(self) -> Iterator[av.Packet]:
+        if self.decoder is not None:
+            yield from self._moved(self.stream.encode(None))
+
+    def _moved(self, packets: list[av.Packet]) -> Iterator[av.Packet]:
+        for packet in packets:
+            if self.start and packet.pts is not None:
+                offset = round(Fraction(self.start) / packet.time_base)
+                packet.pts += offset
+                packet.dts = None if packet.dts is None else packet.dts + offset
+            yield packet
 
 
 class VideoSink:
@@ -167,6 +385,10 @@ class VideoSink:
 
     Frame timestamps are reused as-is (same time base as the input), so the
     output plays at exactly the input's speed even when the frame rate varies.
+    The output has the size of the first frame, odd sizes included (encoded
+    4:4:4, since 4:2:0 needs even sizes); a later frame of another size is
+    letterboxed into it. `target` is the name reserved for the output: unless
+    overwrite, a free one if the asked one exists.
     """
 
     def __init__(
@@ -176,18 +398,21 @@ class VideoSink:
         options: EncoderOptions = EncoderOptions(),
         audio_template: av.audio.stream.AudioStream | None = None,
         metadata: dict[str, str] | None = None,
+        *,
+        audio_templates: list | None = None,
+        overwrite: bool = True,
     ) -> None:
-        self.target = target
         self.options = options
-        self._atomic = atomic_output(target)
-        self.tmp = self._atomic.__enter__()
+        self.info = info
+        self._slot = reserve(Path(target), overwrite=overwrite)
+        self.target = self._slot.target
+        self.tmp = self._slot.tmp
         self._closed = False
         try:
             self.container = av.open(str(self.tmp), "w")
         except av.error.FFmpegError as exc:
             self._abort()
-            raise OutputError(f"{target}: cannot write video ({_reason(exc)})") from None
-        self.info = info
+            raise OutputError(f"{self.target}: cannot write video ({_reason(exc)})") from None
         try:
             av.codec.Codec(self._codec_name(), "w")
         except (av.codec.codec.UnknownCodecError, ValueError):
@@ -195,21 +420,22 @@ class VideoSink:
             raise OptionError(
                 f"video codec '{self._codec_name()}' is not available in this FFmpeg build"
             ) from None
-        self._audio_template = audio_template if options.keep_audio else None
+        templates = audio_templates or ([audio_template] if audio_template is not None else [])
+        self._audio_templates = templates if options.keep_audio else []
         self.stream = None  # created from the first frame: its size is the displayed (rotated) size
         if metadata:  # only passed when the user keeps metadata
             self.container.metadata.update(metadata)
-        self.audio_out = None
-        self._audio_transcode = None
+        self._audio: dict[int, _AudioOut] = {}
         self._pending_audio: collections.deque = collections.deque()
         self._lock = threading.Lock()
         self.frames_written = 0
         self._last_pts = -1
+        self._resized_from: tuple[int, int] | None = None
 
     def _open_streams(self, height: int, width: int) -> None:
         self.stream = self._add_video_stream(self.info, width, height)
-        if self._audio_template is not None:
-            self._add_audio_stream(self._audio_template)
+        for template in self._audio_templates:
+            self._audio[template.index] = _AudioOut(self.container, template, self.target)
 
     def _codec_name(self) -> str:
         """The requested codec, or the container's natural one when the default does not fit."""
@@ -227,10 +453,10 @@ class VideoSink:
         except (av.error.FFmpegError, ValueError, av.codec.codec.UnknownCodecError) as exc:
             self._abort()
             raise OptionError(f"video codec '{codec}' is not available ({_reason(exc)})") from None
-        # yuv420p needs even sizes; odd frames are padded by one edge pixel.
-        stream.width = width + width % 2
-        stream.height = height + height % 2
-        stream.pix_fmt = "yuv420p"
+        stream.width = width
+        stream.height = height
+        # 4:2:0 halves the chroma in both directions, so it needs even sizes; 4:4:4 keeps any size.
+        stream.pix_fmt = "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
         stream.time_base = info.time_base
         stream.codec_context.time_base = info.time_base
         opts = {"crf": str(self.options.crf)}
@@ -243,35 +469,9 @@ class VideoSink:
         stream.options = opts
         return stream
 
-    def _add_audio_stream(self, template) -> None:
-        fmt = self.container.format.name.split(",")[0]
-        family = (
-            "matroska"
-            if "matroska" in fmt
-            else ("webm" if fmt == "webm" else ("mov" if fmt == "mov" else "mp4"))
-        )
-        allowed = COPYABLE_AUDIO.get(family)
-        if allowed is None or template.codec_context.name in allowed:
-            self.audio_out = self.container.add_stream_from_template(template)
-            self.audio_out.metadata.clear()
-            return
-        # The codec cannot live in this container: decode and re-encode it.
-        codec = "libopus" if family == "webm" else "aac"
-        self.audio_out = self.container.add_stream(
-            codec, rate=template.codec_context.sample_rate or 48000
-        )
-        self._audio_transcode = (
-            template.codec_context,
-            av.AudioResampler(
-                format=self.audio_out.codec_context.format,
-                layout=self.audio_out.codec_context.layout,
-                rate=self.audio_out.codec_context.sample_rate,
-            ),
-        )
-
     def add_audio_packet(self, packet: av.Packet) -> None:
         """Queue an input audio packet; it is muxed when the video catches up to its time."""
-        if self._audio_template is not None:
+        if self._audio_templates:
             with self._lock:
                 self._pending_audio.append(packet)
 
@@ -288,26 +488,37 @@ class VideoSink:
                 ):
                     return
                 self._pending_audio.popleft()
-            if self._audio_transcode is None:
-                packet.stream = self.audio_out
-                self.container.mux(packet)
-            else:
-                decoder, resampler = self._audio_transcode
-                for frame in decoder.decode(packet):
-                    for out_frame in resampler.resample(frame):
-                        out_frame.pts = None
-                        self.container.mux(self.audio_out.encode(out_frame))
+            out = self._audio.get(packet.stream.index)
+            if out is not None:
+                for muxed in out.packets(packet):
+                    self.container.mux(muxed)
 
     def write(self, frame: Frame) -> None:
+        try:
+            self._write(frame)
+        except (av.error.FFmpegError, OSError) as exc:
+            raise write_error(self.target, exc) from None
+
+    def _write(self, frame: Frame) -> None:
         image = frame.image
         if self.stream is None:
             self._open_streams(*image.shape[:2])
-        if image.shape[1] != self.stream.width or image.shape[0] != self.stream.height:
-            pad_y, pad_x = self.stream.height - image.shape[0], self.stream.width - image.shape[1]
-            image = np.pad(image, ((0, max(pad_y, 0)), (0, max(pad_x, 0)), (0, 0)), mode="edge")
-            image = image[: self.stream.height, : self.stream.width]
+        if image.shape[:2] != (self.stream.height, self.stream.width):
+            if self._resized_from != image.shape[:2]:
+                self._resized_from = image.shape[:2]
+                log.warning(
+                    "veil: warning: %s: the picture size changes to %dx%d at %.2f s; frames of "
+                    "that size are scaled to fit %dx%d (black borders)",
+                    self.target,
+                    image.shape[1],
+                    image.shape[0],
+                    frame.time,
+                    self.stream.width,
+                    self.stream.height,
+                )
+            image = fit(image, self.stream.width, self.stream.height)
         vf = av.VideoFrame.from_ndarray(image, format="bgr24")
-        # The encoder's time base: some muxers (Matroska) change the stream's once the header is written.
+        # The encoder's time base: some muxers (Matroska) change the stream's once writing starts.
         time_base = self.stream.codec_context.time_base
         pts = int(round(frame.time / time_base))
         pts = max(pts, self._last_pts + 1)  # encoders need strictly increasing timestamps
@@ -326,17 +537,21 @@ class VideoSink:
     def finish(self) -> Path:
         """Flush, close and move the file into place."""
         if self.stream is None:
+            self._abort()
             raise OutputError(f"{self.target}: no frames to write")
-        for packet in self.stream.encode(None):
-            self._mux_video(packet)
-        self._mux_audio_until(None)
-        if self._audio_transcode is not None:
-            for packet in self.audio_out.encode(None):
-                self.container.mux(packet)
-        self.container.close()
+        try:
+            for packet in self.stream.encode(None):
+                self._mux_video(packet)
+            self._mux_audio_until(None)
+            for out in self._audio.values():
+                for packet in out.flush():
+                    self.container.mux(packet)
+            self.container.close()
+        except (av.error.FFmpegError, OSError) as exc:
+            self._abort()
+            raise write_error(self.target, exc) from None
         self._closed = True
-        self._atomic.__exit__(None, None, None)
-        return self.target
+        return self._slot.commit()
 
     def _abort(self) -> None:
         if not self._closed:
@@ -345,16 +560,8 @@ class VideoSink:
                 self.container.close()
             except Exception:
                 pass
-            self._atomic.__exit__(RuntimeError, RuntimeError("aborted"), None)
+            self._slot.abort()
 
     def abort(self) -> None:
         """Drop the partial file: nothing half-written or un-anonymized is left."""
-        try:
-            self._abort()
-        except RuntimeError:
-            pass
-
-
-def output_extension(source: Path) -> str:
-    ext = source.suffix.lower()
-    return ext if ext in VIDEO_OUTPUT_EXTS else ".mp4"
+        self._abort()

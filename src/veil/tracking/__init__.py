@@ -19,14 +19,21 @@ the user's threshold are kept only where they continue a tracked face.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import partial
 from typing import Protocol
 
 from ..detections import Detections
-from ..errors import OptionError
+from ..detectors.base import DetectorOptions
 from ..frame import Frame
+from ..options import TRACK, check, option
 
 MODES = ("none", "online", "both")
+
+
+tracking = partial(option, group="tracking and review (videos)", commands=TRACK)
+# Looking ahead needs a file: a live stream's frames cannot wait for later ones.
+LOOK_AHEAD = ("main", "batch", "eval")
 
 
 @dataclass(frozen=True)
@@ -41,33 +48,67 @@ class TrackingOptions:
     growth: how fast an unseen face's box grows, in box sizes per second.
     """
 
-    mode: str = "both"
-    hold: float = 0.5
-    lookahead: float = 1.0
-    extend: int = 6
-    scene_cut_threshold: float = 0.4
-    low_threshold: float = 0.1
-    growth: float = 1.0
+    mode: str = tracking(
+        "both",
+        "--tracking",
+        choices=MODES,
+        help="how faces are followed across frames so a missed detection does not leak: "
+        "none (each frame alone), online (hold lost faces, what live streams use), "
+        "both (also look ahead, fill gaps and extend tracks; files only; default %(default)s)",
+    )
+    hold: float = tracking(
+        0.5,
+        "--hold",
+        ge=0,
+        metavar="SECONDS",
+        help="online: keep hiding a lost face at its predicted place this long "
+        "(default %(default)s)",
+    )
+    lookahead: float = tracking(
+        1.0,
+        "--lookahead",
+        commands=LOOK_AHEAD,
+        gt=0,
+        metavar="SECONDS",
+        help="both: fill gaps up to this long using later frames; holds that many frames "
+        "in memory (default %(default)s)",
+    )
+    extend: int = tracking(
+        6,
+        "--extend",
+        commands=LOOK_AHEAD,
+        ge=0,
+        metavar="FRAMES",
+        help="both: also hide a face this many frames before it is first and after it is "
+        "last detected (default %(default)s)",
+    )
+    scene_cut_threshold: float = tracking(
+        0.4,
+        "--scene-cut-threshold",
+        gt=0,
+        metavar="X",
+        help="colour change (0..1) between frames taken as a hard cut; no box is "
+        "carried across a cut; 1 disables (default %(default)s)",
+    )
+    low_threshold: float = tracking(
+        0.1,
+        "--low-threshold",
+        ge=0,
+        le=1,
+        metavar="SCORE",
+        help="weakest detection score still used to continue a tracked face (default %(default)s)",
+    )
+    growth: float = tracking(
+        1.0,
+        "--growth",
+        ge=0,
+        metavar="X",
+        help="how fast the box of a face not seen grows, in box sizes per second "
+        "(default %(default)s)",
+    )
 
     def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise OptionError(
-                f"unknown tracking mode '{self.mode}'; choose one of: {', '.join(MODES)}"
-            )
-        if not self.hold >= 0:
-            raise OptionError("--hold must be 0 or more seconds")
-        if not self.lookahead > 0:
-            raise OptionError("--lookahead must be more than 0 seconds")
-        if self.extend < 0:
-            raise OptionError("--extend must be 0 or more frames")
-        if not 0 < self.scene_cut_threshold:
-            raise OptionError(
-                "--scene-cut-threshold must be more than 0 (1 disables cut detection)"
-            )
-        if not 0 <= self.low_threshold <= 1:
-            raise OptionError("--low-threshold must be between 0 and 1")
-        if not self.growth >= 0:
-            raise OptionError("--growth must be 0 or more")
+        check(self)
 
 
 class TemporalFilter(Protocol):
@@ -95,6 +136,13 @@ class PassThrough:
 def detection_threshold(options: TrackingOptions, threshold: float) -> float:
     """The score the detector should run at: lower when a tracker can use weak detections."""
     return threshold if options.mode == "none" else min(threshold, options.low_threshold)
+
+
+def detector_options(options: TrackingOptions, detector: DetectorOptions) -> DetectorOptions:
+    """The options a detector should run with for this tracking: the user's, at the
+    detection threshold above. Front ends pass them to detectors.detector_for, so every
+    job with the same settings shares one detector."""
+    return replace(detector, threshold=detection_threshold(options, detector.threshold))
 
 
 def create_filter(
@@ -136,4 +184,5 @@ __all__ = [
     "PassThrough",
     "create_filter",
     "detection_threshold",
+    "detector_options",
 ]

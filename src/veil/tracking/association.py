@@ -12,25 +12,21 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from ..detections import box_iou
+from ..boxes import box_area, box_centre, box_iou, longer_side
 
 UNMATCHABLE = 1e6
 
 
 def centre_distance(tracks: np.ndarray, dets: np.ndarray) -> np.ndarray:
     """[T, D] distance between centres, in units of the track box's larger side."""
-    tc = (tracks[:, None, :2] + tracks[:, None, 2:]) / 2
-    dc = (dets[None, :, :2] + dets[None, :, 2:]) / 2
-    size = np.maximum(tracks[:, 2:] - tracks[:, :2], 1.0).max(axis=1)[:, None]
-    return np.linalg.norm(tc - dc, axis=2) / size
+    gap = box_centre(tracks)[:, None] - box_centre(dets)[None]
+    return np.linalg.norm(gap, axis=2) / np.maximum(longer_side(tracks), 1.0)[:, None]
 
 
 def size_ratio(tracks: np.ndarray, dets: np.ndarray) -> np.ndarray:
     """[T, D] ratio of the larger to the smaller box side length (>= 1)."""
-    ts = np.sqrt(np.maximum((tracks[:, 2] - tracks[:, 0]) * (tracks[:, 3] - tracks[:, 1]), 1.0))[
-        :, None
-    ]
-    ds = np.sqrt(np.maximum((dets[:, 2] - dets[:, 0]) * (dets[:, 3] - dets[:, 1]), 1.0))[None, :]
+    ts = np.sqrt(np.maximum(box_area(tracks), 1.0))[:, None]
+    ds = np.sqrt(np.maximum(box_area(dets), 1.0))[None, :]
     return np.maximum(ts / ds, ds / ts)
 
 

@@ -30,9 +30,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..boxes import scale_box
 from ..detections import Detections
 from ..frame import Frame
-from ..hide.masks import scale_box
 from .scenecut import SceneCutDetector
 from .tracker import MIN_HITS, Tracker, filled_detections, growth_scale, in_frame, usable_fps
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..boxes import cxcywh_to_xyxy, xyxy_to_cxcywh
+
 POSITION_NOISE = 1 / 20
 VELOCITY_NOISE = 1 / 160
 
@@ -16,22 +18,18 @@ _F[:4, 4:] = np.eye(4)
 _H = np.eye(4, 8)
 
 
-def to_cxcywh(box: np.ndarray) -> np.ndarray:
-    x1, y1, x2, y2 = (float(v) for v in box)
-    return np.array([(x1 + x2) / 2, (y1 + y2) / 2, max(x2 - x1, 1.0), max(y2 - y1, 1.0)])
-
-
-def to_xyxy(state: np.ndarray) -> np.ndarray:
-    cx, cy, w, h = state[:4]
-    w, h = max(w, 1.0), max(h, 1.0)
-    return np.array([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], np.float32)
+def _measured(box: np.ndarray) -> np.ndarray:
+    """The measured state of one xyxy box; a side of at least one pixel keeps noise finite."""
+    z = xyxy_to_cxcywh(np.asarray(box, np.float64))[0]
+    z[2:] = np.maximum(z[2:], 1.0)
+    return z
 
 
 class BoxKalman:
     """One track's motion state; one `predict` per frame, one `update` per matched detection."""
 
     def __init__(self, box: np.ndarray) -> None:
-        z = to_cxcywh(box)
+        z = _measured(box)
         self.mean = np.concatenate([z, np.zeros(4)])
         size = max(z[2], z[3])
         std = np.r_[[2 * POSITION_NOISE * size] * 4, [10 * VELOCITY_NOISE * size] * 4]
@@ -48,7 +46,7 @@ class BoxKalman:
         self.cov = _F @ self.cov @ _F.T + np.diag(q)
 
     def update(self, box: np.ndarray) -> None:
-        z = to_cxcywh(box)
+        z = _measured(box)
         r = np.diag(np.full(4, (POSITION_NOISE * self._size()) ** 2))
         s = _H @ self.cov @ _H.T + r
         gain = np.linalg.solve(s, _H @ self.cov).T
@@ -57,4 +55,6 @@ class BoxKalman:
 
     @property
     def box(self) -> np.ndarray:
-        return to_xyxy(self.mean)
+        state = self.mean[:4].copy()
+        state[2:] = np.maximum(state[2:], 1.0)
+        return cxcywh_to_xyxy(state)[0].astype(np.float32)

@@ -26,9 +26,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..boxes import scale_box
 from ..detections import Detections
 from ..frame import Frame
-from ..hide.masks import scale_box
 from ..io.paths import atomic_output
 
 MAX_SHEET_FRAMES = 48

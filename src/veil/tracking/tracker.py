@@ -27,9 +27,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..boxes import scale_box
 from ..detections import Detections
 from ..frame import Frame
-from ..hide.masks import scale_box
 from .association import UNMATCHABLE, assign, cost_matrix
 from .kalman import BoxKalman
 from .scenecut import SceneCutDetector
@@ -65,7 +65,7 @@ def usable_fps(fps: float) -> float:
 
 
 def growth_scale(seconds_lost: float, rate: float, confirmed: bool) -> float:
-    """How much a box grows after this long without a detection (unconfirmed tracks twice as fast)."""
+    """How much a box grows after this long without a detection (unconfirmed ones twice as fast)."""
     return 1.0 + max(seconds_lost, 0.0) * rate * (1.0 if confirmed else 2.0)
 
 

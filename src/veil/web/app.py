@@ -16,22 +16,32 @@ import tempfile
 import zipfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import Annotated
 
-from fastapi import FastAPI, HTTPException, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi import (
+    Depends,
+    FastAPI,
+    HTTPException,
+    Query,
+    Request,
+    WebSocket,
+    WebSocketDisconnect,
+)
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.background import BackgroundTask
 
 from .. import __version__
+from ..detectors import detector_for
 from ..errors import OptionError, VeilError
-from ..hide import SHAPES, AnonymizeOptions
-from ..pipeline import JobOptions, Pipeline
+from ..pipeline import Pipeline
+from ..tracking import detector_options
 from .live import LiveSession
-from .options import METHODS, STRENGTH_RANGE, TARGETS, check_options, job_options
+from .options import check_options, form, job_options, query_parameters
 from .security import AccessGuard
+from .server import ServerConfig
 from .store import DONE, FINAL_STATES, JobStore
 from .uploads import UploadTooLarge, check_decodes, display_stem, receive_upload, sanitize_name
 from .worker import WorkerPool
@@ -45,19 +55,8 @@ REVIEW_FILES = {
 LIVE_MAX_FRAME = 8_000_000
 EVENT_POLL_S = 0.2
 EVENT_PING_S = 15.0
-
-
-@dataclass
-class ServerConfig:
-    """Everything `veil serve` can set; the defaults suit one person on one machine."""
-
-    data_dir: Path
-    token: str | None = None
-    workers: int = 1
-    keep_seconds: float = 24 * 3600
-    max_upload_bytes: int = 2_000_000_000
-    sweep_every: float = 60.0
-    base_options: JobOptions = field(default_factory=JobOptions)
+# The page's options as query parameters, so the OpenAPI schema lists them from the schema.
+CHOSEN_OPTIONS = query_parameters()
 
 
 def _static_dir() -> Path:
@@ -70,8 +69,6 @@ def create_app(config: ServerConfig) -> AccessGuard:
     pool = WorkerPool(
         store, config.workers, config.keep_seconds, config.sweep_every, config.base_options
     )
-    live_lock = asyncio.Lock()
-    live_detector: list = []  # loaded on the first camera connection, shared by all
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -100,33 +97,33 @@ def create_app(config: ServerConfig) -> AccessGuard:
         status = 413 if isinstance(exc, UploadTooLarge) else 400
         return JSONResponse({"detail": str(exc)}, status_code=status)
 
-    def job_or_404(job_id: str):
-        job = store.get(job_id) if JOB_ID.match(job_id) else None
-        if job is None:
-            raise HTTPException(404, "no such job")
-        return job
-
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index() -> HTMLResponse:
         return HTMLResponse((_static_dir() / "index.html").read_text(encoding="utf-8"))
 
-    @app.get("/api/options", summary="What the page can choose, with defaults and limits")
+    @app.get("/api/options", summary="The page's controls, from the option schema, and limits")
     async def options() -> dict:
         return {
-            "methods": list(METHODS),
-            "shapes": list(SHAPES),
-            "targets": list(TARGETS),
-            "strength_range": STRENGTH_RANGE,
+            "fields": form(),
             "max_upload_bytes": config.max_upload_bytes,
             "keep_seconds": config.keep_seconds,
-            "defaults": {
-                "method": "blur",
-                "shape": "ellipse",
-                "mask_scale": AnonymizeOptions.mask_scale,
-                "targets": ["face"],
-            },
         }
 
+    _job_routes(app, store, pool, config)
+    _result_routes(app, store)
+    _event_route(app, store)
+    _live_route(app, config)
+    return AccessGuard(app, config.token)
+
+
+def _job_or_404(store: JobStore, job_id: str):
+    job = store.get(job_id) if JOB_ID.match(job_id) else None
+    if job is None:
+        raise HTTPException(404, "no such job")
+    return job
+
+
+def _job_routes(app: FastAPI, store: JobStore, pool: WorkerPool, config: ServerConfig) -> None:
     @app.post(
         "/api/jobs",
         status_code=201,
@@ -142,14 +139,9 @@ def create_app(config: ServerConfig) -> AccessGuard:
     )
     async def create_job(
         request: Request,
+        chosen: Annotated[dict, Depends(CHOSEN_OPTIONS)],
         name: str = Query("upload", max_length=1000),
-        method: str = "blur",
-        shape: str = "ellipse",
-        strength: float | None = None,
-        mask_scale: float = AnonymizeOptions.mask_scale,
-        targets: str = "face",
     ) -> dict:
-        chosen = check_options(method, shape, strength, mask_scale, targets)
         length = request.headers.get("content-length")
         if length and length.isdigit() and int(length) > config.max_upload_bytes:
             raise UploadTooLarge(
@@ -179,31 +171,34 @@ def create_app(config: ServerConfig) -> AccessGuard:
 
     @app.get("/api/jobs/{job_id}", summary="One job's state and progress")
     async def get_job(job_id: str) -> dict:
-        return job_or_404(job_id).public()
+        return _job_or_404(store, job_id).public()
 
     @app.post("/api/jobs/{job_id}/cancel", summary="Stop a queued or running job")
     async def cancel_job(job_id: str) -> dict:
-        job_or_404(job_id)
+        _job_or_404(store, job_id)
         stopped = pool.cancel(job_id)
-        return {"cancelled": stopped, "job": job_or_404(job_id).public()}
+        return {"cancelled": stopped, "job": _job_or_404(store, job_id).public()}
 
     @app.delete(
         "/api/jobs/{job_id}", status_code=204, summary="Delete a finished job and its files"
     )
     async def delete_job(job_id: str) -> None:
-        job = job_or_404(job_id)
+        job = _job_or_404(store, job_id)
         if job.status not in FINAL_STATES:
             raise HTTPException(409, "the job is still queued or running; cancel it first")
         store.delete(job_id)
 
-    def result_name(job) -> str:
-        return f"{display_stem(job.name)}_anonymized{Path(job.output).suffix}"
 
+def _result_name(job) -> str:
+    return f"{display_stem(job.name)}_anonymized{Path(job.output).suffix}"
+
+
+def _result_routes(app: FastAPI, store: JobStore) -> None:
     @app.get(
         "/api/jobs/{job_id}/result", summary="The anonymized file (download=false to view inline)"
     )
     async def get_result(job_id: str, download: bool = True) -> FileResponse:
-        job = job_or_404(job_id)
+        job = _job_or_404(store, job_id)
         if job.status != DONE or not job.output:
             raise HTTPException(409, f"no result: the job is {job.status}")
         path = store.folder(job_id) / Path(job.output).name
@@ -211,13 +206,13 @@ def create_app(config: ServerConfig) -> AccessGuard:
             raise HTTPException(410, "the result was deleted")
         return FileResponse(
             path,
-            filename=result_name(job),
+            filename=_result_name(job),
             content_disposition_type="attachment" if download else "inline",
         )
 
     @app.get("/api/jobs/{job_id}/review/{name}", summary="A file of a video's review report")
     async def get_review(job_id: str, name: str) -> FileResponse:
-        job = job_or_404(job_id)
+        job = _job_or_404(store, job_id)
         if not job.review or name not in REVIEW_FILES:
             raise HTTPException(404, "no such review file")
         path = store.folder(job_id) / job.review / name
@@ -231,7 +226,7 @@ def create_app(config: ServerConfig) -> AccessGuard:
     )
     async def get_zip(ids: str = "") -> FileResponse:
         wanted = [i for i in ids.split(",") if i]
-        jobs = [job_or_404(i) for i in wanted] if wanted else store.list()
+        jobs = [_job_or_404(store, i) for i in wanted] if wanted else store.list()
         ready = [
             j
             for j in jobs
@@ -239,7 +234,7 @@ def create_app(config: ServerConfig) -> AccessGuard:
         ]
         if not ready:
             raise HTTPException(404, "no finished results to download")
-        path = await asyncio.to_thread(_write_zip, store, ready, result_name)
+        path = await asyncio.to_thread(_write_zip, store, ready, _result_name)
         return FileResponse(
             path,
             filename="veil_results.zip",
@@ -247,6 +242,8 @@ def create_app(config: ServerConfig) -> AccessGuard:
             background=BackgroundTask(path.unlink, missing_ok=True),
         )
 
+
+def _event_route(app: FastAPI, store: JobStore) -> None:
     @app.get("/api/events", summary="Server-sent events: the whole job list each time it changes")
     async def events(request: Request) -> StreamingResponse:
         async def stream() -> AsyncIterator[str]:
@@ -269,26 +266,23 @@ def create_app(config: ServerConfig) -> AccessGuard:
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
 
+
+def _live_route(app: FastAPI, config: ServerConfig) -> None:
+    live_lock = asyncio.Lock()
+
     @app.websocket("/api/live")
-    async def live(
-        ws: WebSocket,
-        method: str = "blur",
-        shape: str = "ellipse",
-        strength: float | None = None,
-        mask_scale: float = AnonymizeOptions.mask_scale,
-    ) -> None:
+    async def live(ws: WebSocket) -> None:
+        """Query parameters: the same options as POST /api/jobs."""
         try:
-            chosen = check_options(method, shape, strength, mask_scale)
+            chosen = check_options(ws.query_params)
         except OptionError as exc:
             await ws.close(code=1008, reason=str(exc))
             return
         await ws.accept()
         options = job_options(chosen, "image", config.base_options)
-        if not live_detector:
-            live_detector.append(
-                await asyncio.to_thread(lambda: Pipeline(config.base_options).detector)
-            )
-        session = LiveSession(Pipeline(options, detector=live_detector[0]))
+        wanted = detector_options(options.tracking, options.detector)
+        detector = await asyncio.to_thread(detector_for, wanted)  # loads once, shared with jobs
+        session = LiveSession(Pipeline(options, detector=detector))
         try:
             while True:
                 message = await ws.receive()
@@ -308,8 +302,6 @@ def create_app(config: ServerConfig) -> AccessGuard:
                     await ws.send_bytes(out)
         except WebSocketDisconnect:
             return
-
-    return AccessGuard(app, config.token)
 
 
 def _write_zip(store: JobStore, jobs: list, name_for) -> Path:

@@ -12,13 +12,18 @@ import re
 import socket
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from ..errors import OptionError, OutputError, VeilError
+from ..options import CommandParser, build, check, option
+from ..pipeline import JobOptions
 from .security import is_loopback
 
-DEFAULT_PORT = 8765
 TOKEN_PATTERN = re.compile(r"^[A-Za-z0-9._~-]{12,200}$")
+
+serving = partial(option, group="server", commands=("serve",))
 
 
 def default_data_dir() -> Path:
@@ -26,55 +31,73 @@ def default_data_dir() -> Path:
     return Path(base) / "veil" / "web"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from ..cli import add_detector_arguments
+@dataclass
+class ServerConfig:
+    """Everything `veil serve` can set; the defaults suit one person on one machine."""
 
-    parser = argparse.ArgumentParser(
-        prog="veil serve",
-        description="Start the local web app: drop photos and videos in a browser page, get them anonymized.",
-    )
-    parser.add_argument(
-        "--host",
-        default="127.0.0.1",
-        help="address to listen on (default %(default)s; any other address needs --token)",
-    )
-    parser.add_argument(
-        "--port",
-        type=int,
-        default=DEFAULT_PORT,
-        help="port (default %(default)s; 0 picks a free one)",
-    )
-    parser.add_argument(
-        "--token",
-        default=os.environ.get("VEIL_TOKEN"),
-        help="secret every request must carry (also read from VEIL_TOKEN); at least 12 of A-Z a-z 0-9 . _ ~ -",
-    )
-    parser.add_argument(
+    data_dir: Path | None = serving(
+        None,
         "--data-dir",
         type=Path,
-        default=None,
-        help=f"where jobs and results are kept (default {default_data_dir()})",
+        metavar="DIR",
+        help="where jobs and results are kept (default: $XDG_DATA_HOME/veil/web, "
+        "else ~/.local/share/veil/web)",
     )
-    parser.add_argument(
-        "--workers",
-        type=int,
-        default=1,
-        help="jobs processed at the same time (default %(default)s)",
+    host: str = serving(
+        "127.0.0.1",
+        "--host",
+        help="address to listen on (default %(default)s; any other address needs --token)",
     )
-    parser.add_argument(
+    port: int = serving(
+        8765, "--port", ge=0, le=65535, help="port (default %(default)s; 0 picks a free one)"
+    )
+    token: str | None = serving(
+        None,
+        "--token",
+        help="secret every request must carry (also read from VEIL_TOKEN); at least 12 of "
+        "A-Z a-z 0-9 . _ ~ -",
+    )
+    workers: int = serving(
+        1, "--workers", ge=1, help="jobs processed at the same time (default %(default)s)"
+    )
+    keep_seconds: float = serving(
+        24 * 3600.0,
         "--keep-hours",
-        type=float,
-        default=24.0,
+        scale=3600,
+        gt=0,
+        metavar="HOURS",
         help="results are deleted this long after they finish (default %(default)s)",
     )
-    parser.add_argument(
+    max_upload_bytes: int = serving(
+        2_000_000_000,
         "--max-upload-mb",
         type=int,
-        default=2000,
+        scale=1_000_000,
+        gt=0,
+        metavar="MB",
         help="largest accepted upload (default %(default)s)",
     )
-    add_detector_arguments(parser)
-    return parser
+    sweep_every: float = 60.0
+    base_options: JobOptions = field(default_factory=JobOptions)
+
+    def __post_init__(self) -> None:
+        check(self)
+        if self.token is not None and not TOKEN_PATTERN.match(self.token):
+            raise OptionError("--token must be 12 to 200 characters of A-Z a-z 0-9 . _ ~ -")
+        if not is_loopback(self.host) and self.token is None:
+            raise OptionError(
+                f"refusing to listen on {self.host} without --token: anyone on the network "
+                "could upload and download files; use --host 127.0.0.1 or set --token"
+            )
+
+
+def build_parser() -> CommandParser:
+    return CommandParser(
+        "serve",
+        description="Start the local web app: drop photos and videos in a browser page, get "
+        "them anonymized.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -92,45 +115,36 @@ def _bind(host: str, port: int) -> socket.socket:
 
 def main(argv: Sequence[str]) -> int:
     args = build_parser().parse_args(argv)
-    if args.token is not None and not TOKEN_PATTERN.match(args.token):
-        raise OptionError("--token must be 12 to 200 characters of A-Z a-z 0-9 . _ ~ -")
-    if not is_loopback(args.host) and args.token is None:
-        raise OptionError(
-            f"refusing to listen on {args.host} without --token: anyone on the network could "
-            "upload and download files; use --host 127.0.0.1 or set --token"
-        )
-    if args.workers < 1 or args.keep_hours <= 0 or args.max_upload_mb <= 0:
-        raise OptionError("--workers, --keep-hours and --max-upload-mb must be positive")
+    config = build(
+        ServerConfig,
+        args,
+        "serve",
+        token=args.token or os.environ.get("VEIL_TOKEN"),
+        data_dir=args.data_dir or default_data_dir(),
+    )
     try:
         import uvicorn
 
-        from .app import ServerConfig, create_app
+        from .app import create_app
     except ImportError as exc:
         raise VeilError(
             f"the web app needs its extra: pip install 'veil[web]' ({exc.name} is missing)"
         ) from None
-    from ..cli import job_options_from_args
-
-    data_dir = args.data_dir or default_data_dir()
     try:
-        data_dir.mkdir(parents=True, exist_ok=True)
+        config.data_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise OutputError(f"{data_dir}: cannot create the data folder ({exc.strerror})") from None
-    config = ServerConfig(
-        data_dir=data_dir,
-        token=args.token,
-        workers=args.workers,
-        keep_seconds=args.keep_hours * 3600,
-        max_upload_bytes=args.max_upload_mb * 1_000_000,
-        base_options=job_options_from_args(args),
-    )
-    sock = _bind(args.host, args.port)
+        raise OutputError(
+            f"{config.data_dir}: cannot create the data folder ({exc.strerror})"
+        ) from None
+    sock = _bind(config.host, config.port)
     port = sock.getsockname()[1]
-    shown = f"[{args.host.strip('[]')}]" if ":" in args.host.strip("[]") else args.host
-    address = f"http://{shown}:{port}/" + (f"?token={args.token}" if args.token else "")
+    host = config.host.strip("[]")
+    shown = f"[{host}]" if ":" in host else config.host
+    address = f"http://{shown}:{port}/" + (f"?token={config.token}" if config.token else "")
     print(f"veil web app: {address}", flush=True)
     print(
-        f"data folder: {data_dir} (results kept {args.keep_hours:g} h); Ctrl-C stops",
+        f"data folder: {config.data_dir} (results kept {config.keep_seconds / 3600:g} h); "
+        "Ctrl-C stops",
         file=sys.stderr,
         flush=True,
     )

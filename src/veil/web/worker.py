@@ -1,7 +1,7 @@
 """A bounded pool of worker threads that run jobs through the same Pipeline as the CLI.
 
-Each worker loads its own detector once and reuses it for every job it takes,
-so the pool size bounds both CPU use and memory. Jobs wait in a FIFO queue; a
+Workers share one detector per settings (detectors.detector_for), so a model
+loads once for the whole pool and the pool size bounds CPU use. Jobs wait in a FIFO queue; a
 cancel reaches a queued job at once and a running video at the next batch
 (the pipeline checks its `cancel` event and deletes the partial output).
 """
@@ -16,9 +16,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from ..detectors import detector_for
 from ..errors import VeilError
 from ..io.paths import TEMP_PREFIX
 from ..pipeline import Cancelled, JobOptions, Pipeline
+from ..tracking import detector_options
 from .options import job_options
 from .store import CANCELLED, DONE, FAILED, FINAL_STATES, INTERRUPTED, QUEUED, RUNNING, JobStore
 
@@ -103,10 +105,9 @@ class WorkerPool:
 
     # -- workers -----------------------------------------------------------------------------
     def _work(self) -> None:
-        detectors: dict = {}
         while (job_id := self._queue.get()) is not _STOP:
             try:
-                self._run(job_id, detectors)
+                self._run(job_id)
             except Exception:  # a bug in one job must not take the worker down with it
                 log.exception("job %s failed unexpectedly", job_id)
                 self.store.update(job_id, status=FAILED, error="internal error; see the server log")
@@ -115,7 +116,7 @@ class WorkerPool:
                 with self._lock:
                     self._cancel.pop(job_id, None)
 
-    def _run(self, job_id: str, detectors: dict) -> None:
+    def _run(self, job_id: str) -> None:
         job = self.store.get(job_id)
         if job is None or not self.store.set_status_if(job_id, QUEUED, RUNNING):
             return
@@ -128,11 +129,9 @@ class WorkerPool:
             return
         try:
             options = job_options(job.options, job.kind, self.base_options)
-            key = options.detector
-            if key not in detectors:
-                detectors[key] = Pipeline(options).detector
+            detector = detector_for(detector_options(options.tracking, options.detector))
             pipeline = Pipeline(
-                options, detector=detectors[key], progress=self._progress_for(job_id), cancel=cancel
+                options, detector=detector, progress=self._progress_for(job_id), cancel=cancel
             )
             if cancel.is_set():
                 raise Cancelled("cancelled before it started")
@@ -210,6 +209,6 @@ def _inside(folder: Path, path: Path | None) -> str | None:
 def _output_extension(source: Path, kind: str) -> str:
     if kind == "image":
         return ".png" if source.suffix in (".png", ".bmp", ".tif") else ".jpg"
-    from ..io.video import output_extension
+    from ..io.paths import output_extension
 
     return output_extension(source)

@@ -1,11 +1,6 @@
 "use strict";
 // The page talks only to its own server: uploads, the job event stream, results, and the camera socket.
 
-const STRENGTH = {  // blur: sigma as a fraction of face size; pixelate: cells across the face (fewer hide more)
-  blur: { normal: null, strong: 0.4, strongest: 0.6 },
-  pixelate: { normal: null, strong: 4, strongest: 3 },
-  fill: { normal: null, strong: null, strongest: null },
-};
 const ACTIVE = new Set(["uploading", "queued", "running"]);
 
 const $ = (sel) => document.querySelector(sel);
@@ -15,20 +10,71 @@ const uploads = new Map();     // temporary id -> upload state shown before the 
 const cards = new Map();       // job id -> <li>
 let serverJobs = [];
 
-// ---- settings ---------------------------------------------------------------------------------
+// ---- settings: one control per option the server offers (/api/options), none written here ------
+// Kinds: choice (a select), multiple (checkboxes), number (a slider), level (named values that
+// depend on another option's value, as a strength depends on the method chosen).
+let fields = [];
+const controlId = (name) => name.replaceAll("_", "-");
+
+function buildControls(list) {
+  fields = list;
+  $("#settings").replaceChildren(...fields.map(control));
+}
+
+function control(field) {
+  if (field.kind === "multiple") {
+    const set = document.createElement("fieldset");
+    const legend = document.createElement("legend");
+    legend.textContent = field.label;
+    set.append(legend, ...field.choices.map(([value, text]) => {
+      const label = document.createElement("label");
+      const box = document.createElement("input");
+      Object.assign(box, { type: "checkbox", name: field.name, value, checked: field.default.includes(value) });
+      label.append(box, ` ${text}`);
+      return label;
+    }));
+    set.title = field.help;
+    return set;
+  }
+  const label = document.createElement("label");
+  label.title = field.help;
+  label.append(`${field.label} `);
+  if (field.kind === "number") {
+    const shown = document.createElement("output");
+    shown.id = `${controlId(field.name)}-value`;
+    const slider = document.createElement("input");
+    Object.assign(slider, { type: "range", name: field.name, id: controlId(field.name),
+                            min: field.min, max: field.max, step: field.step, value: field.default });
+    const show = () => { shown.textContent = `${slider.value}${field.unit}`; };
+    slider.addEventListener("input", show);
+    show();
+    label.append(shown, slider);
+    return label;
+  }
+  const select = document.createElement("select");
+  Object.assign(select, { name: field.name, id: controlId(field.name) });
+  const choices = field.kind === "level" ? field.levels.map(([value, text]) => [value, text]) : field.choices;
+  select.append(...choices.map(([value, text]) => new Option(text, value, false, value === field.default)));
+  label.append(select);
+  return label;
+}
+
 function settings() {
-  const method = $("#method").value;
-  const params = new URLSearchParams({
-    method,
-    shape: $("#shape").value,
-    mask_scale: $("#mask-scale").value,
-    targets: [...document.querySelectorAll("input[name=targets]:checked")].map((e) => e.value).join(",") || "face",
-  });
-  const strength = STRENGTH[method][$("#strength").value];
-  if (strength !== null) params.set("strength", strength);
+  const params = new URLSearchParams();
+  for (const field of fields) {
+    if (field.kind === "multiple") {
+      const chosen = [...document.querySelectorAll(`input[name=${field.name}]:checked`)].map((e) => e.value);
+      if (chosen.length) params.set(field.name, chosen.join(","));
+      continue;
+    }
+    const value = document.getElementById(controlId(field.name)).value;
+    if (field.kind !== "level") { params.set(field.name, value); continue; }
+    const level = field.levels.find(([name]) => name === value);
+    const picked = level && level[2][params.get(field.by)];
+    if (picked !== undefined && picked !== null) params.set(field.name, picked);
+  }
   return params;
 }
-$("#mask-scale").addEventListener("input", (e) => { $("#mask-scale-value").textContent = `${e.target.value}×`; });
 
 // ---- choosing files ---------------------------------------------------------------------------
 function addFiles(files) {
@@ -282,7 +328,6 @@ async function startLive() {
   await live.video.play();
   const proto = location.protocol === "https:" ? "wss" : "ws";
   const params = settings();
-  params.delete("targets");
   live.socket = new WebSocket(`${proto}://${location.host}/api/live?${params}`);
   live.socket.binaryType = "blob";
   live.socket.onopen = () => { status.textContent = "connected"; live.since = performance.now(); live.frames = 0; sendFrame(); };
@@ -328,6 +373,7 @@ function stopLive() {
 
 // ---- start ------------------------------------------------------------------------------------
 fetch("/api/options").then((r) => r.json()).then((o) => {
+  buildControls(o.fields);
   const hours = o.keep_seconds / 3600;
   $("#retention").textContent = `Results are deleted from the server ${hours >= 1 ? `${+hours.toFixed(1)} h` : `${Math.round(o.keep_seconds / 60)} min`} after they finish. Originals are never kept.`;
 });
