@@ -24,12 +24,16 @@ the doubled frame finds at the threshold shows a native heat peak of at least
 spare, because a missed window is a leak and a spare one only costs time.
 
 Memory stays bounded whatever the frame size: no network input exceeds
-`tile_side` on its longer side. Frames over `whole_pixels` are read at native
-resolution in overlapping tiles plus one downscaled pass of the whole frame:
-any face no larger than the overlap lies whole inside some tile, and any larger
-face is at least `big_face` pixels in the downscaled pass, where the network
-finds it easily. A face cut by a tile border is taken from the tile that holds
-it whole; its cut parts elsewhere are dropped when a whole box contains them.
+`tile_side` on its longer side. Frames over `whole_pixels` are read as an image
+pyramid: at native resolution in tiles that overlap by `min_overlap`, so any
+face no larger than the overlap lies whole inside some tile, then the frame at
+half the size in the same way (recursively, until it fits one tile), where a
+face too large for the overlap below is at least half the overlap, a size the
+network finds easily. The levels cost 4/3 of one native pass, and a face is
+always read at its native size or at most halved while it is larger than
+`min_overlap / 2`. A face cut by a tile border is taken from the tile or level
+that holds it whole; its cut parts elsewhere are dropped when a whole box
+contains them.
 """
 
 from __future__ import annotations
@@ -67,13 +71,14 @@ class SmallFacePolicy:
     context: window side as a multiple of the candidate's size (room for the faces
     around it); min_window: smallest window side in pixels. mirror: also run the
     native pass on the mirrored frame (max). tile_side: longest side of any network
-    input (onnxruntime's CPU arena takes about 200 MiB per input megapixel, so
-    1536 px keeps one call under half a gigabyte). whole_pixels: frames up to this
-    many pixels run whole at native resolution (1440p does; one call is cheaper
-    than tiles and a downscaled pass). big_face: the size in pixels at which the
-    downscaled pass of a tiled frame must see the smallest face too big for the
-    tiles' overlap. min_overlap: the least tile overlap, enough for a small face
-    and its context. align: the network's coarsest stride."""
+    input (onnxruntime's CPU arena takes about 200 MiB per input megapixel and keeps
+    what it took, so 1024 px keeps inference near a fifth of the 1.5 GB a 100 MP
+    photo may use; the decoded photo and its output take 600 MB).
+    whole_pixels: frames up to this many pixels run whole at native resolution
+    (1440p does; one call is cheaper than tiles and pyramid levels). min_overlap:
+    tile overlap, the largest face a tile must hold whole (faces of 64-128 px are
+    found both in tiles and at the level above, so no size falls between).
+    align: the network's coarsest stride."""
 
     evidence: float | None = 0.03
     small_face: float = 40.0
@@ -81,9 +86,8 @@ class SmallFacePolicy:
     context: float = 4.0
     min_window: int = 64
     mirror: bool = False
-    tile_side: int = 1536
+    tile_side: int = 1024
     whole_pixels: int = 4_000_000
-    big_face: float = 32.0
     min_overlap: int = 128
     align: int = 32
 
@@ -270,18 +274,24 @@ class SmallFaces:
         return [self.tiled(frame, threshold, floor) for frame in frames]
 
     def tiled(self, frame: np.ndarray, threshold: float, floor: float | None = None) -> Detections:
-        """Native resolution through overlapping tiles, big faces from a downscaled whole pass."""
+        """An image pyramid read in tiles: this level's tiles find the faces that fit in their
+        overlap, the level at half the size (recursively) the larger ones."""
         p = self.policy
         h, w = frame.shape[:2]
-        scale = p.tile_side / max(h, w)
-        overlap = max(p.min_overlap, math.ceil(p.big_face / scale / p.align) * p.align)
-        tiles = split((0, 0, w, h), p.tile_side, overlap, p.align)
+        if max(h, w) <= p.tile_side:
+            if floor is None:
+                return self._infer([frame], None, threshold)[0]
+            return self._infer([frame], None, threshold, floor)[0]
+        tiles = split((0, 0, w, h), p.tile_side, p.min_overlap, p.align)
         whole, cut = in_windows(self._infer, frame, tiles, threshold, floor=floor)
         weak = Detections.merge([whole[whole.score < threshold], cut[cut.score < threshold]])
         whole, cut = whole[whole.score >= threshold], cut[cut.score >= threshold]
-        coarse = self._infer([frame], p.tile_side, threshold)[0]
-        # Faces under half the overlap lie whole in a tile, seen there at full resolution.
-        coarse = coarse[np.maximum(coarse.width, coarse.height) >= overlap / 2]
+        half = cv2.resize(frame, ((w + 1) // 2, (h + 1) // 2), interpolation=cv2.INTER_AREA)
+        coarse = self.tiled(half, threshold)
+        coarse = coarse.scaled(w / half.shape[1], h / half.shape[0]).clipped(w, h)
+        del half
+        # Faces under half the overlap lie whole in a tile of this level, at twice the pixels.
+        coarse = coarse[longer_side(coarse.xyxy) >= p.min_overlap / 2]
         return Detections.merge([patch(coarse, whole, cut), weak])
 
     def regions(self, evidence: np.ndarray, width: int, height: int) -> list[Window]:
