@@ -150,10 +150,13 @@ def in_windows(
     threshold: float,
     factor: float = 1.0,
     floor: float | None = None,
+    quantum: int = 1,
 ) -> tuple[Detections, Detections]:
     """Detections in each window of the frame (resized by `factor` first), in frame pixels:
     those whole inside their window, and those touching a window edge inside the frame.
-    floor: weak heat peaks down to it as well (CenterFace.infer)."""
+    floor: weak heat peaks down to it as well (CenterFace.infer). quantum: crops are padded
+    with black (as the network pads its input) to multiples of it, so that many windows
+    give few input shapes: onnxruntime's arena keeps memory for every shape it has seen."""
     h, w = frame.shape[:2]
     whole, cut = [], []
     for window in windows:
@@ -162,6 +165,11 @@ def in_windows(
         if factor != 1.0:
             size = (round((x2 - x1) * factor), round((y2 - y1) * factor))
             crop = cv2.resize(crop, size, interpolation=cv2.INTER_LINEAR)
+        ch, cw = crop.shape[:2]
+        if quantum > 1:
+            crop = cv2.copyMakeBorder(
+                crop, 0, -ch % quantum, 0, -cw % quantum, cv2.BORDER_CONSTANT, value=0
+            )
         dets = (
             infer([crop], None, threshold)
             if floor is None
@@ -170,7 +178,7 @@ def in_windows(
         if not len(dets):
             continue
         if factor != 1.0:
-            dets = dets.scaled((x2 - x1) / crop.shape[1], (y2 - y1) / crop.shape[0])
+            dets = dets.scaled((x2 - x1) / cw, (y2 - y1) / ch)
         dets = dets.with_(
             xyxy=dets.xyxy + np.array([x1, y1, x1, y1], np.float32),
             landmarks=None
@@ -283,7 +291,9 @@ class SmallFaces:
                 return self._infer([frame], None, threshold)[0]
             return self._infer([frame], None, threshold, floor)[0]
         tiles = split((0, 0, w, h), p.tile_side, p.min_overlap, p.align)
-        whole, cut = in_windows(self._infer, frame, tiles, threshold, floor=floor)
+        whole, cut = in_windows(
+            self._infer, frame, tiles, threshold, floor=floor, quantum=p.tile_side
+        )
         weak = Detections.merge([whole[whole.score < threshold], cut[cut.score < threshold]])
         whole, cut = whole[whole.score >= threshold], cut[cut.score >= threshold]
         half = cv2.resize(frame, ((w + 1) // 2, (h + 1) // 2), interpolation=cv2.INTER_AREA)
@@ -308,14 +318,19 @@ class SmallFaces:
 
     def closer_look(self, frame: np.ndarray, regions: Sequence[Window]) -> Detections:
         """Small faces found by the upscaled passes over the regions, each split so that no
-        network input exceeds `tile_side`."""
+        network input exceeds `tile_side`. In a frame large enough to be tiled, the inputs
+        are padded to multiples of a quarter tile (at most 16 shapes; see in_windows)."""
         p = self.policy
         if not regions:
             return Detections.empty()
+        h, w = frame.shape[:2]
+        quantum = p.tile_side // 4 if h * w > p.whole_pixels else 1
         side = int(p.tile_side / p.factor)
         step = max(1, round(p.align / p.factor))
         overlap = math.ceil(2 * p.small_face / step) * step
         windows = [tile for region in regions for tile in split(region, side, overlap, step)]
-        whole, cut = in_windows(self._infer, frame, windows, self.threshold, p.factor)
+        whole, cut = in_windows(
+            self._infer, frame, windows, self.threshold, p.factor, quantum=quantum
+        )
         found = patch(Detections.empty(), whole, cut)
         return found[np.maximum(found.width, found.height) < p.small_face]
