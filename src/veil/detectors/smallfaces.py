@@ -72,8 +72,8 @@ class SmallFacePolicy:
     around it); min_window: smallest window side in pixels. mirror: also run the
     native pass on the mirrored frame (max). tile_side: longest side of any network
     input (onnxruntime's CPU arena takes about 200 MiB per input megapixel and keeps
-    what it took, so 1024 px keeps inference near a fifth of the 1.5 GB a 100 MP
-    photo may use; the decoded photo and its output take 600 MB).
+    what it took, so 768 px keeps inference near a tenth of the 1.5 GB a 100 MP photo
+    may use; the decoded photo and its output take 600 MB of it).
     whole_pixels: frames up to this many pixels run whole at native resolution
     (1440p does; one call is cheaper than tiles and pyramid levels). min_overlap:
     tile overlap, the largest face a tile must hold whole (faces of 64-128 px are
@@ -86,7 +86,7 @@ class SmallFacePolicy:
     context: float = 4.0
     min_window: int = 64
     mirror: bool = False
-    tile_side: int = 1024
+    tile_side: int = 768
     whole_pixels: int = 4_000_000
     min_overlap: int = 128
     align: int = 32
