@@ -161,10 +161,14 @@ def in_windows(
     whole, cut = [], []
     for window in windows:
         x1, y1, x2, y2 = window
-        crop = np.ascontiguousarray(frame[y1:y2, x1:x2])
+        crop = frame[y1:y2, x1:x2]
         if factor != 1.0:
-            size = (round((x2 - x1) * factor), round((y2 - y1) * factor))
-            crop = cv2.resize(crop, size, interpolation=cv2.INTER_LINEAR)
+            # Read from the view: a large window is never copied whole before it shrinks.
+            size = (max(1, round((x2 - x1) * factor)), max(1, round((y2 - y1) * factor)))
+            smooth = cv2.INTER_AREA if factor < 1 else cv2.INTER_LINEAR
+            crop = cv2.resize(crop, size, interpolation=smooth)
+        else:
+            crop = np.ascontiguousarray(crop)
         ch, cw = crop.shape[:2]
         if quantum > 1:
             crop = cv2.copyMakeBorder(
@@ -282,27 +286,33 @@ class SmallFaces:
         return [self.tiled(frame, threshold, floor) for frame in frames]
 
     def tiled(self, frame: np.ndarray, threshold: float, floor: float | None = None) -> Detections:
-        """An image pyramid read in tiles: this level's tiles find the faces that fit in their
-        overlap, the level at half the size (recursively) the larger ones."""
+        """An image pyramid read in tiles, coarsest level first: each level's tiles find the
+        faces that fit in their overlap, the level at half its size the larger ones. Tiles
+        are downscaled from views of the frame, so no level is ever held whole."""
         p = self.policy
         h, w = frame.shape[:2]
-        if max(h, w) <= p.tile_side:
-            if floor is None:
-                return self._infer([frame], None, threshold)[0]
-            return self._infer([frame], None, threshold, floor)[0]
-        tiles = split((0, 0, w, h), p.tile_side, p.min_overlap, p.align)
-        whole, cut = in_windows(
-            self._infer, frame, tiles, threshold, floor=floor, quantum=p.tile_side
-        )
-        weak = Detections.merge([whole[whole.score < threshold], cut[cut.score < threshold]])
-        whole, cut = whole[whole.score >= threshold], cut[cut.score >= threshold]
-        half = cv2.resize(frame, ((w + 1) // 2, (h + 1) // 2), interpolation=cv2.INTER_AREA)
-        coarse = self.tiled(half, threshold)
-        coarse = coarse.scaled(w / half.shape[1], h / half.shape[0]).clipped(w, h)
-        del half
-        # Faces under half the overlap lie whole in a tile of this level, at twice the pixels.
-        coarse = coarse[longer_side(coarse.xyxy) >= p.min_overlap / 2]
-        return Detections.merge([patch(coarse, whole, cut), weak])
+        scales, s = [], 1.0
+        while max(h, w) * s > p.tile_side:
+            scales.append(s)
+            s /= 2
+        whole = (0, 0, w, h)
+        found = in_windows(self._infer, frame, [whole], threshold, s, floor if s == 1 else None)[0]
+        weak = Detections.empty()
+        for s in reversed(scales):
+            k = round(1 / s)  # tiles at this level, in frame pixels
+            tiles = split(whole, p.tile_side * k, p.min_overlap * k, p.align * k)
+            inside, cut = in_windows(
+                self._infer, frame, tiles, threshold, s, floor if s == 1 else None, p.tile_side
+            )
+            if s == 1:
+                weak = Detections.merge(
+                    [inside[inside.score < threshold], cut[cut.score < threshold]]
+                )
+                inside, cut = inside[inside.score >= threshold], cut[cut.score >= threshold]
+            # Faces under half the overlap lie whole in a tile of this level, at twice the pixels.
+            coarse = found[longer_side(found.xyxy) >= p.min_overlap * k / 2]
+            found = patch(coarse, inside, cut)
+        return Detections.merge([found, weak])
 
     def regions(self, evidence: np.ndarray, width: int, height: int) -> list[Window]:
         """Where to look closer: windows of `context` times each evidence box's size, merged
