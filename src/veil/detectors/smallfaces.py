@@ -3,8 +3,9 @@ sees small-face evidence, with large images read in tiles.
 
 Most faces a detector misses are small: CenterFace reads the frame on a 4-pixel
 grid, and a face of 10-20 pixels covers a handful of cells. Doubling the frame
-finds most of them (on wider_dev, recall under 16 px goes from 0.73 to 0.92,
-`benchmarks/recall.py`), but doubling a whole frame costs four native passes.
+finds most of them (on wider_dev, recall under 16 px goes from 0.73 to 0.91 with
+`--quality max`, `veil eval`, docs/accuracy.md), but doubling a whole frame costs
+four native passes.
 The network already says where it is worth it: a small face it cannot resolve
 still raises its heat map, just not to the detection threshold, and a small face
 it does find is rarely alone (crowds, audiences, stands). So:
@@ -14,20 +15,21 @@ it does find is rarely alone (crowds, audiences, stands). So:
    of `context` times its size around it (merged, snapped to the network's grid
    at the upscaled scale) are read again at `factor` times the resolution.
 3. The upscaled passes keep only small faces (larger ones are resolved at native
-   resolution already); both passes are fused (presets.fuse), so a face found by
+   resolution already); both passes are fused (`fuse`), so a face found by
    either keeps its best score.
 
 A frame with no small candidate costs one pass; a crowd costs up to what `max`
-costs. On wider_dev the windows cover about a tenth of the pixels, and a face
-the doubled frame finds at the threshold shows a native heat peak of at least
-0.09 (`benchmarks/recall.py`); `evidence` is 0.05, under that with room to
-spare, because a missed window is a leak and a spare one only costs time.
+costs. On WIDER crowd photos the default reads 1.7 times the network input of one
+native pass and a fifth of what `max` reads (`benchmarks/preset_speed.py`).
+`evidence` (0.03) lies far under the threshold (0.2) because a missed window is
+a leak and a spare one only costs time.
 
 Memory stays bounded whatever the frame size: no network input exceeds
 `tile_side` on its longer side. Frames over `whole_pixels` are read as an image
 pyramid: at native resolution in tiles that overlap by `min_overlap`, so any
 face no larger than the overlap lies whole inside some tile, then the frame at
-half the size in the same way (recursively, until it fits one tile), where a
+half the size in the same way (and so on until it fits one tile; each tile is
+downscaled as it is read from a view of the frame, so no level is held whole), where a
 face too large for the overlap below is at least half the overlap, a size the
 network finds easily. The levels cost 4/3 of one native pass, and a face is
 always read at its native size or at most halved while it is larger than
