@@ -85,7 +85,7 @@ def test_a_frame_without_small_candidates_costs_one_pass(net, camera):
 def test_large_image_is_read_in_bounded_tiles_and_finds_cut_and_small_faces(net):
     """A tiled frame (limits scaled down so the test stays small): a face cut by a tile
     border is found whole and once, a face larger than the tiles' overlap is found by the
-    downscaled pass, and small faces still get their closer look."""
+    pyramid level at half size, and small faces still get their closer look."""
     policy = SmallFacePolicy(tile_side=768, whole_pixels=1_000_000)
     image = np.full((1200, 2400, 3), (90, 110, 100), np.uint8)
     crowd, small = crowd_bgr(rows=2)
