@@ -88,7 +88,8 @@ def test_leaks_follow_the_mask_not_the_match():
     assert s["leak_rate"] == 1.0
     # Grown enough, the same box hides the whole face.
     assert summarize([r], 0.2, "rect", 1.8)["leak_rate"] == 0.0
-    # An ellipse exactly on the box misses the corners (about pi/4 of the area; the hardened rim adds a pixel); grown by 1.3 it covers > 90%.
+    # An ellipse exactly on the box misses the corners (about pi/4 of the area; the hardened
+    # rim adds a pixel); grown by 1.3 it covers > 90%.
     exact = ImageResult(SHAPE, truth, truth, [0.9])
     assert covered_fraction(exact, 0.2, "ellipse", 1.0)[0] == pytest.approx(np.pi / 4, abs=0.04)
     assert covered_fraction(exact, 0.2, "ellipse", 1.3)[0] > 0.9
