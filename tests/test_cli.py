@@ -366,9 +366,9 @@ def test_out_of_memory_is_a_one_line_error(tmp_path):
 @pytest.mark.slow
 @pytest.mark.xfail(
     strict=True,
-    reason="detection now reads large photos as a tiled pyramid with inputs of at most 768 px, "
-    "but the process still runs out of its 1.5 GB address space on 95 MP (onnxruntime's CPU "
-    "arena keeps what it took; its release belongs to the runtime layer)",
+    reason="detection of the 95 MP photo now fits (tiled pyramid, inputs of at most 768 px), but "
+    "saving it runs out of the 1.5 GB address space: io/images.py's _pil copies the picture "
+    "into PIL while onnxruntime's CPU arena still holds what detection took",
 )
 def test_a_photo_the_limit_allows_is_anonymized_within_1_5_gb(tmp_path):
     src = big_photo(tmp_path / "big.jpg")
