@@ -160,6 +160,35 @@ def panning_frames(image: np.ndarray, n: int, step: int = 3) -> list[np.ndarray]
     return [np.ascontiguousarray(canvas[:, pad - i * step : pad - i * step + w]) for i in range(n)]
 
 
+def crowd_bgr(
+    sides: tuple[int, ...] = (12, 14, 16, 18, 20), rows: int = 4, spacing: int = 60
+) -> tuple[np.ndarray, np.ndarray]:
+    """A crowd of small faces: rows of the faces of scikit-image's LFW subset (real
+    photographs, cropped to the face), `sides` px square, on its rocket scene scaled to
+    1280x854. Returns the image and the face boxes."""
+    scene = cv2.resize(np.ascontiguousarray(skimage.data.rocket()[:, :, ::-1]), (1280, 854))
+    faces = skimage.data.lfw_subset()[:100]  # the first 100 are faces
+    per_row = (1280 - 100) // spacing
+    boxes = []
+    for k in range(rows * per_row):
+        side = sides[k % len(sides)]
+        face = cv2.cvtColor((faces[k % len(faces)] * 255).astype(np.uint8), cv2.COLOR_GRAY2BGR)
+        x, y = 50 + (k % per_row) * spacing, 300 + (k // per_row) * spacing
+        scene[y : y + side, x : x + side] = cv2.resize(
+            face, (side, side), interpolation=cv2.INTER_AREA
+        )
+        boxes.append([x, y, x + side, y + side])
+    return scene, np.array(boxes, np.float32)
+
+
+def hidden_faces(original: np.ndarray, result: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """Per face box, whether the output changed at least half its pixels (as `veil eval --pan`
+    counts a face as covered)."""
+    from veil.evaluation.pan import COVERED_SHARE, changed_share
+
+    return changed_share(result, original, boxes) >= COVERED_SHARE
+
+
 def live_loop(pipeline, frames, fps: float, *, max_latency: float | None = None, **loop) -> list:
     """Frames through the one frame loop with the live detection strategy, as `veil live` and
     the web camera run it: pushed one at a time (arriving now), then flushed."""
@@ -244,6 +273,31 @@ def blank_png(path, width, height):
         + chunk(b"IEND", b"")
     )
     return path
+
+
+def peak_memory_mib(code: str, *args, env: dict, timeout: float = 600):
+    """Run Python `code` in a fresh interpreter; returns the finished process and the peak
+    resident memory of that interpreter alone, in MiB.
+
+    The peak is the child's own VmHWM, read as it exits: getrusage's ru_maxrss would also
+    count the parent's resident memory at fork, which carries across exec on Linux (a test
+    process that has loaded models reads gigabytes)."""
+    trailer = (
+        "\nimport atexit, sys\n"
+        "def _peak():\n"
+        "    status = open('/proc/self/status').read()\n"
+        "    print('VmHWM', int(status.split('VmHWM:')[1].split()[0]) >> 10, file=sys.stderr)\n"
+        "atexit.register(_peak)\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", trailer + code, *map(str, args)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    peaks = [line.split()[1] for line in run.stderr.splitlines() if line.startswith("VmHWM ")]
+    return run, int(peaks[-1]) if peaks else None
 
 
 def limit_memory(mib: int):

@@ -52,9 +52,9 @@ class CountingCenterFace(CenterFace):
         super().__init__(options)
         self.passes: list[tuple[tuple[int, int], int | None]] = []
 
-    def infer(self, frames, max_size, threshold):
+    def infer(self, frames, max_size, threshold, floor=None):
         self.passes += [(f.shape[:2], max_size) for f in frames]
-        return super().infer(frames, max_size, threshold)
+        return super().infer(frames, max_size, threshold, floor)
 
     def full_resolution(self, shape: tuple[int, int]) -> int:
         return sum(1 for s, cap in self.passes if s == shape and cap is None)

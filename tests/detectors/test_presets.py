@@ -6,7 +6,7 @@ from veil.boxes import box_iou
 from veil.detections import Detections
 from veil.detectors import DetectorOptions, create_detector
 from veil.detectors.base import QUALITIES
-from veil.detectors.presets import PresetDetector, fuse, mirror
+from veil.detectors.presets import PresetDetector
 from veil.errors import OptionError
 
 ASTRONAUT_TIGHT = np.array([178, 55, 272, 182], np.float32)
@@ -65,29 +65,6 @@ def test_max_keeps_landmarks_on_the_face(detectors, astronaut):
     x1, y1, x2, y2 = dets.xyxy[best]
     assert np.all((lm[:, 0] > x1) & (lm[:, 0] < x2) & (lm[:, 1] > y1) & (lm[:, 1] < y2))
     assert lm[0, 0] < lm[1, 0]  # the image's left eye stays left after mirroring back
-
-
-def test_fuse_merges_overlaps_and_keeps_the_rest():
-    a = Detections(np.array([[0, 0, 10, 10], [50, 50, 60, 60]]), score=np.array([0.9, 0.4]))
-    b = Detections(np.array([[2, 0, 12, 10], [100, 100, 110, 110]]), score=np.array([0.3, 0.8]))
-    out = fuse([a, b])
-    assert len(out) == 3
-    order = np.argsort(out.xyxy[:, 0])
-    merged = out[order[0]]
-    assert merged.score[0] == pytest.approx(0.9)
-    assert merged.xyxy[0, 0] == pytest.approx(2 * 0.3 / 1.2)  # score-weighted mean of 0 and 2
-    assert sorted(np.round(out.score, 2)) == [0.4, 0.8, 0.9]
-
-
-def test_mirror_maps_boxes_and_swaps_landmark_sides():
-    lm = np.array([[[2, 3], [8, 3], [5, 5], [3, 8], [7, 8]]], np.float32)
-    d = Detections(np.array([[1, 2, 9, 10]]), landmarks=lm)
-    m = mirror(d, 100)
-    assert np.allclose(m.xyxy, [[91, 2, 99, 10]])
-    assert np.allclose(m.landmarks[0, 0], [92, 3])
-    assert np.allclose(m.landmarks[0, 1], [98, 3])
-    assert np.allclose(mirror(m, 100).xyxy, d.xyxy)
-    assert np.allclose(mirror(m, 100).landmarks, lm)
 
 
 def test_unknown_quality_is_a_user_error():

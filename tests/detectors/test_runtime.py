@@ -173,7 +173,12 @@ def test_backends_find_the_same_faces_on_the_test_photos(
     assert det.net.precision == precision
     for image in (astronaut, camera):
         expected, found = reference.detect([image])[0], det.detect([image])[0]
-        assert len(found) == len(expected)
+        if precision == "int8":
+            # 8-bit activations move the heat map's faint peaks, which the small-face policy
+            # looks at again: a faint candidate may come or go there, never a sure face.
+            assert (found.score >= 0.5).sum() == (expected.score >= 0.5).sum()
+        else:
+            assert len(found) == len(expected)
         assert_same_faces(expected, found, precision)
 
 

@@ -8,7 +8,7 @@ import pytest
 from veil.boxes import box_iou
 from veil.detectors import DetectorOptions, create_detector
 from veil.detectors.centerface import CenterFace
-from veil.detectors.scan import KeyframeScanner, ScanPolicy, crop_windows
+from veil.detectors.scan import KeyframeScanner, ScanPolicy
 
 from media import ASTRONAUT_FACE
 
@@ -145,26 +145,10 @@ def test_a_new_stream_starts_with_a_keyframe(detector, astronaut):
     )  # the previous batch's last keyframe brackets this one
 
 
-def test_crop_windows_merge_overlaps_and_stay_in_the_frame():
-    boxes = np.array([[10, 10, 30, 30], [40, 10, 60, 30], [900, 500, 920, 520]], np.float32)
-    windows = crop_windows(boxes, 960, 540, context=4.0, min_side=64)
-    assert len(windows) == 2
-    for x1, y1, x2, y2 in windows:
-        assert 0 <= x1 < x2 <= 960
-        assert 0 <= y1 < y2 <= 540
-    first = min(windows)
-    assert first[0] == 0
-    assert first[2] >= 60 + 20  # both left faces inside one window, with context
-    for x1, y1, x2, y2 in crop_windows(boxes, 950, 540, context=4.0, min_side=64, align=32):
-        assert x1 % 32 == 0, "crops start on the network's grid"
-        assert y1 % 32 == 0, "crops start on the network's grid"
-        assert x2 % 32 == 0 or x2 == 950
-        assert y2 % 32 == 0 or y2 == 540
-
-
 def test_detector_scans_videos_by_default_unless_switched_off_or_capped():
-    assert create_detector(DetectorOptions()).stream() is not None
-    assert create_detector(DetectorOptions(full_every=1)).stream() is None
+    assert create_detector(DetectorOptions()).stream().policy.full_every == 8
+    # Every frame a keyframe: the small-face policy still follows the faces it found.
+    assert create_detector(DetectorOptions(full_every=1)).stream().policy.full_every == 1
     assert create_detector(DetectorOptions(max_size=640)).stream() is None
     assert create_detector(DetectorOptions(quality="max")).stream() is None
 

@@ -6,6 +6,7 @@ from veil.evaluation.metrics import (
     average_precision,
     bucket_of,
     covered_fraction,
+    false_boxes,
     match,
     summarize,
 )
@@ -87,7 +88,8 @@ def test_leaks_follow_the_mask_not_the_match():
     assert s["leak_rate"] == 1.0
     # Grown enough, the same box hides the whole face.
     assert summarize([r], 0.2, "rect", 1.8)["leak_rate"] == 0.0
-    # An ellipse exactly on the box misses the corners (about pi/4 of the area; the hardened rim adds a pixel); grown by 1.3 it covers > 90%.
+    # An ellipse exactly on the box misses the corners (about pi/4 of the area; the hardened
+    # rim adds a pixel); grown by 1.3 it covers > 90%.
     exact = ImageResult(SHAPE, truth, truth, [0.9])
     assert covered_fraction(exact, 0.2, "ellipse", 1.0)[0] == pytest.approx(np.pi / 4, abs=0.04)
     assert covered_fraction(exact, 0.2, "ellipse", 1.3)[0] > 0.9
@@ -119,3 +121,29 @@ def test_bucket_edges():
         ">64",
         ">64",
     ]
+
+
+def test_false_boxes_are_boxes_on_no_labelled_face():
+    truth, ignore = FACES[2:], FACES[:1]
+    dets = np.array(
+        [
+            truth[0],  # a face
+            truth[0] + 3,  # a second, loose box on the same face: hides a face, not counted
+            ignore[0],  # an ignored face is still a face
+            [500, 300, 540, 350],  # a wall
+        ],
+        np.float32,
+    )
+    r = ImageResult(SHAPE, truth, dets, [0.9, 0.8, 0.7, 0.3], ignore=ignore)
+    assert false_boxes(r) == 1
+    assert false_boxes(r, min_score=0.5) == 0
+    s = summarize([r, perfect()], 0.2, "rect", 1.0)
+    assert s["false_boxes_per_image"] == pytest.approx(0.5)
+    assert s["false_positives"] == 2  # matching counts the duplicate too
+
+
+def test_hidden_share_grows_with_what_is_masked():
+    small = summarize([perfect()], 0.2, "rect", 1.0)["hidden_share"]
+    whole = ImageResult(SHAPE, FACES, np.array([[0, 0, 600, 400]]), [0.9])
+    assert 0 < small < 0.1
+    assert summarize([whole], 0.2, "rect", 1.0)["hidden_share"] == pytest.approx(1.0)

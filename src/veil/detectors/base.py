@@ -109,8 +109,9 @@ class DetectorOptions:
         "balanced",
         "--quality",
         choices=QUALITIES,
-        help="fast: downscaled input; balanced: native resolution; max: adds a mirrored and an "
-        "upscaled pass for tiny faces, about 6x slower (default %(default)s)",
+        help="fast: downscaled input; balanced: native resolution plus 2x upscaled looks where "
+        "the network sees small faces; max: the whole frame upscaled and mirrored, several "
+        "times slower (default %(default)s)",
     )
     device: str = detection(
         "cpu",

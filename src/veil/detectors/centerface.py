@@ -106,9 +106,19 @@ def decode(
     offset: np.ndarray,
     landmark: np.ndarray,
     threshold: float,
+    floor: float | None = None,
 ) -> Detections:
-    """CenterFace outputs of one image -> Detections in network input pixels."""
-    ys, xs = np.nonzero(heatmap[0] > threshold)
+    """CenterFace outputs of one image -> Detections in network input pixels.
+
+    floor: also the heat map's local maxima (3x3) from `floor` up to the threshold, weak
+    evidence of faces too small or blurred to reach it (smallfaces.py); only peaks, not
+    the thousands of cells a crowd raises above a low floor.
+    """
+    hm = heatmap[0]
+    strong = hm > threshold
+    if floor is not None and floor < threshold:
+        strong |= (hm > floor) & (hm >= cv2.dilate(hm, np.ones((3, 3), np.uint8)))
+    ys, xs = np.nonzero(strong)
     if len(ys) == 0:
         return Detections(np.zeros((0, 4)), landmarks=np.zeros((0, 5, 2)))
     h = np.exp(scale[0, ys, xs]) * STRIDE
@@ -180,9 +190,14 @@ class CenterFace(Detector):
         return blob, scale
 
     def infer(
-        self, frames: Sequence[np.ndarray], max_size: int | None, threshold: float
+        self,
+        frames: Sequence[np.ndarray],
+        max_size: int | None,
+        threshold: float,
+        floor: float | None = None,
     ) -> list[Detections]:
-        """Raw network pass at one input size, boxes in frame pixels."""
+        """Raw network pass at one input size, boxes in frame pixels; with a floor, also the
+        heat map's weak peaks (see decode)."""
         if not frames:
             return []
         h, w = frames[0].shape[:2]
@@ -194,7 +209,9 @@ class CenterFace(Detector):
         else:
             batch = self.engine.run(self.preprocess(frames, max_size)[0])
             per_frame = [[out[i] for out in batch] for i in range(len(frames))]
-        return [decode(*outs, threshold).scaled(1 / scale).clipped(w, h) for outs in per_frame]
+        return [
+            decode(*outs, threshold, floor).scaled(1 / scale).clipped(w, h) for outs in per_frame
+        ]
 
     def detect(self, frames: Sequence[np.ndarray]) -> list[Detections]:
         return self.infer(frames, self.options.max_size, self.options.threshold)

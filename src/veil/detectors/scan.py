@@ -28,26 +28,20 @@ size are always processed at full resolution, as are single images.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from ..boxes import box_centre, box_iou, longer_side, nms
+from ..boxes import box_centre, box_iou, longer_side
 from ..detections import Detections
+from .smallfaces import SAME_FACE_IOU, Infer, SmallFaces, fuse, in_windows, patch
+from .windows import crop_windows
 
-Infer = Callable[[Sequence[np.ndarray], "int | None", float], list[Detections]]
-Window = tuple[int, int, int, int]
-
-# Overlap at which a crop detection is taken to be a face the coarse pass already found.
-SAME_FACE_IOU = 0.3
 # Bounds for pairing a face at one keyframe with the same face at the next: its size
 # may change by this factor, and its centre travel this many face sizes.
 MAX_GROWTH = 1.5
 MAX_TRAVEL = 24.0
-# Pixels from a crop's edge within which a detection is taken to be cut off by the crop.
-EDGE = 2
 
 
 @dataclass(frozen=True)
@@ -71,98 +65,83 @@ class ScanPolicy:
         return self.full_every > 1 and max(height, width) > self.coarse_size
 
 
-def snapped(
-    x1: float, y1: float, x2: float, y2: float, align: int, width: int, height: int
-) -> list[int]:
-    """Corners moved outwards to multiples of align, then clipped to the frame."""
-    return [
-        max(0, math.floor(x1 / align) * align),
-        max(0, math.floor(y1 / align) * align),
-        min(width, math.ceil(x2 / align) * align),
-        min(height, math.ceil(y2 / align) * align),
-    ]
+@dataclass(frozen=True)
+class Bracket:
+    """The faces of two consecutive keyframes, and which of them are the same face.
 
-
-def crop_windows(
-    boxes: np.ndarray, width: int, height: int, context: float, min_side: int, align: int = 1
-) -> list[Window]:
-    """Square windows around boxes, clipped to the frame, merged while any two overlap.
-
-    With `align`, window corners snap outwards to multiples of it. A crop aligned to
-    the network's coarsest stride is seen on the same feature grid as the whole
-    frame, so it finds what a full pass finds there instead of a shifted variant.
+    Pairing is greedy by centre distance over face size, between boxes of similar
+    size; a wrong pair only adds a window, never removes one.
     """
-    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
-    windows = []
-    for (cx, cy), side in zip(box_centre(boxes), longer_side(boxes)):
-        half = max(min_side, context * side) / 2
-        windows.append(snapped(cx - half, cy - half, cx + half, cy + half, align, width, height))
-    merged = True
-    while merged:
-        merged = False
-        for a in range(len(windows)):
-            for b in range(a + 1, len(windows)):
-                wa, wb = windows[a], windows[b]
-                if wa[0] < wb[2] and wb[0] < wa[2] and wa[1] < wb[3] and wb[1] < wa[3]:
-                    windows[a] = [
-                        min(wa[0], wb[0]),
-                        min(wa[1], wb[1]),
-                        max(wa[2], wb[2]),
-                        max(wa[3], wb[3]),
-                    ]
-                    del windows[b]
-                    merged = True
-                    break
-            if merged:
-                break
-    return [(x1, y1, x2, y2) for x1, y1, x2, y2 in windows]
 
+    before: np.ndarray  # [A, 4]
+    after: np.ndarray  # [B, 4]
+    pairs: np.ndarray  # [P, 2] rows of before and after
+    moved: np.ndarray  # [P] whether the pair's face moved at least its own size
 
-def bracket_boxes(before: Detections, after: Detections, t: float) -> np.ndarray:
-    """Where to look for faces at fraction t of the way from one keyframe to the next.
-
-    Every box of both keyframes, plus, for each face matched between them, its box
-    moved t of the way: on a pan, a small face can travel further between keyframes
-    than a crop's margin, and is then found only on its interpolated path.
-    Matching is greedy by centre distance over face size, between boxes of similar
-    size; a wrong match only adds a window, never removes one.
-    """
-    a, b = before.xyxy.reshape(-1, 4), after.xyxy.reshape(-1, 4)
-    boxes = [a, b]
-    if len(a) and len(b):
-        size_a, size_b = longer_side(a), longer_side(b)
-        ca, cb = box_centre(a), box_centre(b)
-        travel = np.linalg.norm(ca[:, None] - cb[None], axis=2) / np.maximum(size_a[:, None], 1)
-        ratio = size_b[None] / np.maximum(size_a[:, None], 1)
-        travel[(ratio < 1 / MAX_GROWTH) | (ratio > MAX_GROWTH) | (travel > MAX_TRAVEL)] = np.inf
-        used_a, used_b, pairs = set(), set(), []
-        for flat in np.argsort(travel, axis=None):
-            i, j = np.unravel_index(flat, travel.shape)
-            if not np.isfinite(travel[i, j]):
-                break
-            if i not in used_a and j not in used_b:
-                used_a.add(i)
-                used_b.add(j)
-                # Within a face size of its start, the path lies inside the merged windows
-                # of both ends already; only faces that moved further need a window of their own.
-                if travel[i, j] >= 1:
+    @classmethod
+    def of(cls, before: Detections, after: Detections) -> Bracket:
+        a, b = before.xyxy.reshape(-1, 4), after.xyxy.reshape(-1, 4)
+        pairs, moved = [], []
+        if len(a) and len(b):
+            size_a, size_b = longer_side(a), longer_side(b)
+            ca, cb = box_centre(a), box_centre(b)
+            travel = np.linalg.norm(ca[:, None] - cb[None], axis=2) / np.maximum(size_a[:, None], 1)
+            ratio = size_b[None] / np.maximum(size_a[:, None], 1)
+            ok = (ratio >= 1 / MAX_GROWTH) & (ratio <= MAX_GROWTH) & (travel <= MAX_TRAVEL)
+            ii, jj = np.nonzero(ok)
+            used_a, used_b = set(), set()
+            for k in np.argsort(travel[ii, jj], kind="stable"):
+                i, j = int(ii[k]), int(jj[k])
+                if i not in used_a and j not in used_b:
+                    used_a.add(i)
+                    used_b.add(j)
                     pairs.append((i, j))
-        if pairs:
-            ia, ib = np.array(pairs).T
-            boxes.append(a[ia] + t * (b[ib] - a[ia]))
-    return np.concatenate(boxes).astype(np.float32)
+                    moved.append(travel[i, j] >= 1)
+        return cls(a, b, np.array(pairs, np.int64).reshape(-1, 2), np.array(moved, bool))
+
+    def _path(self, t: float, rows: np.ndarray) -> np.ndarray:
+        ia, ib = self.pairs[rows].T
+        return self.before[ia] + t * (self.after[ib] - self.before[ia])
+
+    def search(self, t: float) -> np.ndarray:
+        """Where to look for faces at fraction t of the way from one keyframe to the next:
+        every box of both keyframes, plus each face that moved at least its own size,
+        moved t of the way. On a pan, a small face can travel further between keyframes
+        than a crop's margin, and is then found only on its path; within a face size of
+        its start, its path lies inside the merged windows of both ends already."""
+        return np.concatenate([self.before, self.after, self._path(t, self.moved)]).astype(
+            np.float32
+        )
+
+    def expected(self, t: float) -> np.ndarray:
+        """Where each face of the two keyframes should be at fraction t: on its path when
+        both keyframes hold it, else where the one that holds it saw it."""
+        alone_a = np.setdiff1d(np.arange(len(self.before)), self.pairs[:, 0])
+        alone_b = np.setdiff1d(np.arange(len(self.after)), self.pairs[:, 1])
+        paths = self._path(t, np.ones(len(self.pairs), bool))
+        return np.concatenate([paths, self.before[alone_a], self.after[alone_b]]).astype(np.float32)
 
 
 class KeyframeScanner:
     """Detects faces in consecutive frames of one stream with the keyframe scheme above.
 
-    Holds the previous batch's last keyframe, so make one per stream.
+    Holds the previous batch's last keyframe, so make one per stream. With a
+    small-face policy (smallfaces.py), keyframes and frames too small to scan get
+    its closer looks and full-resolution passes its tiling; without one they get
+    one native pass.
     """
 
-    def __init__(self, infer: Infer, threshold: float, policy: ScanPolicy = ScanPolicy()) -> None:
+    def __init__(
+        self,
+        infer: Infer,
+        threshold: float,
+        policy: ScanPolicy = ScanPolicy(),
+        small_faces: SmallFaces | None = None,
+    ) -> None:
         self._infer = infer
         self.threshold = threshold
         self.policy = policy
+        self.small_faces = small_faces
         self._last_key: tuple[tuple[int, int], Detections] | None = None
 
     @property
@@ -174,34 +153,49 @@ class KeyframeScanner:
         if not frames:
             return []
         h, w = frames[0].shape[:2]
+        known = self._last_key[1] if self._last_key and self._last_key[0] == (h, w) else None
         if not self.policy.applies_to(h, w):
-            return self._each(frames, None)
+            results = []
+            for frame in frames:
+                known = self._keyframe(frame, known)
+                results.append(known)
+            self._last_key = ((h, w), known)  # type: ignore[assignment]
+            return results
         n = len(frames)
         keys = set(range(n - 1, -1, -self.policy.full_every))
-        previous = self._last_key[1] if self._last_key and self._last_key[0] == (h, w) else None
+        previous = known
         if previous is None:
             keys.add(0)
         key_list = sorted(keys)
         results: list[Detections | None] = [None] * n
-        for i, dets in zip(key_list, self._each([frames[i] for i in key_list], None)):
-            results[i] = dets
-        between = [i for i in range(n) if results[i] is None]
-        if between:
-            coarse = self._each([frames[i] for i in between], self.policy.coarse_size)
-            scale = self.policy.coarse_size / max(h, w)
-            for i, found in zip(between, coarse):
-                before = max((k for k in key_list if k < i), default=-1)
-                after = min(k for k in key_list if k > i)
+        for i in key_list:
+            results[i] = known = self._keyframe(frames[i], known)
+        scale = self.policy.coarse_size / max(h, w)
+        brackets: dict[int, Bracket] = {}
+        for i in (i for i in range(n) if results[i] is None):
+            before = max((k for k in key_list if k < i), default=-1)
+            after = min(k for k in key_list if k > i)
+            if after not in brackets:
                 start = previous if before < 0 else results[before]
-                seeds = bracket_boxes(start, results[after], (i - before) / (after - before))  # type: ignore[arg-type]
-                results[i] = self._add_small_faces(frames[i], found, seeds, scale)
+                brackets[after] = Bracket.of(start, results[after])  # type: ignore[arg-type]
+            t = (i - before) / (after - before)
+            coarse = self._infer([frames[i]], self.policy.coarse_size, self.threshold)[0]
+            found = self._add_small_faces(frames[i], coarse, brackets[after].search(t), scale)
+            results[i] = self._recover(frames[i], found, brackets[after].expected(t))
         self._last_key = ((h, w), results[key_list[-1]])  # type: ignore[assignment]
         return results  # type: ignore[return-value]
 
-    def _each(self, frames: Sequence[np.ndarray], max_size: int | None) -> list[Detections]:
-        """One inference call per frame: the scan runs on CPUs, where a batch costs
-        more time per frame than single frames and multiplies memory."""
-        return [self._infer([frame], max_size, self.threshold)[0] for frame in frames]
+    def _keyframe(self, frame: np.ndarray, known: Detections | None) -> Detections:
+        """A full-resolution look; with a small-face policy, the faces of the keyframe
+        before are evidence too (a face found once is worth a closer look again)."""
+        if self.small_faces is None:
+            return self._infer([frame], None, self.threshold)[0]
+        return self.small_faces.detect([frame], None if known is None else [known.xyxy])[0]
+
+    def _full(self, frame: np.ndarray) -> Detections:
+        if self.small_faces is not None:
+            return self.small_faces.native([frame], self.threshold)[0]
+        return self._infer([frame], None, self.threshold)[0]
 
     def _add_small_faces(
         self, frame: np.ndarray, found: Detections, seeds: np.ndarray, scale: float
@@ -217,37 +211,26 @@ class KeyframeScanner:
             small, w, h, self.policy.crop_context, self.policy.min_crop, self.policy.align
         )
         if sum((x2 - x1) * (y2 - y1) for x1, y1, x2, y2 in windows) >= h * w / 2:
-            return self._infer([frame], None, self.threshold)[0]
-        whole, cut = [], []
-        for x1, y1, x2, y2 in windows:
-            crop = np.ascontiguousarray(frame[y1:y2, x1:x2])
-            dets = self._infer([crop], None, self.threshold)[0]
-            if not len(dets):
-                continue
-            dets = dets.with_(
-                xyxy=dets.xyxy + np.array([x1, y1, x1, y1], np.float32),
-                landmarks=None
-                if dets.landmarks is None
-                else dets.landmarks + np.array([x1, y1], np.float32),
-            )
-            b = dets.xyxy
-            # A face touching a window edge inside the frame is only partly in the crop.
-            edge = (
-                ((b[:, 0] <= x1 + EDGE) & (x1 > 0))
-                | ((b[:, 1] <= y1 + EDGE) & (y1 > 0))
-                | ((b[:, 2] >= x2 - EDGE) & (x2 < w))
-                | ((b[:, 3] >= y2 - EDGE) & (y2 < h))
-            )
-            whole.append(dets[~edge])
-            cut.append(dets[edge])
-        inside, partial = Detections.merge(whole), Detections.merge(cut)
-        # Whole faces seen at full resolution replace the coarse pass's rougher boxes of them;
-        # partial ones only add faces the coarse pass has not boxed at all.
-        if len(inside) and len(found):
-            found = found[box_iou(found.xyxy, inside.xyxy).max(axis=1) < SAME_FACE_IOU]
-        if len(partial):
-            partial = partial[nms(partial.xyxy, partial.score, SAME_FACE_IOU)]
-            seen = Detections.merge([found, inside])
-            if len(seen):
-                partial = partial[box_iou(partial.xyxy, seen.xyxy).max(axis=1) < SAME_FACE_IOU]
-        return Detections.merge([found, inside, partial])
+            return self._full(frame)
+        # Whole faces seen at full resolution replace the coarse pass's rougher boxes of them.
+        return patch(found, *in_windows(self._infer, frame, windows, self.threshold))
+
+    def _recover(self, frame: np.ndarray, found: Detections, expected: np.ndarray) -> Detections:
+        """With a small-face policy: its closer look at the small faces the keyframes hold
+        that this frame's passes did not find, while that costs no more network input than
+        the coarse pass. A crowd of such faces would cost a keyframe's closer looks on every
+        frame; it keeps the scan's cost, and its faces are kept by the keyframes and the
+        temporal filter."""
+        if self.small_faces is None or not len(expected):
+            return found
+        sizes = longer_side(expected)
+        missing = expected[sizes < self.small_faces.policy.small_face]
+        if len(missing) and len(found):
+            missing = missing[box_iou(missing, found.xyxy).max(axis=1) < SAME_FACE_IOU]
+        h, w = frame.shape[:2]
+        regions = self.small_faces.regions(missing, w, h)
+        area = sum((x2 - x1) * (y2 - y1) for x1, y1, x2, y2 in regions)
+        budget = self.policy.coarse_size**2 * min(h, w) / max(h, w)
+        if not regions or area * self.small_faces.policy.factor**2 > budget:
+            return found
+        return fuse([found, self.small_faces.closer_look(frame, regions)])

@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import json
 import sys
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -14,8 +15,9 @@ from pathlib import Path
 from ..errors import OutputError
 from ..options import CommandParser, build, check, option
 from ..pipeline import JobOptions
-from .datasets import DATA_ROOT_ENV, load, resolve
+from .datasets import DATA_ROOT_ENV, Dataset, load, resolve
 from .metrics import BUCKETS, summarize
+from .pan import PAN_FRAMES, PAN_SIZE, PAN_STEP, pan_dataset, run_deface_pan, run_veil_pan
 from .runner import Run, run_deface, run_veil
 
 COMPARE = ("deface",)
@@ -59,6 +61,14 @@ class EvalOptions:
         metavar="N",
         help="only the first N images, or N frames per video (quick checks)",
     )
+    pan: bool = evaluation(
+        False,
+        "--pan",
+        help=f"score photo sets as {PAN_SIZE[0]}x{PAN_SIZE[1]} videos panning over each photo "
+        f"({PAN_STEP} px a frame, {PAN_FRAMES} frames) through the whole job: the share of "
+        "labelled face-frames of which at least half the pixels differ from the same job with "
+        "--method none (--limit: photos)",
+    )
     data_root: Path | None = evaluation(
         None,
         "--data-root",
@@ -84,18 +94,30 @@ def build_parser() -> CommandParser:
     return parser
 
 
-def _fmt(value, percent: bool = True) -> str:
+def _fmt(value, percent: bool = True, digits: int = 1) -> str:
     if value is None:
         return "-"
-    return f"{100 * value:.1f}" if percent else f"{value:.1f}"
+    return f"{100 * value:.{digits}f}" if percent else f"{value:.{digits}f}"
 
 
 def format_table(dataset: str, rows: list[dict]) -> str:
-    header = ["system", "AP50", "recall", "prec", *[f"R{b}" for b in BUCKETS], "leak", "fps"]
+    header = [
+        "system",
+        "AP50",
+        "recall",
+        "prec",
+        *[f"R{b}" for b in BUCKETS],
+        "leak",
+        "FB/img",
+        "hidden",
+        "fps",
+    ]
     lines = [
         (
             f"{dataset}: {rows[0]['faces']} faces in {rows[0]['images']} labelled images/frames "
-            "(recall, precision and leaks at each system's operating threshold; % except fps)"
+            "(recall, precision, leaks and false boxes at each system's operating threshold; "
+            "FB/img: boxes on no labelled face per image; hidden: share of frame pixels masked; "
+            "% except FB/img and fps)"
         )
     ]
     table = [header]
@@ -108,11 +130,23 @@ def format_table(dataset: str, rows: list[dict]) -> str:
                 _fmt(row["precision"]),
                 *[_fmt(row["buckets"][b]["recall"]) for b in BUCKETS],
                 _fmt(row["leak_rate"]),
+                _fmt(row["false_boxes_per_image"], percent=False, digits=2),
+                _fmt(row["hidden_share"]),
                 _fmt(row["fps"], percent=False),
             ]
         )
     table.append(
-        ["faces", "", "", "", *[str(rows[0]["buckets"][b]["faces"]) for b in BUCKETS], "", ""]
+        [
+            "faces",
+            "",
+            "",
+            "",
+            *[str(rows[0]["buckets"][b]["faces"]) for b in BUCKETS],
+            "",
+            "",
+            "",
+            "",
+        ]
     )
     widths = [max(len(r[i]) for r in table) for i in range(len(header))]
     for r in table:
@@ -138,6 +172,61 @@ def score(run: Run, complete_labels: bool) -> dict:
     }
 
 
+def format_pan_table(dataset: str, rows: list[dict]) -> str:
+    header = ["system", "covered", *[f"C{b}" for b in BUCKETS], "fps", "CPU s"]
+    lines = [
+        f"{dataset}: {rows[0]['face_frames']} labelled face-frames in {rows[0]['frames']} frames "
+        "(covered: at least half the box's pixels differ from the same run without hiding; %)"
+    ]
+    table = [header]
+    for row in rows:
+        table.append(
+            [
+                row["system"],
+                _fmt(row["covered"]),
+                *[_fmt(row["buckets"][b]["covered"]) for b in BUCKETS],
+                _fmt(row["fps"], percent=False),
+                _fmt(row["cpu_seconds"], percent=False),
+            ]
+        )
+    table.append(
+        ["face-frames", "", *[str(rows[0]["buckets"][b]["face_frames"]) for b in BUCKETS], "", ""]
+    )
+    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
+    for r in table:
+        lines.append(
+            "  ".join(
+                cell.ljust(widths[i]) if i == 0 else cell.rjust(widths[i])
+                for i, cell in enumerate(r)
+            )
+        )
+    return "\n".join(lines)
+
+
+def _score_detections(dataset: Dataset, options: JobOptions, settings: EvalOptions) -> dict:
+    complete = dataset.kind == "image"
+    rows = [score(run_veil(dataset, options, settings.limit), complete)]
+    if "deface" in settings.compare:
+        rows.append(score(run_deface(dataset, settings.limit), complete))
+    print(format_table(dataset.name, rows))
+    if not complete:
+        print(
+            "  (only some faces are labelled in these videos: AP and precision are not meaningful)"
+        )
+    return {"kind": dataset.kind, "subset": dataset.subset, "results": rows}
+
+
+def _score_pan(dataset: Dataset, options: JobOptions, settings: EvalOptions) -> dict:
+    with tempfile.TemporaryDirectory(prefix="veil-pan-") as tmp:
+        folder = Path(tmp)
+        videos = pan_dataset(dataset, folder, limit=settings.limit)
+        rows = [run_veil_pan(videos, options, folder).summary()]
+        if "deface" in settings.compare:
+            rows.append(run_deface_pan(videos, folder).summary())
+    print(format_pan_table(videos.name, rows))
+    return {"kind": "pan video", "subset": dataset.subset, "results": rows}
+
+
 def main(argv: Sequence[str]) -> int:
     args = build_parser().parse_args(list(argv))
     settings = build(EvalOptions, args, "eval")
@@ -150,26 +239,14 @@ def main(argv: Sequence[str]) -> int:
             "mask_scale": options.anonymize.mask_scale,
             "subset": settings.subset,
             "limit": settings.limit,
+            "pan": settings.pan,
         },
         "datasets": {},
     }
     for name in args.datasets:
         dataset = load(resolve(name, settings.data_root), settings.subset)
-        complete = dataset.kind == "image"
-        rows = [score(run_veil(dataset, options, settings.limit), complete)]
-        if "deface" in settings.compare:
-            rows.append(score(run_deface(dataset, settings.limit), complete))
-        report["datasets"][dataset.name] = {
-            "kind": dataset.kind,
-            "subset": dataset.subset,
-            "results": rows,
-        }
-        print(format_table(dataset.name, rows))
-        if not complete:
-            print(
-                "  (only some faces are labelled in these videos: AP and precision are not "
-                "meaningful)"
-            )
+        scorer = _score_pan if settings.pan else _score_detections
+        report["datasets"][dataset.name] = scorer(dataset, options, settings)
     if settings.json:
         try:
             Path(settings.json).write_text(json.dumps(report, indent=2, default=str))

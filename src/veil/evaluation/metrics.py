@@ -8,7 +8,11 @@ say not to count) is neither right nor wrong; any other detection is a false
 positive.
 
 The leak rate is the privacy figure: the share of labelled faces of which less
-than 90% of the box pixels end up under the anonymization mask.
+than 90% of the box pixels end up under the anonymization mask. Two figures keep
+it honest, since hiding more of the frame always lowers it: false boxes (hidden
+regions that overlap no labelled face, ignored ones included, at IoU 0.3: a
+loose box on a real face is not counted, a box on a wall is) and the share of
+frame pixels hidden.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from ..hide.masks import coverage
 
 IOU_THRESHOLD = 0.5
 COVERED_FRACTION = 0.9
+FALSE_BOX_IOU = 0.3
 # Face height buckets in pixels: [low, high).
 BUCKETS: dict[str, tuple[float, float]] = {
     "<16": (0.0, 16.0),
@@ -101,10 +106,29 @@ def average_precision(results: list[ImageResult], iou_threshold: float = IOU_THR
     return float(np.sum((recall[steps + 1] - recall[steps]) * precision[steps + 1]))
 
 
+def false_boxes(
+    result: ImageResult, min_score: float = 0.0, iou_threshold: float = FALSE_BOX_IOU
+) -> int:
+    """Detections scoring at least min_score that overlap no labelled box, counted or
+    ignored, by iou_threshold: what a setting hides where there is no face."""
+    boxes = result.detections[result.scores >= min_score]
+    labelled = np.concatenate([result.truth, result.ignore])
+    if not len(labelled):
+        return len(boxes)
+    return int(np.sum(box_iou(boxes, labelled).max(axis=1, initial=0.0) < iou_threshold))
+
+
 def covered_fraction(
     result: ImageResult, min_score: float, shape: str, mask_scale: float
 ) -> np.ndarray:
     """Per labelled face, the share of its box pixels the anonymization mask hides."""
+    return _covered(result, min_score, shape, mask_scale)[0]
+
+
+def _covered(
+    result: ImageResult, min_score: float, shape: str, mask_scale: float
+) -> tuple[np.ndarray, float]:
+    """covered_fraction, and the share of all frame pixels the mask hides."""
     boxes = result.detections[result.scores >= min_score]
     mask = coverage(result.shape, boxes, shape, mask_scale)
     h, w = result.shape
@@ -114,7 +138,7 @@ def covered_fraction(
         xb, yb = int(np.clip(np.ceil(x2), 0, w)), int(np.clip(np.ceil(y2), 0, h))
         if xb > xa and yb > ya:
             out[i] = float(mask[ya:yb, xa:xb].mean())
-    return out
+    return out, float(mask.mean()) if mask.size else 0.0
 
 
 def bucket_of(heights: np.ndarray) -> np.ndarray:
@@ -134,19 +158,23 @@ def summarize(
     """All figures for one detector on one dataset.
 
     threshold is the operating point: detections below it are not anonymized,
-    so recall, precision and leaks count only those at or above it. AP uses all
-    detections. With complete_labels False (only some faces labelled, as in
-    videos of one subject) AP and precision are not meaningful and are None.
+    so recall, precision, false boxes and leaks count only those at or above it.
+    AP uses all detections. With complete_labels False (only some faces labelled,
+    as in videos of one subject) AP, precision and false boxes are not meaningful
+    and are None.
     """
-    found, heights, covered = [], [], []
-    tp = fp = 0
+    found, heights, covered, hidden = [], [], [], []
+    tp = fp = wrong = 0
     for r in results:
         outcome, found_by = match(r, threshold, iou_threshold)
         tp += int(np.sum(outcome == 1))
         fp += int(np.sum(outcome == -1))
+        wrong += false_boxes(r, threshold)
         found.append(found_by >= 0)
         heights.append(r.truth[:, 3] - r.truth[:, 1])
-        covered.append(covered_fraction(r, threshold, shape, mask_scale))
+        faces, share = _covered(r, threshold, shape, mask_scale)
+        covered.append(faces)
+        hidden.append(share)
     found_all = np.concatenate(found) if found else np.zeros(0, bool)
     height_all = np.concatenate(heights) if heights else np.zeros(0)
     covered_all = np.concatenate(covered) if covered else np.zeros(0)
@@ -170,6 +198,8 @@ def summarize(
         "recall": float(found_all.mean()) if n else None,
         "precision": (tp / (tp + fp) if tp + fp else None) if complete_labels else None,
         "false_positives": fp if complete_labels else None,
+        "false_boxes_per_image": wrong / len(results) if complete_labels and results else None,
+        "hidden_share": float(np.mean(hidden)) if hidden else None,
         "leak_rate": float(leaked.mean()) if n else None,
         "buckets": per_bucket,
     }
