@@ -32,16 +32,16 @@ import numpy as np
 from . import hide as anon
 from .detections import Detections
 from .detectors import Detector, DetectorOptions, detector_for
-from .errors import InputError, ProcessingError, VeilError
+from .errors import InputError, OptionError, ProcessingError, VeilError
 from .filters import DetectionFilter, FilterOptions
 from .frame import Frame
 from .io import images as image_io
 from .io import video as video_io
 from .io.export import FORMATS as EXPORT_FORMATS
-from .io.export import DataExport
+from .io.export import DataExport, detections_by_frame, read_rows
 from .io.paths import DEFAULT_SUFFIX, collect_inputs, media_kind, plan_outputs, reserve
 from .options import check, option
-from .tracking import TrackingOptions, create_filter, detector_options
+from .tracking import PassThrough, TrackingOptions, create_filter, detector_options
 from .tracking.review import ReviewReport, review_folder
 
 if TYPE_CHECKING:
@@ -121,6 +121,16 @@ class JobOptions:
         help="also write OUTPUT-STEM_review/ with review.json (frames that relied on filling "
         "or weak detections), contact_sheet.png (those frames, anonymized, boxes outlined) "
         "and heatmap.png (where faces were)",
+    )
+    detections: str | None = option(
+        None,
+        "--detections",
+        group="tracking and review (videos)",
+        commands=("main",),
+        metavar="FILE",
+        help="hide the boxes of this detections file (the --export json format, edited: "
+        "docs/detections.schema.json) instead of detecting again; boxes marked "
+        '"hide": false and their tracks stay visible',
     )
     batch_size: int = 0  # frames per detector call; 0 = what the detector prefers
     queue_size: int = 8
@@ -255,6 +265,8 @@ class Pipeline:
 
     def process_image(self, source: Path, target: Path) -> JobResult:
         """Anonymize an image file (every page or frame of it); target may become a free name."""
+        if self.options.detections:
+            raise OptionError(f"{source}: --detections renders videos only; this is an image")
         start = time.perf_counter()
         per_frame: list[Detections] = []
         with (
@@ -370,9 +382,15 @@ class Pipeline:
 
         Decoding runs in a background thread; the frame loop detects in whole
         batches (`BatchDetection`) and its temporal filter may hold frames back
-        to look ahead. Any failure ends the iteration with its error.
+        to look ahead. With `detections` set the boxes come from that file instead
+        (`FileDetection`). Any failure ends the iteration with its error.
         """
-        loop = FrameLoop(self, BatchDetection(self), fps=fps)
+        strategy: DetectionStrategy = (
+            FileDetection(detections_by_frame(read_rows(Path(self.options.detections))))
+            if self.options.detections
+            else BatchDetection(self)
+        )
+        loop = FrameLoop(self, strategy, fps=fps)
         for frame in self._decoded(frames):
             if self.cancel.is_set():
                 raise Cancelled("cancelled; the partial output was removed")
@@ -511,9 +529,12 @@ class DetectionStrategy(Protocol):
 
     live: the source cannot be waited for, so the temporal filter may not look ahead and a
     failed stage hides its frame whole instead of stopping the job.
+    final: the detections are already tracked and edited (`FileDetection`): the loop hides
+    them as they are, with no temporal filter and no threshold.
     """
 
     live: bool
+    final: bool
 
     def submit(self, frame: Frame, arrived: float) -> list[Detected]:
         """Take one frame; return the frames whose detections are now known, in order."""
@@ -541,6 +562,7 @@ class BatchDetection:
     """
 
     live = False
+    final = False
 
     def __init__(self, pipeline: Pipeline) -> None:
         self._pipeline = pipeline
@@ -583,6 +605,7 @@ class DeadlineDetection:
     """
 
     live = True
+    final = False
 
     def __init__(
         self, pipeline: Pipeline, *, max_latency: float | None = 1.0, detect_every: int = 1
@@ -629,6 +652,35 @@ class DeadlineDetection:
         return self._pipeline.detect([image], keep_weak=True)[0]
 
 
+class FileDetection:
+    """Files rendered from a detections file (`--detections`, the web page's re-render): each
+    frame gets the boxes listed for its index, nothing is detected again.
+
+    The boxes are final: tracking and gap filling happened before the file was written and
+    edited, so the loop hides them unchanged. A box for a frame the video does not have means
+    the file belongs to another video: the job stops with an `InputError`.
+    """
+
+    live = False
+    final = True
+
+    def __init__(self, per_frame: dict[int, Detections]) -> None:
+        self._per_frame = dict(per_frame)
+        self._frames = 0
+
+    def submit(self, frame: Frame, arrived: float) -> list[Detected]:
+        self._frames = max(self._frames, frame.index + 1)
+        return [Detected(frame, self._per_frame.pop(frame.index, Detections.empty()))]
+
+    def finish(self) -> list[Detected]:
+        if self._per_frame:
+            raise InputError(
+                f"the detections file has boxes for frame {min(self._per_frame)} but the video "
+                f"has {self._frames} frames; is it the export of another video?"
+            )
+        return []
+
+
 def _ready(future: cf.Future, deadline: float | None) -> bool:
     """Whether the future finished (with a result or an error) by the deadline."""
     timeout = None if deadline is None else max(deadline - time.monotonic(), 0.0)
@@ -665,11 +717,15 @@ class FrameLoop:
         self.on_miss = on_miss
         self.log = log
         self.misses: Counter[str] = Counter()
-        self._temporal = create_filter(
-            self.options.tracking,
-            fps,
-            live=detection.live,
-            threshold=self.options.detector.threshold,
+        self._temporal = (
+            PassThrough()
+            if detection.final
+            else create_filter(
+                self.options.tracking,
+                fps,
+                live=detection.live,
+                threshold=self.options.detector.threshold,
+            )
         )
         self._held: dict[int, tuple[Frame, float]] = {}
         self._logged = False
@@ -746,6 +802,8 @@ class FrameLoop:
                 frame.image = anon.blur_whole_frame(frame.image)
                 out.append(Anonymized(frame, Detections.empty(), arrived, hidden_whole=True))
         return out
+
+
 def _picture_frames(src: image_io.ImageSource, pictures: dict) -> Iterator[Frame]:
     """Frames of a multi-picture image at their display times (pages: one a second)."""
     time = 0.0
