@@ -40,11 +40,12 @@ from ..pipeline import Pipeline
 from ..tracking import detector_options
 from .live import LiveSession
 from .options import check_options, form, job_options, query_parameters
+from .review import review_routes
 from .security import AccessGuard
 from .server import ServerConfig
 from .store import DONE, FINAL_STATES, JobStore
 from .uploads import UploadTooLarge, check_decodes, display_stem, receive_upload, sanitize_name
-from .worker import WorkerPool
+from .worker import WorkerPool, versions
 
 JOB_ID = re.compile(r"^[0-9a-f]{32}$")
 REVIEW_FILES = {
@@ -111,6 +112,7 @@ def create_app(config: ServerConfig) -> AccessGuard:
 
     _job_routes(app, store, pool, config)
     _result_routes(app, store)
+    review_routes(app, store, pool, _job_or_404)
     _event_route(app, store)
     _live_route(app, config)
     return AccessGuard(app, config.token)
@@ -197,11 +199,20 @@ def _result_routes(app: FastAPI, store: JobStore) -> None:
     @app.get(
         "/api/jobs/{job_id}/result", summary="The anonymized file (download=false to view inline)"
     )
-    async def get_result(job_id: str, download: bool = True) -> FileResponse:
+    async def get_result(
+        job_id: str, download: bool = True, version: int | None = Query(None, ge=1)
+    ) -> FileResponse:
+        """version: an earlier rendering of a reviewed video (1 is the first; default latest)."""
         job = _job_or_404(store, job_id)
         if job.status != DONE or not job.output:
             raise HTTPException(409, f"no result: the job is {job.status}")
-        path = store.folder(job_id) / Path(job.output).name
+        name = Path(job.output).name
+        if version is not None:
+            rendered = versions(store.folder(job_id), Path(name).suffix)
+            if version > len(rendered):
+                raise HTTPException(404, f"no version {version}; there are {len(rendered)}")
+            name = rendered[version - 1]
+        path = store.folder(job_id) / name
         if not path.is_file():
             raise HTTPException(410, "the result was deleted")
         return FileResponse(

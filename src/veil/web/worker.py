@@ -14,6 +14,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from ..detectors import detector_for
@@ -25,6 +26,8 @@ from .options import job_options
 from .store import CANCELLED, DONE, FAILED, FINAL_STATES, INTERRUPTED, QUEUED, RUNNING, JobStore
 
 log = logging.getLogger("veil.web")
+
+DETECTIONS = "detections.json"  # a video job's detections with track ids, edited in place
 
 _STOP = object()
 
@@ -127,16 +130,26 @@ class WorkerPool:
         if source is None:
             self.store.update(job_id, status=FAILED, error="the uploaded file is gone")
             return
+        edited = job.kind == "video" and job.output is not None
         try:
             options = job_options(job.options, job.kind, self.base_options)
-            detector = detector_for(detector_options(options.tracking, options.detector))
+            if edited:  # a re-render: the kept, edited detections; nothing is detected again
+                options = replace(options, detections=str(folder / DETECTIONS))
+                detector = None
+            else:  # videos keep their detections, with track ids, for the review page
+                options = replace(options, export_format="json" if job.kind == "video" else None)
+                detector = detector_for(detector_options(options.tracking, options.detector))
             pipeline = Pipeline(
                 options, detector=detector, progress=self._progress_for(job_id), cancel=cancel
             )
             if cancel.is_set():
                 raise Cancelled("cancelled before it started")
-            target = folder / f"result{_output_extension(source, job.kind)}"
+            suffix = _output_extension(source, job.kind)
+            version = len(versions(folder, suffix)) + 1
+            target = folder / (f"result{suffix}" if version == 1 else f"result-v{version}{suffix}")
             result = pipeline.process(source, target)
+            if result.export is not None:
+                result.export.replace(folder / DETECTIONS)
         except Cancelled:
             if self._closing.is_set():
                 self.store.update(
@@ -149,7 +162,11 @@ class WorkerPool:
                     job_id, status=CANCELLED, error="cancelled; the partial output was removed"
                 )
         except VeilError as exc:
-            self.store.update(job_id, status=FAILED, error=str(exc).replace(str(folder) + "/", ""))
+            message = str(exc).replace(str(folder) + "/", "")
+            if edited:  # the earlier versions are still there to download and edit
+                self.store.update(job_id, status=DONE, error=f"re-render failed: {message}")
+            else:
+                self.store.update(job_id, status=FAILED, error=message)
         else:
             review = _inside(folder, result.review)
             self.store.update(
@@ -159,9 +176,27 @@ class WorkerPool:
                 review=review,
                 frames=result.frames,
                 boxes=result.boxes,
+                error=None,
             )
         finally:
             self._remove_input(job_id)
+
+    def rerender(self, job_id: str) -> bool:
+        """Queue a finished video again, to render a new version from its edited detections.
+
+        False when the job is not a finished video with kept detections.
+        """
+        job = self.store.get(job_id)
+        if (
+            job is None
+            or job.kind != "video"
+            or not (self.store.folder(job_id) / DETECTIONS).is_file()
+        ):
+            return False
+        if not self.store.set_status_if(job_id, DONE, QUEUED):
+            return False
+        self.submit(job_id)
+        return True
 
     def _progress_for(self, job_id: str) -> Callable[[str, int, int | None], None]:
         last = [0.0]
@@ -177,10 +212,16 @@ class WorkerPool:
     def _remove_input(self, job_id: str) -> None:
         """The original is deleted as soon as it is no longer needed: only results are kept.
 
-        Partial outputs left by a killed server go too (a clean stop removes its own).
+        A finished video keeps its original until the job expires: the review page follows
+        added boxes on it and re-renders from it (its pages show it anonymized only, unless
+        the owner asks for the original, which is logged). Partial outputs left by a killed
+        server go too (a clean stop removes its own).
         """
         folder = self.store.folder(job_id)
-        for path in [*folder.glob("input.*"), *folder.glob(f"{TEMP_PREFIX}*")]:
+        job = self.store.get(job_id)
+        keep = job is not None and job.status in (DONE, QUEUED) and job.kind == "video"
+        inputs = [] if keep else list(folder.glob("input.*"))
+        for path in [*inputs, *folder.glob(f"{TEMP_PREFIX}*")]:
             path.unlink(missing_ok=True)
 
     # -- retention -----------------------------------------------------------------------------
@@ -197,6 +238,20 @@ class WorkerPool:
                 self.sweep()
             except Exception:
                 log.exception("retention sweep failed")
+
+
+def versions(folder: Path, suffix: str) -> list[str]:
+    """The rendered versions in a job folder, oldest first: result.EXT, result-v2.EXT, ..."""
+    found = [p.name for p in folder.glob(f"result*{suffix}") if _version(p.name) is not None]
+    return sorted(found, key=lambda name: _version(name) or 0)
+
+
+def _version(name: str) -> int | None:
+    stem = name.split(".", 1)[0]
+    if stem == "result":
+        return 1
+    number = stem.removeprefix("result-v")
+    return int(number) if number != stem and number.isdigit() else None
 
 
 def _inside(folder: Path, path: Path | None) -> str | None:

@@ -276,6 +276,11 @@ function videoView(job) {
   video.preload = "metadata";
   video.src = `/api/jobs/${job.id}/result?download=false`;
   wrap.append(video);
+  const edit = document.createElement("a");
+  edit.className = "button review-link";
+  edit.href = `/static/review.html?job=${job.id}`;
+  edit.textContent = "Review and correct";
+  wrap.append(edit);
   if (job.has_review) {
     const review = document.createElement("div");
     review.className = "review";
