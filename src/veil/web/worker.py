@@ -23,7 +23,17 @@ from ..io.paths import TEMP_PREFIX
 from ..pipeline import Cancelled, JobOptions, Pipeline
 from ..tracking import detector_options
 from .options import job_options
-from .store import CANCELLED, DONE, FAILED, FINAL_STATES, INTERRUPTED, QUEUED, RUNNING, JobStore
+from .store import (
+    CANCELLED,
+    DONE,
+    FAILED,
+    FINAL_STATES,
+    INTERRUPTED,
+    QUEUED,
+    RUNNING,
+    Job,
+    JobStore,
+)
 
 log = logging.getLogger("veil.web")
 
@@ -80,8 +90,14 @@ class WorkerPool:
     def cancel(self, job_id: str) -> bool:
         """Stop a queued or running job; False when it had already finished.
 
-        A running job stops at its next batch of frames (the reply may come first).
+        A running job stops at its next batch of frames (the reply may come first). A
+        re-render still waiting is dropped and the job stays done with its earlier versions.
         """
+        job = self.store.get(job_id)
+        if job is not None and job.output is not None:
+            back = {"finished": job.finished, "error": "re-render cancelled"}
+            if self.store.set_status_if(job_id, QUEUED, DONE, **back):
+                return True
         if self.store.set_status_if(job_id, QUEUED, CANCELLED, error="cancelled before it started"):
             self._remove_input(job_id)
             return True
@@ -150,23 +166,8 @@ class WorkerPool:
             result = pipeline.process(source, target)
             if result.export is not None:
                 result.export.replace(folder / DETECTIONS)
-        except Cancelled:
-            if self._closing.is_set():
-                self.store.update(
-                    job_id,
-                    status=INTERRUPTED,
-                    error="the server stopped while this job was running",
-                )
-            else:
-                self.store.update(
-                    job_id, status=CANCELLED, error="cancelled; the partial output was removed"
-                )
-        except VeilError as exc:
-            message = str(exc).replace(str(folder) + "/", "")
-            if edited:  # the earlier versions are still there to download and edit
-                self.store.update(job_id, status=DONE, error=f"re-render failed: {message}")
-            else:
-                self.store.update(job_id, status=FAILED, error=message)
+        except VeilError as exc:  # Cancelled too
+            self._stopped(job, exc, edited)
         else:
             review = _inside(folder, result.review)
             self.store.update(
@@ -177,9 +178,30 @@ class WorkerPool:
                 frames=result.frames,
                 boxes=result.boxes,
                 error=None,
+                # A re-render keeps the job's expiry: it counts from the first result.
+                finished=job.finished if edited else time.time(),
             )
         finally:
             self._remove_input(job_id)
+
+    def _stopped(self, job: Job, exc: VeilError, edited: bool) -> None:
+        """Record why a job stopped. A stopped re-render leaves the job done: its earlier
+        versions are still there to download and edit."""
+        message = str(exc).replace(str(self.store.folder(job.id)) + "/", "")
+        if edited:
+            self.store.update(
+                job.id, status=DONE, finished=job.finished, error=f"re-render stopped: {message}"
+            )
+        elif isinstance(exc, Cancelled) and self._closing.is_set():
+            self.store.update(
+                job.id, status=INTERRUPTED, error="the server stopped while this job was running"
+            )
+        elif isinstance(exc, Cancelled):
+            self.store.update(
+                job.id, status=CANCELLED, error="cancelled; the partial output was removed"
+            )
+        else:
+            self.store.update(job.id, status=FAILED, error=message)
 
     def rerender(self, job_id: str) -> bool:
         """Queue a finished video again, to render a new version from its edited detections.
