@@ -37,7 +37,7 @@ def test_the_schema_is_valid_json_schema_and_accepts_an_export():
         ({**BOX, "hide": "no"}, "'hide' must be a boolean"),
         ({**BOX, "score": True}, "'score' must be a number"),
         ({**BOX, "colour": "red"}, "'colour' is not part of the format"),
-        ({**BOX, "x2": 5}, "'x2' must be greater than 'x1'"),
+        ({**BOX, "x2": 5}, "'x2' must not be less than 'x1'"),
     ],
 )
 def test_the_first_bad_field_is_named_on_one_line(row, field):

@@ -129,3 +129,21 @@ def test_photos_have_nothing_to_review_and_keep_no_original(strict, astronaut):
     status, _, _ = strict.request("GET", f"/api/jobs/{job['id']}/detections")
     assert status == 404
     assert not list((strict.data_dir / "jobs" / job["id"]).glob("input.*"))
+
+
+def test_each_original_frame_shown_is_logged(tmp_path, face_video):
+    import signal
+
+    srv = Server(tmp_path / "data")
+    try:
+        job = srv.upload(face_video.read_bytes(), "clip.mp4")
+        assert srv.wait(job["id"])["status"] == "done"
+        frame(srv, job["id"], 3)
+        frame(srv, job["id"], 7, original=True)
+        srv.proc.send_signal(signal.SIGINT)
+        srv.proc.wait(timeout=30)
+        log = srv.proc.stderr.read()
+    finally:
+        srv.stop()
+    assert f"job {job['id']}: the original of frame 7 was shown" in log
+    assert "frame 3 was shown" not in log

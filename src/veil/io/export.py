@@ -117,7 +117,7 @@ def _problem(value: Any, rule: dict[str, Any]) -> str | None:
 
 def validate_rows(rows: Any, name: str = "detections") -> list[dict[str, Any]]:
     """rows checked against the schema (the subset it uses: type, required, properties,
-    additionalProperties, minimum, maximum) and x1 < x2, y1 < y2, which a schema cannot say.
+    additionalProperties, minimum, maximum) and x1 <= x2, y1 <= y2, which a schema cannot say.
 
     Raises InputError naming the first bad item and field.
     """
@@ -138,8 +138,8 @@ def validate_rows(rows: Any, name: str = "detections") -> list[dict[str, Any]]:
             if (problem := _problem(value, rule)) is not None:
                 raise InputError(f"{where}: field '{key}' {problem}")
         for low, high in (("x1", "x2"), ("y1", "y2")):
-            if row[high] <= row[low]:
-                raise InputError(f"{where}: field '{high}' must be greater than '{low}'")
+            if row[high] < row[low]:
+                raise InputError(f"{where}: field '{high}' must not be less than '{low}'")
     return rows
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Iterator
+from functools import lru_cache
 from pathlib import Path
 
 import av
@@ -23,16 +24,24 @@ from .video import DEFAULT_MAX_PIXELS, VideoSource, _rotate
 CHUNK = 32  # frames decoded per step when walking backwards
 
 
+@lru_cache(maxsize=16)
+def _packet_times(path: str, mtime_ns: int, size: int) -> tuple[int | None, ...]:
+    """Presentation times of a file's video packets, demuxed once per file version (the
+    review page asks for one frame after another)."""
+    with VideoSource(Path(path)) as source:
+        return tuple(p.pts for p in source.container.demux(source.stream) if p.size)
+
+
 class FrameReader:
     """Frames of one video by index: `frame(i)`, `read(start, stop)` and `walk(i, step)`."""
 
     def __init__(self, path: Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
         self._source = VideoSource(path, max_pixels=max_pixels)
         self.info = self._source.info
-        stream = self._source.stream
-        self._time_base = stream.time_base
+        self._time_base = self._source.stream.time_base
         try:
-            pts = [p.pts for p in self._source.container.demux(stream) if p.size]
+            stat = Path(path).stat()
+            pts = _packet_times(str(path), stat.st_mtime_ns, stat.st_size)
         except av.error.FFmpegError as exc:
             self.close()
             raise InputError(f"{path}: damaged video ({exc})") from None

@@ -110,13 +110,13 @@ def _overview(job, folder: Path, source: Path) -> dict:
     if job.review and (folder / job.review / "review.json").is_file():
         report = json.loads((folder / job.review / "review.json").read_text(encoding="utf-8"))
         flagged = [entry["frame"] for entry in report.get("review_frames", [])]
-    with FrameReader(source) as reader:
-        count, info = reader.count, reader.info
+    with FrameReader(source) as reader:  # the size of the frames as shown (upright)
+        count, fps, (height, width) = reader.count, reader.info.fps, reader.frame(0).image.shape[:2]
     return {
         "frames": count,
-        "fps": float(info.fps),
-        "width": info.width,
-        "height": info.height,
+        "fps": float(fps),
+        "width": width,
+        "height": height,
         "flagged": flagged,
         "rows": rows,
         "tracks": editing.track_marks(rows),
