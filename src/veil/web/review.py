@@ -16,6 +16,7 @@ import asyncio
 import json
 import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -31,7 +32,7 @@ from ..io.export import detections_by_frame, read_rows, validate_rows, write_row
 from ..io.frame_access import FrameReader
 from ..pipeline import JobOptions
 from .options import job_options
-from .store import DONE, JobStore
+from .store import DONE, Job, JobStore
 from .worker import DETECTIONS, WorkerPool, versions
 
 log = logging.getLogger("veil.web")
@@ -49,7 +50,9 @@ class Edit(BaseModel):
     hide: bool = True
 
 
-def review_routes(app: FastAPI, store: JobStore, pool: WorkerPool, job_or_404) -> None:
+def review_routes(
+    app: FastAPI, store: JobStore, pool: WorkerPool, job_or_404: Callable[[JobStore, str], Job]
+) -> None:
     """The routes under /api/jobs/{id}/ that the review page (static/review.html) uses."""
     locks: dict[str, threading.Lock] = {}
 
@@ -104,7 +107,7 @@ def review_routes(app: FastAPI, store: JobStore, pool: WorkerPool, job_or_404) -
         return job_or_404(store, job_id).public()
 
 
-def _overview(job, folder: Path, source: Path) -> dict:
+def _overview(job: Job, folder: Path, source: Path) -> dict:
     rows = read_rows(folder / DETECTIONS)
     flagged: list[int] = []
     if job.review and (folder / job.review / "review.json").is_file():
@@ -125,7 +128,7 @@ def _overview(job, folder: Path, source: Path) -> dict:
 
 
 def _frame_jpeg(
-    job, folder: Path, source: Path, index: int, original: bool, base: JobOptions
+    job: Job, folder: Path, source: Path, index: int, original: bool, base: JobOptions
 ) -> bytes:
     with FrameReader(source) as reader:
         if not 0 <= index < reader.count:
