@@ -225,6 +225,7 @@ function drawVersions() {
 $("#scrubber").addEventListener("input", (e) => show(Number(e.target.value)));
 $("#show-original").addEventListener("change", () => show(current));
 addEventListener("keydown", (e) => {
+  if (e.target === $("#scrubber")) return; // the slider steps by itself
   if (e.key === "ArrowRight") show(current + 1);
   if (e.key === "ArrowLeft") show(current - 1);
 });
