@@ -90,6 +90,18 @@ def test_video_without_audio_and_odd_size(tmp_path, astronaut, pipeline):
     assert face_changed(frames[0], after[0][:511, :509]) > 12
 
 
+def test_a_json_export_renders_back_the_same_video_without_a_detector(tmp_path, face_video):
+    """--detections: the exported boxes, final after tracking, hidden again as they are."""
+    first = Pipeline(JobOptions(export_format="json")).process(face_video, tmp_path / "a.mp4")
+    again = Pipeline(JobOptions(detections=str(first.export)))
+    second = again.process(face_video, tmp_path / "b.mp4")
+    assert again._detector is None  # nothing was detected
+    assert [len(d) for d in second.per_frame] == [len(d) for d in first.per_frame]
+    assert second.boxes > 0
+    for a, b in zip(read_video(first.output)[0], read_video(second.output)[0]):
+        assert mean_abs_diff(a, b) < 1.0
+
+
 @pytest.mark.parametrize("fmt", ["csv", "tsv", "txt", "json"])
 def test_export_formats(tmp_path, face_video, fmt):
     result = Pipeline(JobOptions(export_format=fmt)).process(face_video, tmp_path / "e.mp4")

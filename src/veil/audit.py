@@ -65,6 +65,11 @@ class Edit:
     box: tuple[float, float, float, float] | None = None
 
 
+def now() -> str:
+    """The current time as the record writes it: ISO 8601, UTC, to the second."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
 def sidecar(output: Path) -> Path:
     """Where the audit record of `output` goes."""
     return output.with_name(output.name + SUFFIX)
@@ -140,7 +145,7 @@ def write_record(
     record = {
         "record_version": RECORD_VERSION,
         "veil": __version__,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": now(),
         "input": _file(result.source, input_sha256),
         "output": _file(result.output),
         "kind": result.kind,

@@ -59,6 +59,7 @@ examples:
   veil clip.mp4 --method pixelate --shape rect --mask-scale 1.5
   veil clip.mp4 --export csv           also write clip_anonymized.csv (boxes per frame)
   veil clip.mp4 --review               also write clip_anonymized_review/ for human sign-off
+  veil clip.mp4 --detections edited.json   render from an exported, edited clip_anonymized.json
   veil demo                            try it on the bundled sample photo
 """
 

@@ -39,7 +39,7 @@ from .frame import Frame, in_layout_of, to_bgr
 from .io import images as image_io
 from .io import video as video_io
 from .io.export import FORMATS as EXPORT_FORMATS
-from .io.export import DataExport
+from .io.export import DataExport, detections_by_frame, read_rows
 from .io.paths import (
     DEFAULT_SUFFIX,
     collect_inputs,
@@ -49,7 +49,7 @@ from .io.paths import (
     reserve,
 )
 from .options import Web, check, option
-from .tracking import TrackingOptions, create_filter, detector_options
+from .tracking import PassThrough, TrackingOptions, create_filter, detector_options
 from .tracking.review import ReviewReport, review_folder
 
 if TYPE_CHECKING:
@@ -138,6 +138,16 @@ class JobOptions:
         web=Web("Audit record"),
         help="also write OUTPUT.veil.json beside each output: the input's SHA-256, the "
         "settings, the model and its version, areas hidden per frame and any edits",
+    )
+    detections: str | None = option(
+        None,
+        "--detections",
+        group="tracking and review (videos)",
+        commands=("main",),
+        metavar="FILE",
+        help="hide the boxes of this detections file (the --export json format, edited: "
+        "docs/detections.schema.json) instead of detecting again; boxes marked "
+        '"hide": false and their tracks stay visible',
     )
     batch_size: int = 0  # frames per detector call; 0 = what the detector prefers
     queue_size: int = 8
@@ -293,6 +303,8 @@ class Pipeline:
 
     def process_image(self, source: Path, target: Path) -> JobResult:
         """Anonymize an image file (every page or frame of it); target may become a free name."""
+        if self.options.detections:
+            raise OptionError(f"{source}: --detections renders videos only; this is an image")
         start = time.perf_counter()
         per_frame: list[Detections] = []
         with (
@@ -408,9 +420,15 @@ class Pipeline:
 
         Decoding runs in a background thread; the frame loop detects in whole
         batches (`BatchDetection`) and its temporal filter may hold frames back
-        to look ahead. Any failure ends the iteration with its error.
+        to look ahead. With `detections` set the boxes come from that file instead
+        (`FileDetection`). Any failure ends the iteration with its error.
         """
-        loop = FrameLoop(self, BatchDetection(self), fps=fps)
+        strategy: DetectionStrategy = (
+            FileDetection(detections_by_frame(read_rows(Path(self.options.detections))))
+            if self.options.detections
+            else BatchDetection(self)
+        )
+        loop = FrameLoop(self, strategy, fps=fps)
         for frame in self._decoded(frames):
             if self.cancel.is_set():
                 raise Cancelled("cancelled; the partial output was removed")
@@ -549,9 +567,12 @@ class DetectionStrategy(Protocol):
 
     live: the source cannot be waited for, so the temporal filter may not look ahead and a
     failed stage hides its frame whole instead of stopping the job.
+    final: the detections are already tracked and edited (`FileDetection`): the loop hides
+    them as they are, with no temporal filter and no threshold.
     """
 
     live: bool
+    final: bool
 
     def submit(self, frame: Frame, arrived: float) -> list[Detected]:
         """Take one frame; return the frames whose detections are now known, in order."""
@@ -579,6 +600,7 @@ class BatchDetection:
     """
 
     live = False
+    final = False
 
     def __init__(self, pipeline: Pipeline) -> None:
         self._pipeline = pipeline
@@ -621,6 +643,7 @@ class DeadlineDetection:
     """
 
     live = True
+    final = False
 
     def __init__(
         self, pipeline: Pipeline, *, max_latency: float | None = 1.0, detect_every: int = 1
@@ -667,6 +690,35 @@ class DeadlineDetection:
         return self._pipeline.detect([image], keep_weak=True)[0]
 
 
+class FileDetection:
+    """Files rendered from a detections file (`--detections`, the web page's re-render): each
+    frame gets the boxes listed for its index, nothing is detected again.
+
+    The boxes are final: tracking and gap filling happened before the file was written and
+    edited, so the loop hides them unchanged. A box for a frame the video does not have means
+    the file belongs to another video: the job stops with an `InputError`.
+    """
+
+    live = False
+    final = True
+
+    def __init__(self, per_frame: dict[int, Detections]) -> None:
+        self._per_frame = dict(per_frame)
+        self._frames = 0
+
+    def submit(self, frame: Frame, arrived: float) -> list[Detected]:
+        self._frames = max(self._frames, frame.index + 1)
+        return [Detected(frame, self._per_frame.pop(frame.index, Detections.empty()))]
+
+    def finish(self) -> list[Detected]:
+        if self._per_frame:
+            raise InputError(
+                f"the detections file has boxes for frame {min(self._per_frame)} but the video "
+                f"has {self._frames} frames; is it the export of another video?"
+            )
+        return []
+
+
 def _ready(future: cf.Future, deadline: float | None) -> bool:
     """Whether the future finished (with a result or an error) by the deadline."""
     timeout = None if deadline is None else max(deadline - time.monotonic(), 0.0)
@@ -703,11 +755,15 @@ class FrameLoop:
         self.on_miss = on_miss
         self.log = log
         self.misses: Counter[str] = Counter()
-        self._temporal = create_filter(
-            self.options.tracking,
-            fps,
-            live=detection.live,
-            threshold=self.options.detector.threshold,
+        self._temporal = (
+            PassThrough()
+            if detection.final
+            else create_filter(
+                self.options.tracking,
+                fps,
+                live=detection.live,
+                threshold=self.options.detector.threshold,
+            )
         )
         self._held: dict[int, tuple[Frame, float]] = {}
         self._logged = False

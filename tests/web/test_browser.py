@@ -290,3 +290,62 @@ def test_cancelling_a_card_that_is_uploading_stops_the_upload(server, browser, a
     assert set(jobs.iterdir()) == before  # no job, and the partial file is gone
     assert errors == []
     page.close()
+
+
+def test_review_add_a_missed_face_on_one_frame_and_rerender(browser, face_video, tmp_path):
+    """A threshold that misses the astronaut; one box drawn on one frame in the review page is
+    followed through the video, and the re-rendered version covers her face in every frame."""
+    from media import ASTRONAUT_FACE, read_video
+
+    srv = Server(tmp_path / "data", "--threshold", "0.99")
+    try:
+        page = browser.new_page(viewport={"width": 1100, "height": 1300})
+        errors = watch_errors(page)
+        page.on("dialog", lambda dialog: dialog.accept())
+        page.goto(srv.address)
+        page.set_input_files("#file-input", str(face_video))
+        page.click("#start")
+        card = page.locator(".job[data-status=done]")
+        card.wait_for(timeout=120_000)
+        assert "0 faces hidden" in card.locator(".detail").inner_text()
+        card.locator(".review-link").click()
+        page.wait_for_function("() => document.querySelector('#frame').naturalWidth > 0")
+        assert not page.locator("#show-original").is_checked()
+        page.locator("#scrubber").fill("10")
+        assert page.locator("#frame-label").inner_text() == "frame 11 of 30"
+        # Draw the box over her face on frame 10 (she has moved 30 px right by then).
+        stage = page.locator("#stage").bounding_box()
+        scale = stage["width"] / 512
+        x1, y1, x2, y2 = ASTRONAUT_FACE
+        page.click("#add-mode")
+        page.mouse.move(stage["x"] + (x1 + 30) * scale, stage["y"] + y1 * scale)
+        page.mouse.down()
+        page.mouse.move(stage["x"] + (x2 + 30) * scale, stage["y"] + y2 * scale, steps=5)
+        page.mouse.up()
+        page.wait_for_function(
+            "() => /Box added to track 0, frames 1 to 30/.test("
+            "document.querySelector('#message').textContent)",
+            timeout=60_000,
+        )
+        assert page.locator("#boxes .box").count() == 1
+        assert page.locator("#timeline .mark.start").count() == 1
+        page.click("#rerender")
+        page.locator("#render-status[data-state=done]").wait_for(timeout=120_000)
+        page.wait_for_function("() => document.querySelectorAll('#versions li').length === 2")
+        shot = tmp_path / "review.png"
+        page.screenshot(path=str(shot), full_page=True)
+        if os.environ.get("VEIL_SCREENSHOT_DIR"):
+            shutil.copy(shot, Path(os.environ["VEIL_SCREENSHOT_DIR"]) / "web_review.png")
+        href = page.locator("#versions li a").last.get_attribute("href")
+        status, _, data = srv.request("GET", href)
+        assert status == 200
+        (tmp_path / "v2.mp4").write_bytes(data)
+        originals, _ = read_video(face_video)
+        rendered, _ = read_video(tmp_path / "v2.mp4")
+        assert len(rendered) == len(originals)
+        for i, (original, result) in enumerate(zip(originals, rendered)):
+            assert astronaut_face_hidden(original, result, shift=3 * i, background=8), f"frame {i}"
+        assert errors == []
+        page.close()
+    finally:
+        srv.stop()

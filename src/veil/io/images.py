@@ -128,6 +128,11 @@ class ImageSource:
                 orientation = self._im.getexif().get(ORIENTATION, 1)
                 duration = self._im.info.get("duration") if self.frames > 1 else None
                 image, alpha = _pixels(self._im, self._to_srgb, self.name)
+            if index == self.frames - 1:
+                # Pillow's decoded copy is not needed once the pixels are taken; freeing it
+                # before the picture is detected and encoded saves 4 bytes a pixel at the peak
+                # (a 95 MP photo: 1449 -> about 1090 MiB peak, tests/test_cli.py).
+                self._im.close()
             yield Picture(_upright(image, orientation), _upright(alpha, orientation), duration)
 
     def close(self) -> None:

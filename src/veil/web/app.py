@@ -43,6 +43,7 @@ from ..tracking import detector_options
 from .limits import Admission
 from .live import LiveSession
 from .options import check_options, form, job_options, query_parameters
+from .review import review_routes
 from .security import AccessGuard, caller_of
 from .server import ServerConfig
 from .store import DONE, FINAL_STATES, JobStore, private_dir
@@ -55,7 +56,7 @@ from .uploads import (
     result_name,
     sanitize_name,
 )
-from .worker import WorkerPool
+from .worker import WorkerPool, versions
 
 JOB_ID = re.compile(r"^[0-9a-f]{32}$")
 REVIEW_FILES = {
@@ -130,6 +131,7 @@ def create_app(config: ServerConfig) -> AccessGuard:
 
     _job_routes(app, store, pool, config)
     _result_routes(app, store)
+    review_routes(app, store, pool, _job_or_404)
     _event_route(app, store)
     _live_route(app, config)
     return AccessGuard(app, config.token)
@@ -238,17 +240,32 @@ def _result_name(job) -> str:
     return result_name(job.name, job.output)
 
 
+def _rendered(store: JobStore, job, version: int | None) -> Path:
+    """The file of a finished job's result: the latest, or rendering `version` (1 = first)."""
+    if job.status != DONE or not job.output:
+        raise HTTPException(409, f"no result: the job is {job.status}")
+    name = Path(job.output).name
+    if version is not None:
+        rendered = versions(store.folder(job.id), Path(name).suffix)
+        if version > len(rendered):
+            raise HTTPException(404, f"no version {version}; there are {len(rendered)}")
+        name = rendered[version - 1]
+    path = store.folder(job.id) / name
+    if not path.is_file():
+        raise HTTPException(410, "the result was deleted")
+    return path
+
+
 def _result_routes(app: FastAPI, store: JobStore) -> None:
     @app.get(
         "/api/jobs/{job_id}/result", summary="The anonymized file (download=false to view inline)"
     )
-    async def get_result(job_id: str, download: bool = True) -> FileResponse:
+    async def get_result(
+        job_id: str, download: bool = True, version: int | None = Query(None, ge=1)
+    ) -> FileResponse:
+        """version: an earlier rendering of a reviewed video (1 is the first; default latest)."""
         job = _job_or_404(store, job_id)
-        if job.status != DONE or not job.output:
-            raise HTTPException(409, f"no result: the job is {job.status}")
-        path = store.folder(job_id) / Path(job.output).name
-        if not path.is_file():
-            raise HTTPException(410, "the result was deleted")
+        path = _rendered(store, job, version)
         return FileResponse(
             path,
             filename=_result_name(job),

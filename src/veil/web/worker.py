@@ -8,25 +8,42 @@ cancel reaches a queued job at once and a running video at the next batch
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+import os
 import queue
 import shutil
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
+from ..audit import Edit
 from ..detectors import detector_for
 from ..errors import VeilError
 from ..io.paths import TEMP_PREFIX, atomic_output
 from ..pipeline import Cancelled, JobOptions, Pipeline
 from ..tracking import detector_options
 from .options import job_options
-from .store import CANCELLED, DONE, FAILED, FINAL_STATES, INTERRUPTED, QUEUED, RUNNING, JobStore
+from .store import (
+    CANCELLED,
+    DONE,
+    FAILED,
+    FINAL_STATES,
+    INTERRUPTED,
+    QUEUED,
+    RUNNING,
+    Job,
+    JobStore,
+)
 from .uploads import result_name
 
 log = logging.getLogger("veil.web")
+
+DETECTIONS = "detections.json"  # a video job's detections with track ids, edited in place
+EDITS = "edits.jsonl"  # the corrections made to them, one audit.Edit a line, for --audit
 
 _STOP = object()
 
@@ -79,8 +96,14 @@ class WorkerPool:
     def cancel(self, job_id: str) -> bool:
         """Stop a queued or running job; False when it had already finished.
 
-        A running job stops at its next batch of frames (the reply may come first).
+        A running job stops at its next batch of frames (the reply may come first). A
+        re-render still waiting is dropped and the job stays done with its earlier versions.
         """
+        job = self.store.get(job_id)
+        if job is not None and job.output is not None:
+            back = {"finished": job.finished, "error": "re-render cancelled"}
+            if self.store.set_status_if(job_id, QUEUED, DONE, **back):
+                return True
         if self.store.set_status_if(job_id, QUEUED, CANCELLED, error="cancelled before it started"):
             self._remove_input(job_id)
             return True
@@ -137,29 +160,28 @@ class WorkerPool:
         if source is None:
             self.store.update(job_id, status=FAILED, error="the uploaded file is gone")
             return
+        edited = job.kind == "video" and job.output is not None
         try:
             options = job_options(job.options, job.kind, self.base_options)
-            detector = detector_for(detector_options(options.tracking, options.detector))
+            if edited:  # a re-render: the kept, edited detections; nothing is detected again
+                options = replace(options, detections=str(folder / DETECTIONS))
+                detector = None
+            else:  # videos keep their detections, with track ids, for the review page
+                options = replace(options, export_format="json" if job.kind == "video" else None)
+                detector = detector_for(detector_options(options.tracking, options.detector))
             pipeline = Pipeline(
                 options, detector=detector, progress=self._progress_for(job_id), cancel=cancel
             )
             if cancel.is_set():
                 raise Cancelled("cancelled before it started")
-            target = folder / f"result{_output_extension(source, job.kind)}"
-            result = pipeline.process(source, target)
-        except Cancelled:
-            if self._closing.is_set():
-                self.store.update(
-                    job_id,
-                    status=INTERRUPTED,
-                    error="the server stopped while this job was running",
-                )
-            else:
-                self.store.update(
-                    job_id, status=CANCELLED, error="cancelled; the partial output was removed"
-                )
-        except VeilError as exc:
-            self.store.update(job_id, status=FAILED, error=str(exc).replace(str(folder) + "/", ""))
+            suffix = _output_extension(source, job.kind)
+            version = len(versions(folder, suffix)) + 1
+            target = folder / (f"result{suffix}" if version == 1 else f"result-v{version}{suffix}")
+            result = pipeline.process(source, target, edits=read_edits(folder) if edited else ())
+            if result.export is not None:
+                result.export.replace(folder / DETECTIONS)
+        except VeilError as exc:  # Cancelled too
+            self._stopped(job, exc, edited)
         else:
             review = _inside(folder, result.review)
             if review:
@@ -171,9 +193,48 @@ class WorkerPool:
                 review=review,
                 frames=result.frames,
                 boxes=result.boxes,
+                error=None,
+                # A re-render keeps the job's expiry: it counts from the first result.
+                finished=job.finished if edited else time.time(),
             )
         finally:
             self._remove_input(job_id)
+
+    def _stopped(self, job: Job, exc: VeilError, edited: bool) -> None:
+        """Record why a job stopped. A stopped re-render leaves the job done: its earlier
+        versions are still there to download and edit."""
+        message = str(exc).replace(str(self.store.folder(job.id)) + "/", "")
+        if edited:
+            self.store.update(
+                job.id, status=DONE, finished=job.finished, error=f"re-render stopped: {message}"
+            )
+        elif isinstance(exc, Cancelled) and self._closing.is_set():
+            self.store.update(
+                job.id, status=INTERRUPTED, error="the server stopped while this job was running"
+            )
+        elif isinstance(exc, Cancelled):
+            self.store.update(
+                job.id, status=CANCELLED, error="cancelled; the partial output was removed"
+            )
+        else:
+            self.store.update(job.id, status=FAILED, error=message)
+
+    def rerender(self, job_id: str) -> bool:
+        """Queue a finished video again, to render a new version from its edited detections.
+
+        False when the job is not a finished video with kept detections.
+        """
+        job = self.store.get(job_id)
+        if (
+            job is None
+            or job.kind != "video"
+            or not (self.store.folder(job_id) / DETECTIONS).is_file()
+        ):
+            return False
+        if not self.store.set_status_if(job_id, DONE, QUEUED):
+            return False
+        self.submit(job_id)
+        return True
 
     def _progress_for(self, job_id: str) -> Callable[[str, int, int | None], None]:
         last = [0.0]
@@ -189,10 +250,16 @@ class WorkerPool:
     def _remove_input(self, job_id: str) -> None:
         """The original is deleted as soon as it is no longer needed: only results are kept.
 
-        Partial outputs left by a killed server go too (a clean stop removes its own).
+        A finished video keeps its original until the job expires: the review page follows
+        added boxes on it and re-renders from it (its pages show it anonymized only, unless
+        the owner asks for the original, which is logged). Partial outputs left by a killed
+        server go too (a clean stop removes its own).
         """
         folder = self.store.folder(job_id)
-        for path in [*folder.glob("input.*"), *folder.glob(f"{TEMP_PREFIX}*")]:
+        job = self.store.get(job_id)
+        keep = job is not None and job.status in (DONE, QUEUED) and job.kind == "video"
+        inputs = [] if keep else list(folder.glob("input.*"))
+        for path in [*inputs, *folder.glob(f"{TEMP_PREFIX}*")]:
             path.unlink(missing_ok=True)
 
     # -- retention -----------------------------------------------------------------------------
@@ -209,6 +276,38 @@ class WorkerPool:
                 self.sweep()
             except Exception:
                 log.exception("retention sweep failed")
+
+
+def log_edit(folder: Path, edit: Edit) -> None:
+    """Append one correction to the job's edit log, which a re-render's audit record lists."""
+    with open(folder / EDITS, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(dataclasses.asdict(edit)) + "\n")
+    os.chmod(folder / EDITS, 0o600)
+
+
+def read_edits(folder: Path) -> list[Edit]:
+    """Every correction made to the job's detections so far, oldest first."""
+    path = folder / EDITS
+    if not path.is_file():
+        return []
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return [
+        Edit(**{**row, "box": row["box"] and tuple(row["box"])}) for row in map(json.loads, lines)
+    ]
+
+
+def versions(folder: Path, suffix: str) -> list[str]:
+    """The rendered versions in a job folder, oldest first: result.EXT, result-v2.EXT, ..."""
+    found = [p.name for p in folder.glob(f"result*{suffix}") if _version(p.name) is not None]
+    return sorted(found, key=lambda name: _version(name) or 0)
+
+
+def _version(name: str) -> int | None:
+    stem = name.split(".", 1)[0]
+    if stem == "result":
+        return 1
+    number = stem.removeprefix("result-v")
+    return int(number) if number != stem and number.isdigit() else None
 
 
 def _inside(folder: Path, path: Path | None) -> str | None:

@@ -311,6 +311,13 @@ function videoView(job) {
   video.preload = "metadata";
   video.src = `/api/jobs/${job.id}/result?download=false`;
   wrap.append(video);
+  const edit = document.createElement("a");
+  edit.className = "button review-link";
+  edit.href = `/static/review.html?job=${job.id}`;
+  edit.textContent = "Review and correct";
+  const line = document.createElement("p");
+  line.append(edit);
+  wrap.append(line);
   if (job.has_review) {
     const review = document.createElement("div");
     review.className = "review";
@@ -410,7 +417,7 @@ function stopLive() {
 fetch("/api/options").then((r) => r.json()).then((o) => {
   buildControls(o.fields);
   const hours = o.keep_seconds / 3600;
-  $("#retention").textContent = `Results are deleted from the server ${hours >= 1 ? `${+hours.toFixed(1)} h` : `${Math.round(o.keep_seconds / 60)} min`} after they finish. Originals are never kept.`;
+  $("#retention").textContent = `Results are deleted from the server ${hours >= 1 ? `${+hours.toFixed(1)} h` : `${Math.round(o.keep_seconds / 60)} min`} after they finish. Originals of photos are never kept; a video's original is kept until then for its review page, which shows it anonymized.`;
 });
 refresh();
 listen();
