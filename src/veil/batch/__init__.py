@@ -1,4 +1,5 @@
-"""Batch anonymization at scale: folders, manifests and object storage, resumable, local pool or Ray.
+"""Batch anonymization at scale: folders, manifests and object storage, resumable, on a local
+pool or Ray.
 
 `veil batch INPUT -o OUTPUT` lists the inputs, skips what its journal says is
 already done with the same settings, runs the rest with Pipeline.process on a

@@ -75,7 +75,8 @@ def resolve(name_or_path: str, data_root: Path | None = None) -> Path:
     if named.is_dir():
         return named
     raise InputError(
-        f"no dataset folder '{name_or_path}' (looked in . and {root}; set --data-root or {DATA_ROOT_ENV})"
+        f"no dataset folder '{name_or_path}' (looked in . and {root}; "
+        f"set --data-root or {DATA_ROOT_ENV})"
     )
 
 
@@ -104,7 +105,8 @@ def _ignored_boxes(
 
 
 def load_images(root: Path, subset: str = "auto") -> Dataset:
-    """subset: 'hard' (WIDER hard list, the rest ignored), 'all' (every valid box), 'auto' (hard when listed)."""
+    """subset: 'hard' (WIDER hard list, the rest ignored), 'all' (every valid box), 'auto'
+    (hard when listed)."""
     labels = _read_json(root / IMAGE_LABELS)
     full = _read_json(root / FULL_LABELS) if (root / FULL_LABELS).is_file() else None
     hard = _read_json(root / HARD_LABELS) if (root / HARD_LABELS).is_file() else None
