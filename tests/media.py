@@ -5,12 +5,14 @@ functions."""
 from __future__ import annotations
 
 import fractions
+import functools
 import json
 import os
 import resource
 import struct
 import subprocess
 import sys
+import tempfile
 import zlib
 from pathlib import Path
 
@@ -298,6 +300,33 @@ def peak_memory_mib(code: str, *args, env: dict, timeout: float = 600):
     )
     peaks = [line.split()[1] for line in run.stderr.splitlines() if line.startswith("VmHWM ")]
     return run, int(peaks[-1]) if peaks else None
+
+
+@functools.cache
+def veil_address_space_mib() -> int:
+    """The address space (VmPeak) of a `veil` run on a small photo here, model loaded and run.
+
+    Runtimes reserve address space per thread and per core, so it differs between machines
+    while the memory a run uses does not: a limit meant to leave a run N MiB for its pictures
+    is this plus N."""
+    code = (
+        "import sys\nfrom veil.cli import main\ncode = main(sys.argv[1:])\n"
+        "print('VmPeak', open('/proc/self/status').read().split('VmPeak:')[1].split()[0],"
+        " file=sys.stderr)\nsys.exit(code)"
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "small.jpg"
+        cv2.imwrite(str(src), astronaut_bgr())
+        run = subprocess.run(
+            [sys.executable, "-c", code, str(src), "-o", str(Path(tmp) / "out.jpg"), "-q"],
+            env=LOW_MEMORY_ENV,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    assert run.returncode == 0, run.stderr
+    peak = [line.split()[1] for line in run.stderr.splitlines() if line.startswith("VmPeak ")]
+    return int(peak[-1]) >> 10
 
 
 def limit_memory(mib: int):

@@ -27,6 +27,7 @@ from media import (
     peak_memory_mib,
     read_video,
     run_veil,
+    veil_address_space_mib,
     write_video,
 )
 
@@ -334,7 +335,12 @@ def test_a_picture_over_the_pixel_limit_is_refused_before_decoding(tmp_path):
 def test_out_of_memory_is_a_one_line_error(tmp_path):
     src = big_photo(tmp_path / "big.jpg")
     proc = run_veil(
-        src, "-o", tmp_path / "out.jpg", "-q", preexec_fn=limit_memory(1024), env=LOW_MEMORY_ENV
+        src,
+        "-o",
+        tmp_path / "out.jpg",
+        "-q",
+        preexec_fn=limit_memory(veil_address_space_mib() + 256),
+        env=LOW_MEMORY_ENV,
     )
     assert "out of memory" in one_line_error(proc, 5)
     assert no_partials(tmp_path)

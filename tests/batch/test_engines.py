@@ -14,7 +14,7 @@ import cv2
 import pytest
 
 from batch_media import journal_rows, photo_folder, small_astronaut, worker_pids
-from media import ENV, LOW_MEMORY_ENV, big_photo, limit_memory
+from media import ENV, LOW_MEMORY_ENV, big_photo, limit_memory, veil_address_space_mib
 
 
 def alive(pid: int) -> bool:
@@ -59,13 +59,13 @@ def test_workers_stop_when_the_driver_is_killed(tmp_path):
 def test_out_of_memory_fails_that_file_and_the_batch_goes_on(tmp_path):
     source = tmp_path / "in"
     source.mkdir()
-    big_photo(source / "big.jpg")  # 95 MP: decoding alone needs more than the limit leaves
+    big_photo(source / "big.jpg")  # 95 MP: decoding alone needs more than the 256 MiB left
     cv2.imwrite(str(source / "small.jpg"), small_astronaut())
     out = tmp_path / "out"
     proc = subprocess.run(
         [sys.executable, "-m", "veil", "batch", str(source), "-o", str(out), "-j", "1", "-q"],
         env=LOW_MEMORY_ENV,
-        preexec_fn=limit_memory(768),
+        preexec_fn=limit_memory(veil_address_space_mib() + 256),
         capture_output=True,
         text=True,
         timeout=600,
