@@ -150,3 +150,46 @@ def test_data_files_and_folders_are_private(tmp_path, photo):
     assert len(modes) >= 5  # data, jobs, the job's folder, its result, the job list
     for name, (folder, mode) in modes.items():
         assert mode == (0o700 if folder else 0o600), (name, oct(mode))
+
+
+def test_labelled_tokens_each_open_the_server_and_name_their_holder(tmp_path, face_video):
+    """One token per person (`--token LABEL:SECRET,...`): each works, and a reviewed video's
+    audit record names the editor by the label of the token used, never the secret."""
+    alice, bob = "alice-secret-0001", "bob-secret-00002"
+    srv = Server(tmp_path / "data", "--token", f"alice:{alice},bob:{bob}", "--threshold", "0.99")
+    try:
+        assert (
+            srv.request("GET", "/api/jobs", headers={"X-Veil-Token": "not-a-token-000"})[0] == 401
+        )
+        srv.headers = {"Authorization": f"Bearer {bob}"}
+        assert srv.request("GET", "/api/jobs")[0] == 200
+        srv.headers = {"Authorization": f"Bearer {alice}"}
+        job = srv.upload(face_video.read_bytes(), "clip.mp4", audit="true")
+        assert srv.wait(job["id"])["status"] == "done"
+        body = json.dumps({"op": "add", "frame": 3, "box": [170, 40, 285, 200]}).encode()
+        headers = {"Content-Type": "application/json"}
+        srv.json("POST", f"/api/jobs/{job['id']}/edits", body, headers=headers)
+        srv.json("POST", f"/api/jobs/{job['id']}/rerender", expect=202)
+        assert srv.wait(job["id"])["status"] == "done"
+        record = srv.json("GET", f"/api/jobs/{job['id']}/audit")
+    finally:
+        srv.stop()
+    assert [edit["who"] for edit in record["edits"]] == ["alice"]
+    assert alice not in json.dumps(record)
+
+
+@pytest.mark.parametrize(
+    "token, message",
+    [
+        ("short", "12 to 200 characters"),
+        ("a b:long-enough-secret", "token label 'a b'"),
+        ("x:long-enough-secret,x:another-long-secret", "appear once"),
+    ],
+)
+def test_bad_tokens_are_a_one_line_error(tmp_path, token, message):
+    from media import run_veil
+
+    proc = run_veil("serve", "--token", token, "--data-dir", tmp_path / "d")
+    assert proc.returncode == 2
+    assert message in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1

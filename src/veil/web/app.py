@@ -44,7 +44,7 @@ from .limits import Admission
 from .live import LiveSession
 from .options import check_options, form, job_options, query_parameters
 from .review import review_routes
-from .security import AccessGuard, caller_of
+from .security import AccessGuard, caller_of, parse_tokens
 from .server import ServerConfig
 from .store import DONE, FINAL_STATES, JobStore, private_dir
 from .uploads import (
@@ -134,7 +134,7 @@ def create_app(config: ServerConfig) -> AccessGuard:
     review_routes(app, store, pool, _job_or_404)
     _event_route(app, store)
     _live_route(app, config)
-    return AccessGuard(app, config.token)
+    return AccessGuard(app, parse_tokens(config.token))
 
 
 def _visible(store: JobStore, request: Request, everyone: bool) -> list:

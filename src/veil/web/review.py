@@ -158,10 +158,11 @@ def _check_owner(request: Request, job: Job) -> None:
 
 
 def _editor(request: Request) -> str:
-    """Who made an edit, for the audit record: the token holder, or the browser session
-    (by the hash its jobs are filed under, never the cookie itself)."""
+    """Who made an edit, for the audit record: the label of the token used (`--token
+    LABEL:SECRET`), or the browser session (by the hash its jobs are filed under, never the
+    cookie itself)."""
     caller = caller_of(request.scope)
-    return "token holder" if caller.token_holder else f"browser session {caller.owner[:12]}"
+    return caller.label if caller.label else f"browser session {caller.owner[:12]}"
 
 
 def _apply_edit(lock: threading.Lock, folder: Path, source: Path, edit: Edit, who: str) -> dict:

@@ -3,10 +3,12 @@
 Plain ASGI so the same check covers HTTP requests, server-sent events and
 WebSockets (FastAPI's HTTP middleware does not see WebSockets).
 
-- With a token, every request must carry it: `Authorization: Bearer T`, an
-  `X-Veil-Token: T` header, the `veil_token` cookie, or `?token=T`. Opening the
-  page once with `?token=T` stores the cookie, so the page's own requests,
-  its event stream and its WebSocket all carry it.
+- With a token, every request must carry it (with several, one of them):
+  `Authorization: Bearer T`, an `X-Veil-Token: T` header, the `veil_token` cookie, or
+  `?token=T`. Opening the page once with `?token=T` stores the cookie, so the page's own
+  requests, its event stream and its WebSocket all carry it. Tokens may be labelled
+  (`--token alice:SECRET,bob:SECRET2`, one per person): the label names the editor in
+  audit records of reviewed videos.
 - Without a token the server listens on loopback only, and the Host header
   must name loopback too: a web page that rebinds its own domain name to
   127.0.0.1 cannot reach the API.
@@ -37,6 +39,9 @@ COOKIE = "veil_token"
 SESSION_COOKIE = "veil_session"
 SESSION_PATTERN = re.compile(r"^[A-Za-z0-9_-]{43}$")  # secrets.token_urlsafe(32)
 SESSION_MAX_AGE = 30 * 24 * 3600
+TOKEN_PATTERN = re.compile(r"^[A-Za-z0-9._~-]{12,200}$")
+LABEL_PATTERN = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
+UNLABELLED = "token holder"
 CSP = (
     "default-src 'self'; img-src 'self' blob:; media-src 'self' blob:; connect-src 'self'; "
     "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
@@ -61,11 +66,32 @@ class Caller:
     session: str
     client: str
     token_holder: bool
+    label: str | None = None  # the token's label (UNLABELLED for a token without one)
 
     @property
     def owner(self) -> str:
         """The key jobs are filed under: a hash, so the job list never holds a live cookie."""
         return hashlib.sha256(self.session.encode()).hexdigest()[:32]
+
+
+def parse_tokens(text: str | None) -> dict[str, str]:
+    """--token's value: one secret, or comma-separated LABEL:SECRET pairs, as {secret: label}.
+
+    A secret is 12 to 200 of A-Z a-z 0-9 . _ ~ - (safe in a URL); a label up to 64 of
+    A-Z a-z 0-9 . _ @ -. Raises ValueError with a one-line reason."""
+    if text is None:
+        return {}
+    tokens: dict[str, str] = {}
+    for part in text.split(","):
+        label, _, secret = part.strip().rpartition(":")
+        if not TOKEN_PATTERN.match(secret):
+            raise ValueError("a token must be 12 to 200 characters of A-Z a-z 0-9 . _ ~ -")
+        if label and not LABEL_PATTERN.match(label):
+            raise ValueError(f"token label {label!r}: up to 64 of A-Z a-z 0-9 . _ @ -")
+        if secret in tokens or (label and label in tokens.values()):
+            raise ValueError("each token and each label may appear once")
+        tokens[secret] = label or UNLABELLED
+    return tokens
 
 
 def caller_of(scope: Scope) -> Caller:
@@ -91,9 +117,9 @@ def _host_name(host: str) -> str:
 
 
 class AccessGuard:
-    def __init__(self, app: Callable, token: str | None) -> None:
+    def __init__(self, app: Callable, tokens: dict[str, str]) -> None:
         self.app = app
-        self.token = token
+        self.tokens = tokens  # secret -> label; empty: no token
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -115,10 +141,8 @@ class AccessGuard:
             cookie[COOKIE].value if COOKIE in cookie else None,
             _query_token(scope),
         ]
-        holder = self.token is not None and any(
-            t and hmac.compare_digest(t.encode(), self.token.encode()) for t in offered
-        )
-        if self.token is not None and not holder:
+        held = self._held(offered)
+        if self.tokens and held is None:
             await _refuse(
                 scope,
                 receive,
@@ -129,7 +153,7 @@ class AccessGuard:
             return
         new_cookies = []
         if offered[3] and scope["type"] == "http":
-            new_cookies.append(f"{COOKIE}={self.token}; Path=/; HttpOnly; SameSite=Strict")
+            new_cookies.append(f"{COOKIE}={held}; Path=/; HttpOnly; SameSite=Strict")
         session = cookie[SESSION_COOKIE].value if SESSION_COOKIE in cookie else ""
         if SESSION_PATTERN.match(session):
             client = f"session:{session}"
@@ -141,15 +165,24 @@ class AccessGuard:
                 f"{SESSION_COOKIE}={session}; Path=/; Max-Age={SESSION_MAX_AGE}; HttpOnly; "
                 "SameSite=Lax"
             )
-        scope.setdefault("state", {})["caller"] = Caller(session, client, holder)
+        label = self.tokens.get(held) if held else None
+        scope.setdefault("state", {})["caller"] = Caller(session, client, held is not None, label)
         if new_cookies and scope["type"] == "http":
             send = _with_headers(send, [(b"set-cookie", c.encode("latin-1")) for c in new_cookies])
         await self.app(scope, receive, send)
 
+    def _held(self, offered: list[str | None]) -> str | None:
+        """The token the request proved, if any (the query's first: it replaces a cookie)."""
+        for candidate in (offered[3], *offered[:3]):
+            for secret in self.tokens:
+                if candidate and hmac.compare_digest(candidate.encode(), secret.encode()):
+                    return secret
+        return None
+
     def _refusal(self, scope: Scope, headers: dict[str, str]) -> tuple[int, str] | None:
         """Why a request may not reach the app (status, one line), or None."""
         host = headers.get("host", "")
-        if self.token is None and not is_loopback(_host_name(host)):
+        if not self.tokens and not is_loopback(_host_name(host)):
             return 403, "this server only answers to 127.0.0.1 or localhost"
         origin = headers.get("origin")
         if origin is not None:

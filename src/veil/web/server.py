@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import socket
 import sys
 from collections.abc import Sequence
@@ -19,9 +18,7 @@ from pathlib import Path
 from ..errors import OptionError, OutputError, VeilError
 from ..options import CommandParser, build, check, option
 from ..pipeline import JobOptions
-from .security import is_loopback
-
-TOKEN_PATTERN = re.compile(r"^[A-Za-z0-9._~-]{12,200}$")
+from .security import is_loopback, parse_tokens
 
 serving = partial(option, group="server", commands=("serve",))
 
@@ -55,7 +52,8 @@ class ServerConfig:
         None,
         "--token",
         help="secret every request must carry (also read from VEIL_TOKEN); at least 12 of "
-        "A-Z a-z 0-9 . _ ~ -",
+        "A-Z a-z 0-9 . _ ~ -; several people: LABEL:SECRET,LABEL:SECRET, each label naming "
+        "its holder in audit records",
     )
     workers: int = serving(
         1, "--workers", ge=1, help="jobs processed at the same time (default %(default)s)"
@@ -115,8 +113,10 @@ class ServerConfig:
 
     def __post_init__(self) -> None:
         check(self)
-        if self.token is not None and not TOKEN_PATTERN.match(self.token):
-            raise OptionError("--token must be 12 to 200 characters of A-Z a-z 0-9 . _ ~ -")
+        try:
+            parse_tokens(self.token)
+        except ValueError as exc:
+            raise OptionError(f"--token: {exc}") from None
         if not is_loopback(self.host) and self.token is None:
             raise OptionError(
                 f"refusing to listen on {self.host} without --token: anyone on the network "
@@ -174,8 +174,16 @@ def main(argv: Sequence[str]) -> int:
     port = sock.getsockname()[1]
     host = config.host.strip("[]")
     shown = f"[{host}]" if ":" in host else config.host
-    address = f"http://{shown}:{port}/" + (f"?token={config.token}" if config.token else "")
+    tokens = parse_tokens(config.token)
+    first = next(iter(tokens), None)
+    address = f"http://{shown}:{port}/" + (f"?token={first}" if first else "")
     print(f"veil web app: {address}", flush=True)
+    if len(tokens) > 1:
+        print(
+            f"tokens for: {', '.join(tokens.values())} (each opens the page with "
+            "?token=ITS_SECRET; the address above holds the first)",
+            flush=True,
+        )
     print(
         f"data folder: {config.data_dir} (results kept {config.keep_seconds / 3600:g} h); "
         "Ctrl-C stops",
