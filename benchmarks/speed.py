@@ -102,7 +102,8 @@ def runs(clip: Path, out: Path, quick: bool) -> list[tuple[str, list[str], Path]
     for name, args in variants:
         target = out / f"{args[0].replace('=', '_')}.mp4"
         table.append((name, [py, "-c", VEIL, str(clip), str(target), *args], target))
-    deface = shutil.which("deface")
+    # deface's command, on PATH or beside this Python (a virtual environment not activated)
+    deface = shutil.which("deface") or shutil.which("deface", path=str(Path(py).parent))
     if deface:
         table.append(
             (
