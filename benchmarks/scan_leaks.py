@@ -29,7 +29,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import av
 import cv2
 import numpy as np
 
@@ -39,6 +38,7 @@ sys.path.insert(0, str(ROOT / "src"))
 from tracking_leaks import deface_boxes  # noqa: E402
 from veil.boxes import box_iou  # noqa: E402
 from veil.detectors import DetectorOptions  # noqa: E402
+from veil.evaluation.pan import pan_clip  # noqa: E402
 from veil.hide.masks import coverage  # noqa: E402
 from veil.pipeline import JobOptions, Pipeline  # noqa: E402
 
@@ -46,34 +46,6 @@ DATA = ROOT.parent / "shared" / "data" / "wider_dev"
 SIZES = {"720p": (1280, 720), "1080p": (1920, 1080)}
 COVERED = 0.9
 FPS = 30
-
-
-def pan_clip(
-    image: np.ndarray, boxes: np.ndarray, size: tuple[int, int], n: int, step: int, path: Path
-) -> list[np.ndarray]:
-    """Writes a clip of the photo panning across a `size` frame; returns whole boxes per frame."""
-    width, height = size
-    image = image[:height, :width]
-    h, w = image.shape[:2]
-    y0 = (height - h) // 2
-    truths = []
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=FPS)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"crf": "18", "preset": "veryfast"}
-        for i in range(n):
-            x0 = (width - w) // 2 - step * n // 2 + step * i
-            frame = np.zeros((height, width, 3), np.uint8)
-            sx0, dx0 = max(0, -x0), max(0, x0)
-            dx1 = min(width, x0 + w)
-            frame[y0 : y0 + h, dx0:dx1] = image[:, sx0 : sx0 + dx1 - dx0]
-            b = boxes + np.array([x0, y0, x0, y0], np.float32)
-            truths.append(b[(b[:, 0] >= dx0) & (b[:, 2] <= dx1) & (b[:, 3] <= y0 + h)])
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="bgr24")):
-                container.mux(packet)
-        for packet in stream.encode(None):
-            container.mux(packet)
-    return truths
 
 
 class Tally:
@@ -152,10 +124,11 @@ def main() -> int:
                     truths = pan_clip(
                         image,
                         np.asarray(boxes, np.float32).reshape(-1, 4),
-                        size,
-                        args.frames,
-                        step,
                         clip,
+                        size=size,
+                        frames=args.frames,
+                        step=step,
+                        fps=FPS,
                     )
                     shape = (size[1], size[0])
                     for name, pipeline in pipelines.items():

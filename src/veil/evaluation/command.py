@@ -148,15 +148,16 @@ def format_table(dataset: str, rows: list[dict]) -> str:
             "",
         ]
     )
-    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
-    for r in table:
-        lines.append(
-            "  ".join(
-                cell.ljust(widths[i]) if i == 0 else cell.rjust(widths[i])
-                for i, cell in enumerate(r)
-            )
-        )
-    return "\n".join(lines)
+    return "\n".join([*lines, *_aligned(table)])
+
+
+def _aligned(table: list[list[str]]) -> list[str]:
+    """Rows of cells as text columns: the first left-aligned, the others right-aligned."""
+    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
+    return [
+        "  ".join(c.ljust(widths[i]) if i == 0 else c.rjust(widths[i]) for i, c in enumerate(r))
+        for r in table
+    ]
 
 
 def score(run: Run, complete_labels: bool) -> dict:
@@ -192,15 +193,7 @@ def format_pan_table(dataset: str, rows: list[dict]) -> str:
     table.append(
         ["face-frames", "", *[str(rows[0]["buckets"][b]["face_frames"]) for b in BUCKETS], "", ""]
     )
-    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
-    for r in table:
-        lines.append(
-            "  ".join(
-                cell.ljust(widths[i]) if i == 0 else cell.rjust(widths[i])
-                for i, cell in enumerate(r)
-            )
-        )
-    return "\n".join(lines)
+    return "\n".join([*lines, *_aligned(table)])
 
 
 def _score_detections(dataset: Dataset, options: JobOptions, settings: EvalOptions) -> dict:
