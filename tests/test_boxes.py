@@ -50,6 +50,36 @@ def test_nms_keeps_the_best_of_each_overlapping_group():
     assert nms(np.zeros((0, 4)), np.zeros(0), 0.5).tolist() == []
 
 
+def greedy_nms(boxes, scores, threshold):
+    """The definition, one kept box at a time through box_iou."""
+    order = np.argsort(-scores, kind="stable")
+    keep = []
+    while len(order):
+        keep.append(int(order[0]))
+        order = order[1:][box_iou(boxes[order[:1]], boxes[order[1:]])[0] < threshold]
+    return keep
+
+
+def test_nms_matches_the_greedy_definition_on_a_crowd_of_candidates():
+    """A heat map's worth of candidates: clusters of near-identical boxes, ties, degenerate
+    boxes; the fast loop keeps exactly what the definition keeps."""
+    rng = np.random.default_rng(7)
+    centres = rng.uniform(0, 1900, (300, 2))
+    sizes = rng.uniform(6, 60, 300)
+    parts = []
+    for (cx, cy), side in zip(centres, sizes):
+        jitter = rng.normal(0, side / 8, (8, 4))
+        parts.append(
+            np.array([cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2]) + jitter
+        )
+    boxes = np.concatenate([*parts, np.array([[5, 5, 5, 9], [7, 7, 3, 3]])]).astype(np.float32)
+    scores = np.round(rng.uniform(0.03, 1, len(boxes)), 2)  # rounded: many ties
+    for threshold in (0.3, 0.5):
+        keep = nms(boxes, scores, threshold).tolist()
+        assert keep == greedy_nms(boxes, scores, threshold)
+        assert 250 < len(keep) < len(boxes)
+
+
 def test_nms_keeps_input_order_among_equal_scores():
     assert nms(BOXES, np.ones(4), 0.99).tolist() == [0, 2, 3]
 

@@ -57,18 +57,26 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarr
     """Indices kept by greedy non-maximum suppression, best score first.
 
     A box is dropped when it overlaps an already kept, better-scoring box by
-    iou_threshold or more; equal scores keep their input order.
+    iou_threshold or more; equal scores keep their input order. The IoU is box_iou's,
+    computed on coordinates split once: a crowd's heat map gives thousands of
+    candidates and hundreds of kept boxes, where calling box_iou per kept box spent
+    half the detector's time (a 196-face WIDER photo panning in 1080p).
     """
     order = np.argsort(-np.asarray(scores), kind="stable")
-    b = as_boxes(boxes)
+    b = as_boxes(boxes)[order]
+    x1, y1, x2, y2 = (np.ascontiguousarray(b[:, k]) for k in range(4))
+    area = box_area(b)
     keep: list[int] = []
-    while len(order):
-        i = int(order[0])
-        keep.append(i)
-        if len(order) == 1:
-            break
-        ious = box_iou(b[i : i + 1], b[order[1:]])[0]
-        order = order[1:][ious < iou_threshold]
+    rest = np.arange(len(b))
+    while len(rest):
+        i, others = rest[0], rest[1:]
+        keep.append(int(order[i]))
+        w = np.clip(np.minimum(x2[i], x2[others]) - np.maximum(x1[i], x1[others]), 0, None)
+        h = np.clip(np.minimum(y2[i], y2[others]) - np.maximum(y1[i], y1[others]), 0, None)
+        inter = w * h
+        union = area[i] + area[others] - inter
+        iou = np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0).astype(np.float32)
+        rest = others[iou < iou_threshold]
     return np.asarray(keep, dtype=np.int64)
 
 
