@@ -277,19 +277,20 @@ def blank_png(path, width, height):
     return path
 
 
-def peak_memory_mib(code: str, *args, env: dict, timeout: float = 600):
-    """Run Python `code` in a fresh interpreter; returns the finished process and the peak
-    resident memory of that interpreter alone, in MiB.
+# `python -c VEIL_CLI ARGS` runs `veil ARGS` (for the runners below, which add to the code).
+VEIL_CLI = "import sys\nfrom veil.cli import main\nsys.exit(main(sys.argv[1:]))"
 
-    The peak is the child's own VmHWM, read as it exits: getrusage's ru_maxrss would also
-    count the parent's resident memory at fork, which carries across exec on Linux (a test
-    process that has loaded models reads gigabytes)."""
+
+def _run_reporting(field: str, code: str, *args, env: dict, timeout: float):
+    """Run Python `code` in a fresh interpreter that prints its own /proc/self/status `field`
+    (VmHWM, VmPeak) as it exits; returns the finished process and that figure in MiB."""
     trailer = (
         "\nimport atexit, sys\n"
-        "def _peak():\n"
+        "def _report():\n"
         "    status = open('/proc/self/status').read()\n"
-        "    print('VmHWM', int(status.split('VmHWM:')[1].split()[0]) >> 10, file=sys.stderr)\n"
-        "atexit.register(_peak)\n"
+        f"    kib = int(status.split('{field}:')[1].split()[0])\n"
+        f"    print('{field}', kib >> 10, file=sys.stderr)\n"
+        "atexit.register(_report)\n"
     )
     run = subprocess.run(
         [sys.executable, "-c", trailer + code, *map(str, args)],
@@ -298,8 +299,18 @@ def peak_memory_mib(code: str, *args, env: dict, timeout: float = 600):
         text=True,
         timeout=timeout,
     )
-    peaks = [line.split()[1] for line in run.stderr.splitlines() if line.startswith("VmHWM ")]
-    return run, int(peaks[-1]) if peaks else None
+    figures = [line.split()[1] for line in run.stderr.splitlines() if line.startswith(field + " ")]
+    return run, int(figures[-1]) if figures else None
+
+
+def peak_memory_mib(code: str, *args, env: dict, timeout: float = 600):
+    """Run Python `code` in a fresh interpreter; returns the finished process and the peak
+    resident memory of that interpreter alone, in MiB.
+
+    The peak is the child's own VmHWM, read as it exits: getrusage's ru_maxrss would also
+    count the parent's resident memory at fork, which carries across exec on Linux (a test
+    process that has loaded models reads gigabytes)."""
+    return _run_reporting("VmHWM", code, *args, env=env, timeout=timeout)
 
 
 @functools.cache
@@ -309,24 +320,21 @@ def veil_address_space_mib() -> int:
     Runtimes reserve address space per thread and per core, so it differs between machines
     while the memory a run uses does not: a limit meant to leave a run N MiB for its pictures
     is this plus N."""
-    code = (
-        "import sys\nfrom veil.cli import main\ncode = main(sys.argv[1:])\n"
-        "print('VmPeak', open('/proc/self/status').read().split('VmPeak:')[1].split()[0],"
-        " file=sys.stderr)\nsys.exit(code)"
-    )
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "small.jpg"
         cv2.imwrite(str(src), astronaut_bgr())
-        run = subprocess.run(
-            [sys.executable, "-c", code, str(src), "-o", str(Path(tmp) / "out.jpg"), "-q"],
+        run, peak = _run_reporting(
+            "VmPeak",
+            VEIL_CLI,
+            src,
+            "-o",
+            Path(tmp) / "out.jpg",
+            "-q",
             env=LOW_MEMORY_ENV,
-            capture_output=True,
-            text=True,
             timeout=300,
         )
     assert run.returncode == 0, run.stderr
-    peak = [line.split()[1] for line in run.stderr.splitlines() if line.startswith("VmPeak ")]
-    return int(peak[-1]) >> 10
+    return peak
 
 
 def limit_memory(mib: int):

@@ -17,6 +17,7 @@ from media import (
     ASTRONAUT_FACE,
     ENV,
     LOW_MEMORY_ENV,
+    VEIL_CLI,
     astronaut_face_hidden,
     big_photo,
     blank_png,
@@ -352,9 +353,8 @@ def test_a_photo_the_limit_allows_is_anonymized_within_1_5_gb(tmp_path):
     copy freed before encoding. Peak resident memory, which does not grow with the core count
     as address space does."""
     src = big_photo(tmp_path / "big.jpg")
-    veil = "import sys\nfrom veil.cli import main\nsys.exit(main(sys.argv[1:]))"
     out = tmp_path / "out.jpg"
-    run, peak = peak_memory_mib(veil, src, "-o", out, "-q", env=LOW_MEMORY_ENV, timeout=3600)
+    run, peak = peak_memory_mib(VEIL_CLI, src, "-o", out, "-q", env=LOW_MEMORY_ENV, timeout=3600)
     assert run.returncode == 0, run.stderr[-2000:]
     assert peak <= 1536
     with Image.open(out) as im:

@@ -3,10 +3,9 @@
 import cv2
 import numpy as np
 
-from media import ENV, panning_frames, peak_memory_mib, write_video
+from media import ENV, VEIL_CLI, panning_frames, peak_memory_mib, write_video
 
 LIMIT_MIB = 1024
-VEIL = "import sys\nfrom veil.cli import main\nsys.exit(main(sys.argv[1:]))"
 
 
 def test_1080p_video_stays_under_one_gib(tmp_path, astronaut):
@@ -15,7 +14,7 @@ def test_1080p_video_stays_under_one_gib(tmp_path, astronaut):
     canvas = np.zeros((1080, 1920, 3), np.uint8)
     canvas[:, 400:1480] = photo
     src = write_video(tmp_path / "hd.mp4", panning_frames(canvas, 40), fps=25)
-    run, peak = peak_memory_mib(VEIL, src, "-o", tmp_path / "out.mp4", "-q", env=ENV)
+    run, peak = peak_memory_mib(VEIL_CLI, src, "-o", tmp_path / "out.mp4", "-q", env=ENV)
     assert run.returncode == 0, run.stderr
     assert (tmp_path / "out.mp4").is_file()
     assert peak < LIMIT_MIB, f"peak {peak} MiB"

@@ -97,8 +97,10 @@ def review_routes(
     @app.put("/api/jobs/{job_id}/detections", summary="Replace the detections (schema checked)")
     async def put_detections(job_id: str, rows: list[dict[str, Any]], request: Request) -> dict:
         _job, folder, _source = reviewable(job_id)
-        write_rows(folder / DETECTIONS, validate_rows(rows, "detections"))
-        log_edit(folder, audit.Edit(audit.now(), _editor(request), "replace"))
+        rows = validate_rows(rows, "detections")
+        with locks.setdefault(job_id, threading.Lock()):  # not under a concurrent edit
+            write_rows(folder / DETECTIONS, rows)
+            log_edit(folder, audit.Edit(audit.now(), _editor(request), "replace"))
         return {"boxes": len(rows)}
 
     @app.post(
@@ -162,7 +164,7 @@ def _editor(request: Request) -> str:
     LABEL:SECRET`), or the browser session (by the hash its jobs are filed under, never the
     cookie itself)."""
     caller = caller_of(request.scope)
-    return caller.label if caller.label else f"browser session {caller.owner[:12]}"
+    return caller.label or f"browser session {caller.owner[:12]}"
 
 
 def _apply_edit(lock: threading.Lock, folder: Path, source: Path, edit: Edit, who: str) -> dict:

@@ -65,8 +65,11 @@ class Caller:
 
     session: str
     client: str
-    token_holder: bool
-    label: str | None = None  # the token's label (UNLABELLED for a token without one)
+    label: str | None = None  # the label of the token proved (UNLABELLED if it has none)
+
+    @property
+    def token_holder(self) -> bool:
+        return self.label is not None
 
     @property
     def owner(self) -> str:
@@ -165,8 +168,8 @@ class AccessGuard:
                 f"{SESSION_COOKIE}={session}; Path=/; Max-Age={SESSION_MAX_AGE}; HttpOnly; "
                 "SameSite=Lax"
             )
-        label = self.tokens.get(held) if held else None
-        scope.setdefault("state", {})["caller"] = Caller(session, client, held is not None, label)
+        label = self.tokens[held] if held else None
+        scope.setdefault("state", {})["caller"] = Caller(session, client, label)
         if new_cookies and scope["type"] == "http":
             send = _with_headers(send, [(b"set-cookie", c.encode("latin-1")) for c in new_cookies])
         await self.app(scope, receive, send)
