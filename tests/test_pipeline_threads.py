@@ -1,9 +1,13 @@
+import threading
+
 import cv2
 import numpy as np
 import pytest
 
 from veil import hide
+from veil.detections import Detections
 from veil.detectors import DetectorOptions
+from veil.detectors.base import Detector
 from veil.detectors.centerface import CenterFace
 from veil.frame import Frame
 from veil.pipeline import DeadlineDetection, FrameLoop, JobOptions, Pipeline
@@ -103,3 +107,34 @@ def test_full_resolution_every_frame_option_runs_one_frame_per_call(astronaut):
     )
     assert len(got) == 3
     assert calls == [1, 1, 1]
+
+
+class WaitsForTheLoop(Detector):
+    """Holds its second batch until the consumer has received a frame of the first: only a
+    loop that hides one batch while the next is detected lets that happen."""
+
+    preferred_batch = 4
+
+    def __init__(self) -> None:
+        self.calls, self.received, self.overlapped = 0, threading.Event(), False
+        self.threads: set[str] = set()
+
+    def detect(self, frames):
+        self.calls += 1
+        self.threads.add(threading.current_thread().name)
+        if self.calls == 2:
+            self.overlapped = self.received.wait(timeout=20)
+        return [Detections.empty() for _ in frames]
+
+
+def test_the_next_batch_is_detected_while_the_loop_hides_the_one_before(astronaut):
+    detector = WaitsForTheLoop()
+    pipeline = Pipeline(JobOptions(tracking=TrackingOptions(mode="none")), detector=detector)
+    frames = [Frame(i, i / 25, astronaut.copy()) for i in range(12)]
+    got = []
+    for frame, _ in pipeline.iter_anonymized(iter(frames), 25.0):
+        got.append(frame.index)
+        detector.received.set()
+    assert got == list(range(12))
+    assert detector.overlapped
+    assert threading.current_thread().name not in detector.threads

@@ -429,13 +429,20 @@ class Pipeline:
             else BatchDetection(self)
         )
         loop = FrameLoop(self, strategy, fps=fps)
-        for frame in self._decoded(frames):
-            if self.cancel.is_set():
-                raise Cancelled("cancelled; the partial output was removed")
-            for out in loop.push(frame):
+        try:
+            for frame in self._decoded(frames):
+                self._check_cancel()
+                for out in loop.push(frame):
+                    yield out.frame, out.detections
+            for out in loop.flush():
+                self._check_cancel()
                 yield out.frame, out.detections
-        for out in loop.flush():
-            yield out.frame, out.detections
+        finally:
+            strategy.close()
+
+    def _check_cancel(self) -> None:
+        if self.cancel.is_set():
+            raise Cancelled("cancelled; the partial output was removed")
 
     def _decoded(self, frames: Iterable[Frame]) -> Iterator[Frame]:
         """The frames, decoded ahead in a thread into a bounded queue; its errors re-raised here."""
@@ -580,6 +587,9 @@ class DetectionStrategy(Protocol):
     def finish(self) -> list[Detected]:
         """End of input: detections for every frame still waiting."""
 
+    def close(self) -> None:
+        """Stop what runs in the background; the loop's owner calls it once, at the end."""
+
 
 def detector_plan(detector: Detector) -> tuple[Stream | None, int]:
     """The detector's per-stream keyframe scan (None when it has none) and the batch it prefers.
@@ -592,11 +602,15 @@ def detector_plan(detector: Detector) -> tuple[Stream | None, int]:
 
 
 class BatchDetection:
-    """Files: whole batches of the preferred size through the detector's keyframe scan.
+    """Files: whole batches of the preferred size through the detector's keyframe scan, in a
+    thread of their own that works one batch ahead of the loop.
 
     A batch is cut only by its size, a change of frame size (a stream that changed
     resolution) or the end of input, so the detections depend on the frames alone, never on
-    thread timing. A detection failure raises `ProcessingError`: the job stops.
+    thread timing. The loop filters and hides one batch while the next is detected; when both
+    ran in one thread, hiding and encoding waited for every batch's detection, and a 720p
+    file kept 1.6 of 2 cores busy (docs/speed.md, "Frames per second"). A detection failure
+    raises `ProcessingError`: the job stops.
     """
 
     live = False
@@ -607,26 +621,49 @@ class BatchDetection:
         self._scanner, preferred = detector_plan(pipeline.detector)
         self._size = pipeline.options.batch_size or preferred
         self._batch: list[Frame] = []
+        self._sent: tuple[list[Frame], cf.Future] | None = None
+        self._worker = cf.ThreadPoolExecutor(max_workers=1, thread_name_prefix="veil-detect")
 
     def submit(self, frame: Frame, arrived: float) -> list[Detected]:
         done = []
-        if self._batch and frame.image.shape != self._batch[0].image.shape:
-            done = self.finish()
+        if self._batch and (frame.height, frame.width) != (
+            self._batch[0].height,
+            self._batch[0].width,
+        ):
+            done += self._send()
         self._batch.append(frame)
         if len(self._batch) >= self._size:
-            done += self.finish()
-        return done
+            done += self._send()
+        return done + self._take(wait=False)
 
     def finish(self) -> list[Detected]:
+        return self._send() + self._take(wait=True)
+
+    def close(self) -> None:
+        """Let the thread end after the batch it is detecting, if any (a job that stopped
+        early or failed does not wait for it)."""
+        self._worker.shutdown(wait=False, cancel_futures=True)
+
+    def _send(self) -> list[Detected]:
+        """Send the batch filled so far, once the batch before it is done (returned): one
+        batch is detected while the loop hides the one before. The detection thread makes
+        the BGR copies the detector reads, so only the batch it works on holds them."""
+        done = self._take(wait=True)
         batch, self._batch = self._batch, []
-        if not batch:
+        if batch:
+            self._sent = (batch, self._worker.submit(self._detect, batch))
+        return done
+
+    def _detect(self, batch: list[Frame]) -> list[Detections]:
+        detect = self._scanner.detect if self._scanner is not None else None
+        return self._pipeline.detect([f.image for f in batch], keep_weak=True, detect=detect)
+
+    def _take(self, wait: bool) -> list[Detected]:
+        """The detections of the batch sent, if it is done (with wait, once it is)."""
+        if self._sent is None or not (wait or self._sent[1].done()):
             return []
-        found = self._pipeline.detect(
-            [f.image for f in batch],
-            keep_weak=True,
-            detect=self._scanner.detect if self._scanner is not None else None,
-        )
-        return [Detected(frame, dets) for frame, dets in zip(batch, found)]
+        (batch, future), self._sent = self._sent, None
+        return [Detected(frame, dets) for frame, dets in zip(batch, future.result())]
 
 
 class DeadlineDetection:
@@ -709,6 +746,9 @@ class FileDetection:
     def submit(self, frame: Frame, arrived: float) -> list[Detected]:
         self._frames = max(self._frames, frame.index + 1)
         return [Detected(frame, self._per_frame.pop(frame.index, Detections.empty()))]
+
+    def close(self) -> None:
+        """Nothing runs in the background."""
 
     def finish(self) -> list[Detected]:
         if self._per_frame:

@@ -1,3 +1,8 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -6,7 +11,7 @@ from veil.detectors import DetectorOptions, create_detector
 from veil.detectors.centerface import bundled_model_path, input_geometry
 from veil.errors import OptionError
 
-from media import ASTRONAUT_FACE, CAMERA_FACE
+from media import ASTRONAUT_FACE, CAMERA_FACE, ENV
 
 
 @pytest.fixture(scope="module")
@@ -98,3 +103,36 @@ def test_fp16_finds_the_same_faces_as_fp32(astronaut, camera):
 def test_unknown_precision_is_a_user_error():
     with pytest.raises(OptionError, match="precision"):
         create_detector(DetectorOptions(precision="int4"))
+
+
+def test_the_shape_dynamic_model_is_made_once_then_read_without_onnx(tmp_path):
+    """The rewrite needs onnx, whose import costs more than the rest of a photo's start."""
+    code = (
+        "import sys\n"
+        "from veil.detectors import DetectorOptions\n"
+        "from veil.detectors.centerface import CenterFace\n"
+        "from media import ASTRONAUT_FACE, astronaut_bgr\n"
+        "net = CenterFace(DetectorOptions(backend=sys.argv[1]))\n"
+        "found = net.detect([astronaut_bgr()])[0]\n"
+        "print(len(found), 'onnx' in sys.modules)\n"
+    )
+    tests = str(Path(__file__).resolve().parents[1])
+    env = {
+        **ENV,
+        "XDG_CACHE_HOME": str(tmp_path),
+        "PYTHONPATH": ENV["PYTHONPATH"] + os.pathsep + tests,
+    }
+    runs = [
+        subprocess.run(
+            [sys.executable, "-c", code, backend],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=True,
+        ).stdout.split()
+        for backend in ("onnxruntime", "onnxruntime", "openvino")
+    ]
+    assert runs == [["1", "True"], ["1", "False"], ["1", "False"]]
+    assert [p.name.startswith("centerface-") for p in (tmp_path / "veil" / "models").iterdir()] == [
+        True
+    ]

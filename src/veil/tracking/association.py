@@ -10,7 +10,6 @@ has been lost. Any IoU match is preferred to any distance match.
 from __future__ import annotations
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from ..boxes import box_area, box_centre, box_iou, longer_side
 
@@ -57,12 +56,26 @@ def assign(cost: np.ndarray) -> tuple[list[tuple[int, int]], list[int], list[int
     """Minimum-cost one-to-one matching; pairs at UNMATCHABLE are never matched.
 
     Returns (matches as (row, col), unmatched rows, unmatched cols).
+
+    Rows and columns joined by no matchable pair cannot affect each other, so the
+    matching is solved per connected group of them: a group with one track or one
+    detection (every group, unless faces overlap) takes its cheapest pair, and only a
+    larger group calls scipy's solver. Its import alone takes a second, which every
+    start of veil paid before any frame was read.
     """
     rows_n, cols_n = cost.shape
-    if rows_n == 0 or cols_n == 0:
-        return [], list(range(rows_n)), list(range(cols_n))
-    rows, cols = linear_sum_assignment(cost)
-    matches = [(int(r), int(c)) for r, c in zip(rows, cols) if cost[r, c] < UNMATCHABLE]
+    matches: list[tuple[int, int]] = []
+    for rows, cols in _groups(cost < UNMATCHABLE):
+        sub = cost[np.ix_(rows, cols)]
+        if len(rows) == 1 or len(cols) == 1:
+            r, c = np.unravel_index(int(np.argmin(sub)), sub.shape)
+            pairs = [(int(r), int(c))]
+        else:
+            from scipy.optimize import linear_sum_assignment
+
+            pairs = list(zip(*linear_sum_assignment(sub)))
+        matches += [(rows[r], cols[c]) for r, c in pairs if sub[r, c] < UNMATCHABLE]
+    matches.sort()
     matched_r = {r for r, _ in matches}
     matched_c = {c for _, c in matches}
     return (
@@ -70,3 +83,26 @@ def assign(cost: np.ndarray) -> tuple[list[tuple[int, int]], list[int], list[int
         [r for r in range(rows_n) if r not in matched_r],
         [c for c in range(cols_n) if c not in matched_c],
     )
+
+
+def _groups(matchable: np.ndarray) -> list[tuple[list[int], list[int]]]:
+    """Connected groups of rows and columns, linked by matchable pairs (lone ones left out)."""
+    rows_n = matchable.shape[0]
+    seen_r, seen_c = np.zeros(rows_n, bool), np.zeros(matchable.shape[1], bool)
+    groups = []
+    for start in np.flatnonzero(matchable.any(axis=1)):
+        if seen_r[start]:
+            continue
+        rows, cols, todo = [], [], [int(start)]
+        seen_r[start] = True
+        while todo:
+            r = todo.pop()
+            rows.append(r)
+            for c in np.flatnonzero(matchable[r] & ~seen_c):
+                seen_c[c] = True
+                cols.append(int(c))
+                for r2 in np.flatnonzero(matchable[:, c] & ~seen_r):
+                    seen_r[r2] = True
+                    todo.append(int(r2))
+        groups.append((sorted(rows), sorted(cols)))
+    return groups
