@@ -3,6 +3,7 @@ media.py)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,14 @@ from media import SHARED_DATA, astronaut_bgr, camera_bgr, panning_frames, write_
 
 # The web tests' `server` fixture lives beside the Server class it starts.
 pytest_plugins = ["webserver"]
+
+# Worker processes for `-n auto`: one per core, at most four. Each loads its own models and
+# starts veil processes that use every core, so more workers than that only add memory.
+MAX_WORKERS = 4
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    return max(1, min(len(os.sched_getaffinity(0)), MAX_WORKERS))
 
 
 @pytest.fixture(scope="session")

@@ -90,6 +90,7 @@ class Bracket:
             ok = (ratio >= 1 / MAX_GROWTH) & (ratio <= MAX_GROWTH) & (travel <= MAX_TRAVEL)
             ii, jj = np.nonzero(ok)
             used_a, used_b = set(), set()
+            most = min(len(set(ii.tolist())), len(set(jj.tolist())))
             for k in np.argsort(travel[ii, jj], kind="stable"):
                 i, j = int(ii[k]), int(jj[k])
                 if i not in used_a and j not in used_b:
@@ -97,6 +98,8 @@ class Bracket:
                     used_b.add(j)
                     pairs.append((i, j))
                     moved.append(travel[i, j] >= 1)
+                    if len(pairs) == most:  # a crowd: the far pairs need no visit
+                        break
         return cls(a, b, np.array(pairs, np.int64).reshape(-1, 2), np.array(moved, bool))
 
     def _path(self, t: float, rows: np.ndarray) -> np.ndarray:
