@@ -8,7 +8,7 @@ import pytest
 from veil.boxes import box_iou
 from veil.detectors import DetectorOptions, create_detector
 from veil.detectors.centerface import CenterFace
-from veil.detectors.scan import KeyframeScanner, ScanPolicy
+from veil.detectors.scan import KeyframeScanner, ScanPolicy, greedy_pairs
 
 from media import ASTRONAUT_FACE
 
@@ -171,3 +171,31 @@ def test_auto_device_is_quiet(caplog):
     with caplog.at_level(logging.WARNING, logger="veil"):
         create_detector(DetectorOptions(device="auto"))
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def _greedy_one_by_one(cost):
+    """The definition: cheapest candidate pair first, taken while its row and column are free."""
+    rows, cols = np.nonzero(np.isfinite(cost))
+    used_rows, used_cols, pairs = set(), set(), []
+    for k in np.argsort(cost[rows, cols], kind="stable"):
+        i, j = int(rows[k]), int(cols[k])
+        if i not in used_rows and j not in used_cols:
+            used_rows.add(i)
+            used_cols.add(j)
+            pairs.append((i, j))
+    return np.array(pairs, np.int64).reshape(-1, 2)
+
+
+def test_greedy_pairs_in_rounds_equal_greedy_one_pair_at_a_time():
+    rng = np.random.default_rng(7)
+    for trial in range(300):
+        a, b = rng.integers(0, 25, size=2)
+        cost = rng.uniform(0, 5, size=(a, b))
+        cost[rng.uniform(size=(a, b)) < rng.uniform(0, 0.9)] = np.inf
+        assert np.array_equal(greedy_pairs(cost), _greedy_one_by_one(cost)), trial
+    # A crowd panning: 800 faces, each moved a little.
+    before = rng.uniform(0, 1900, size=(800, 2))
+    after = before + rng.normal(0, 3, size=(800, 2)) + [20, 0]
+    cost = np.linalg.norm(before[:, None] - after[None], axis=2) / 20
+    cost[cost > 24] = np.inf
+    assert np.array_equal(greedy_pairs(cost), _greedy_one_by_one(cost))
