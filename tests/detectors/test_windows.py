@@ -71,3 +71,38 @@ def test_boxes_touching_an_inner_window_edge_are_cut():
     assert cut_by_edge(boxes, window, 1000, 1000).tolist() == [False, True, True]
     # The same window at the frame's corner: its right and bottom edges are the frame's.
     assert cut_by_edge(boxes, window, 300, 300).tolist() == [False, True, False]
+
+
+def _merge_one_pair_at_a_time(windows):
+    """The definition: merge the first overlapping pair into its bounding box, start over."""
+    windows = [list(w) for w in windows]
+    merged = True
+    while merged:
+        merged = False
+        for a in range(len(windows)):
+            for b in range(a + 1, len(windows)):
+                wa, wb = windows[a], windows[b]
+                if wa[0] < wb[2] and wb[0] < wa[2] and wa[1] < wb[3] and wb[1] < wa[3]:
+                    windows[a] = [min(wa[0], wb[0]), min(wa[1], wb[1]), max(wa[2], wb[2]),
+                                  max(wa[3], wb[3])]  # fmt: skip
+                    del windows[b]
+                    merged = True
+                    break
+            if merged:
+                break
+    return [tuple(w) for w in windows]
+
+
+def test_windows_merge_as_one_pair_at_a_time_would():
+    rng = np.random.default_rng(3)
+    for trial in range(400):
+        n = int(rng.integers(0, 40))
+        centres = rng.uniform(0, 1920, size=(n, 2))
+        sizes = rng.uniform(4, rng.choice([20, 60, 200]), size=n)
+        boxes = np.concatenate([centres - sizes[:, None] / 2, centres + sizes[:, None] / 2], 1)
+        got = crop_windows(boxes, 1920, 1080, 4.0, 64, 32)
+        raw = crop_windows(boxes[:1], 1920, 1080, 4.0, 64, 32) if n else []
+        assert all(isinstance(v, int) for w in got for v in w)
+        singles = [crop_windows(b[None], 1920, 1080, 4.0, 64, 32)[0] for b in boxes]
+        assert got == _merge_one_pair_at_a_time(singles), trial
+        assert raw == singles[:1]
