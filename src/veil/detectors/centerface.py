@@ -11,7 +11,6 @@ import hashlib
 import importlib.util
 import logging
 import os
-import tempfile
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -21,8 +20,9 @@ import numpy as np
 
 from ..boxes import nms
 from ..detections import FACE, Detections
-from ..errors import DetectorError
+from ..errors import DetectorError, OutputError
 from ..io.images import read_image
+from ..io.paths import atomic_output
 from .base import Detector, DetectorOptions
 from .runtime import cache_dir, load_engine
 from .scan import KeyframeScanner, ScanPolicy
@@ -82,17 +82,11 @@ def _dynamic_model_bytes(path: str) -> bytes:
     except OSError:
         pass
     data = _dynamic_model(source)
-    partial = None
     try:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        fd, partial = tempfile.mkstemp(dir=cached.parent, prefix=".veil-partial-")
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(partial, cached)
-    except OSError as exc:
+        with atomic_output(cached) as partial:
+            partial.write_bytes(data)
+    except (OSError, OutputError) as exc:  # a read-only home, or another process writing it
         log.debug("not caching the dynamic model in %s: %s", cached.parent, exc)
-        if partial is not None:
-            Path(partial).unlink(missing_ok=True)
     return data
 
 
