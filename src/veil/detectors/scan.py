@@ -76,12 +76,11 @@ def greedy_pairs(cost: np.ndarray) -> np.ndarray:
     """
     original = np.asarray(cost, np.float64)
     cost = original.copy()
-    rows_n = len(cost)
+    rows = np.arange(len(cost))
     found: list[np.ndarray] = []
     while cost.size:
         best_col = np.argmin(cost, axis=1)
         best_row = np.argmin(cost, axis=0)
-        rows = np.arange(rows_n)
         mutual = np.isfinite(cost[rows, best_col]) & (best_row[best_col] == rows)
         if not mutual.any():
             break

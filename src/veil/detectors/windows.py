@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..boxes import box_centre, longer_side
+from ..graphs import components
 
 Window = tuple[int, int, int, int]
 
@@ -55,41 +56,21 @@ def merge_overlapping(windows: np.ndarray) -> np.ndarray:
             & (windows[:, None, 1] < windows[None, :, 3])
             & (windows[None, :, 1] < windows[:, None, 3])
         )
-        np.fill_diagonal(touch, False)
-        if not touch.any():
+        linked = np.nonzero(np.triu(touch, 1))
+        if not len(linked[0]):
             break
-        group = _components(touch)
+        group = components(len(windows), *linked)
         labels, inverse = np.unique(group, return_inverse=True)
         merged = np.empty((len(labels), 4))
         merged[:, :2] = np.inf
         merged[:, 2:] = -np.inf
-        np.minimum.at(merged[:, 0], inverse, windows[:, 0])
-        np.minimum.at(merged[:, 1], inverse, windows[:, 1])
-        np.maximum.at(merged[:, 2], inverse, windows[:, 2])
-        np.maximum.at(merged[:, 3], inverse, windows[:, 3])
+        np.minimum.at(merged[:, :2], inverse, windows[:, :2])
+        np.maximum.at(merged[:, 2:], inverse, windows[:, 2:])
         earliest = np.full(len(labels), len(first))
         np.minimum.at(earliest, inverse, first)
         order = np.argsort(earliest, kind="stable")
         windows, first = merged[order], earliest[order]
     return windows
-
-
-def _components(linked: np.ndarray) -> np.ndarray:
-    """Per node of a graph given as a boolean matrix, the smallest node of its component
-    (breadth first, one whole-row step per level: a crowd's windows overlap in hundreds of
-    thousands of pairs, too many to visit one by one)."""
-    n = len(linked)
-    group = np.full(n, -1)
-    for start in range(n):
-        if group[start] >= 0:
-            continue
-        group[start] = start
-        frontier = np.array([start])
-        while len(frontier):
-            reached = linked[frontier].any(axis=0) & (group < 0)
-            frontier = np.flatnonzero(reached)
-            group[frontier] = start
-    return group
 
 
 def _spans(start: int, length: int, side: int, overlap: int, align: int) -> list[tuple[int, int]]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..boxes import box_area, box_centre, box_iou, longer_side
+from ..graphs import components
 
 UNMATCHABLE = 1e6
 
@@ -87,22 +88,11 @@ def assign(cost: np.ndarray) -> tuple[list[tuple[int, int]], list[int], list[int
 
 def _groups(matchable: np.ndarray) -> list[tuple[list[int], list[int]]]:
     """Connected groups of rows and columns, linked by matchable pairs (lone ones left out)."""
-    rows_n = matchable.shape[0]
-    seen_r, seen_c = np.zeros(rows_n, bool), np.zeros(matchable.shape[1], bool)
-    groups = []
-    for start in np.flatnonzero(matchable.any(axis=1)):
-        if seen_r[start]:
-            continue
-        rows, cols, todo = [], [], [int(start)]
-        seen_r[start] = True
-        while todo:
-            r = todo.pop()
-            rows.append(r)
-            for c in np.flatnonzero(matchable[r] & ~seen_c):
-                seen_c[c] = True
-                cols.append(int(c))
-                for r2 in np.flatnonzero(matchable[:, c] & ~seen_r):
-                    seen_r[r2] = True
-                    todo.append(int(r2))
-        groups.append((sorted(rows), sorted(cols)))
-    return groups
+    rows_n, cols_n = matchable.shape
+    r, c = np.nonzero(matchable)
+    group = components(rows_n + cols_n, r, rows_n + c)
+    rows, cols = group[:rows_n], group[rows_n:]
+    return [
+        (np.flatnonzero(rows == g).tolist(), np.flatnonzero(cols == g).tolist())
+        for g in np.unique(rows[r])
+    ]
