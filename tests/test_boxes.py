@@ -15,7 +15,9 @@ from veil.boxes import (
     cxcywh_to_xyxy,
     grow_box,
     longer_side,
+    max_iou,
     nms,
+    overlapping_pairs,
     scale_box,
     xywh_to_xyxy,
     xyxy_to_cxcywh,
@@ -82,6 +84,44 @@ def test_nms_matches_the_greedy_definition_on_a_crowd_of_candidates():
 
 def test_nms_keeps_input_order_among_equal_scores():
     assert nms(BOXES, np.ones(4), 0.99).tolist() == [0, 2, 3]
+
+
+def crowd(rng, n, spread=400.0, largest=60.0):
+    """Boxes of many sizes, some repeated, some with no area or inverted."""
+    corners = rng.uniform(0, spread, (n, 2))
+    sizes = rng.uniform(0, largest, (n, 2))
+    boxes = np.concatenate([corners, corners + sizes], axis=1)
+    if n >= 10:
+        boxes[: n // 10] = boxes[n // 10 : 2 * (n // 10)]  # repeats
+        boxes[-3:] = [[5, 5, 5, 9], [7, 7, 3, 3], [0, 0, spread, spread]]
+    return np.round(boxes / 4) * 4  # on a grid: shared edges, boxes that only touch
+
+
+def spans_overlap(a, b):
+    return (
+        (a[:, None, 0] < b[None, :, 2])
+        & (b[None, :, 0] < a[:, None, 2])
+        & (a[:, None, 1] < b[None, :, 3])
+        & (b[None, :, 1] < a[:, None, 3])
+    )
+
+
+def test_overlapping_pairs_are_every_pair_whose_spans_overlap():
+    rng = np.random.default_rng(11)
+    for n, m in [(0, 5), (5, 0), (1, 1), (60, 40), (300, 200)]:
+        a, b = crowd(rng, n), crowd(rng, m)
+        i, j = overlapping_pairs(a, b)
+        assert sorted(zip(i.tolist(), j.tolist())) == list(zip(*np.nonzero(spans_overlap(a, b))))
+        i, j = overlapping_pairs(a)
+        inside = np.triu(spans_overlap(a, a), 1)
+        assert sorted(zip(i.tolist(), j.tolist())) == list(zip(*np.nonzero(inside)))
+
+
+def test_max_iou_is_the_row_maximum_of_the_iou_matrix():
+    rng = np.random.default_rng(12)
+    for n, m in [(0, 3), (4, 0), (200, 150)]:
+        a, b = crowd(rng, n).astype(np.float32), crowd(rng, m).astype(np.float32)
+        assert np.array_equal(max_iou(a, b), box_iou(a, b).max(axis=1, initial=0.0))
 
 
 def test_areas_centres_and_sides():

@@ -181,6 +181,44 @@ def test_fuse_merges_overlaps_and_keeps_the_rest():
     assert sorted(np.round(out.score, 2)) == [0.4, 0.8, 0.9]
 
 
+def fuse_by_definition(parts, threshold=0.5):
+    """fuse's rule one box at a time through box_iou: join the first best-overlapping
+    cluster, whose box becomes its members' score-weighted mean."""
+    merged = Detections.merge(parts)
+    order = np.argsort(-merged.score, kind="stable")
+    boxes, scores = merged.xyxy[order], merged.score[order]
+    members, fused = [], np.zeros((0, 4), np.float32)
+    for i in range(len(boxes)):
+        ious = box_iou(boxes[i : i + 1], fused)[0]
+        if len(ious) and ious.max() >= threshold:
+            best = int(np.argmax(ious))
+            members[best].append(i)
+            w = scores[members[best]]
+            fused[best] = (boxes[members[best]] * w[:, None]).sum(0) / w.sum()
+        else:
+            members.append([i])
+            fused = np.concatenate([fused, boxes[i : i + 1]])
+    return fused, [scores[m].max() for m in members]
+
+
+def test_fuse_matches_its_definition_on_a_crowd_of_passes():
+    rng = np.random.default_rng(5)
+    faces = rng.uniform(0, 1000, (400, 2))
+    sides = rng.uniform(6, 40, 400)
+    parts = []
+    for _ in range(3):  # three passes, each seeing most faces with some jitter
+        seen = rng.random(400) < 0.8
+        centre = faces[seen] + rng.normal(0, 2, (seen.sum(), 2))
+        half = (sides[seen] * rng.uniform(0.8, 1.2, seen.sum()))[:, None] / 2
+        scores = np.round(rng.uniform(0.2, 1, seen.sum()), 2)  # ties
+        parts.append(Detections(np.hstack([centre - half, centre + half]), score=scores))
+    out = fuse(parts)
+    boxes, scores = fuse_by_definition(parts)
+    assert np.array_equal(out.xyxy, boxes)
+    assert out.score.tolist() == pytest.approx(scores)
+    assert 380 < len(out) < sum(len(p) for p in parts)
+
+
 def test_mirror_maps_boxes_and_swaps_landmark_sides():
     lm = np.array([[[2, 3], [8, 3], [5, 5], [3, 8], [7, 8]]], np.float32)
     d = Detections(np.array([[1, 2, 9, 10]]), landmarks=lm)

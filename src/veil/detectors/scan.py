@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..boxes import box_centre, box_iou, longer_side
+from ..boxes import box_centre, longer_side, max_iou
 from ..detections import Detections
 from .smallfaces import SAME_FACE_IOU, Infer, SmallFaces, fuse, in_windows, patch
 from .windows import crop_windows
@@ -251,7 +251,7 @@ class KeyframeScanner:
         sizes = longer_side(expected)
         missing = expected[sizes < self.small_faces.policy.small_face]
         if len(missing) and len(found):
-            missing = missing[box_iou(missing, found.xyxy).max(axis=1) < SAME_FACE_IOU]
+            missing = missing[max_iou(missing, found.xyxy) < SAME_FACE_IOU]
         h, w = frame.shape[:2]
         regions = self.small_faces.regions(missing, w, h)
         area = sum((x2 - x1) * (y2 - y1) for x1, y1, x2, y2 in regions)

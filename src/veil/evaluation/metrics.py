@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..boxes import box_iou
+from ..boxes import box_iou, max_iou
 from ..hide.masks import coverage
 
 IOU_THRESHOLD = 0.5
@@ -115,7 +115,7 @@ def false_boxes(
     labelled = np.concatenate([result.truth, result.ignore])
     if not len(labelled):
         return len(boxes)
-    return int(np.sum(box_iou(boxes, labelled).max(axis=1, initial=0.0) < iou_threshold))
+    return int(np.sum(max_iou(boxes, labelled) < iou_threshold))
 
 
 def covered_fraction(
