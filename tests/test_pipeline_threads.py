@@ -10,7 +10,7 @@ from veil.detectors import DetectorOptions
 from veil.detectors.base import Detector
 from veil.detectors.centerface import CenterFace
 from veil.frame import Frame
-from veil.pipeline import DeadlineDetection, FrameLoop, JobOptions, Pipeline
+from veil.pipeline import BatchDetection, DeadlineDetection, FrameLoop, JobOptions, Pipeline
 from veil.tracking import TrackingOptions
 
 from media import ASTRONAUT_FACE, mean_abs_diff, read_video, write_video
@@ -138,3 +138,67 @@ def test_the_next_batch_is_detected_while_the_loop_hides_the_one_before(astronau
     assert got == list(range(12))
     assert detector.overlapped
     assert threading.current_thread().name not in detector.threads
+
+
+class FaceOnEvenFrames(Detector):
+    """The astronaut's face at full score on even frames, nothing on odd ones (which the
+    gap filler then fills)."""
+
+    def __init__(self) -> None:
+        self.frames = 0
+
+    def detect(self, frames):
+        out = []
+        for _ in frames:
+            face = Detections(np.array([ASTRONAUT_FACE]), score=[0.9])
+            out.append(face if self.frames % 2 == 0 else Detections.empty())
+            self.frames += 1
+        return out
+
+
+def test_confident_faces_are_hidden_while_frames_wait_for_the_look_ahead(astronaut):
+    pipeline = Pipeline(JobOptions(), detector=FaceOnEvenFrames())
+    loop = FrameLoop(pipeline, BatchDetection(pipeline), fps=25.0)
+    planes = cv2.cvtColor(astronaut, cv2.COLOR_BGR2YUV_I420)
+    x1, y1, x2, y2 = ASTRONAUT_FACE
+    frames = [Frame(i, i / 25, yuv=planes.copy()) for i in range(10)]
+    out = []
+    for frame in frames:
+        out += loop.push(frame)
+    assert out == []  # the one-second look-ahead holds all ten frames
+    for frame in frames[:8]:  # every batch but the last has been detected
+        changed = mean_abs_diff(frame.yuv[y1:y2, x1:x2], planes[y1:y2, x1:x2]) > 10
+        assert changed == (frame.index % 2 == 0), frame.index
+    out += loop.flush()
+    assert [a.frame.index for a in out] == list(range(10))
+    for a in out:  # odd frames get the filled box at release; even ones keep theirs
+        assert mean_abs_diff(a.frame.image[y1:y2, x1:x2], astronaut[y1:y2, x1:x2]) > 10
+        assert len(a.detections) == 1
+
+
+def test_boxes_released_otherwise_than_promised_are_all_hidden_again(astronaut):
+    """A filter whose released boxes do not start with the confident ones handed in (here it
+    moves them) still gets every released box hidden: the loop hides them all at release."""
+
+    class Moves:
+        def __init__(self):
+            self.held = []
+
+        def push(self, frame, detections):
+            self.held.append((frame.index, detections.with_(xyxy=detections.xyxy + 200)))
+            return []
+
+        def flush(self):
+            return self.held
+
+    pipeline = Pipeline(JobOptions(), detector=FaceOnEvenFrames())
+    loop = FrameLoop(pipeline, BatchDetection(pipeline), fps=25.0)
+    loop._temporal = Moves()
+    planes = cv2.cvtColor(astronaut, cv2.COLOR_BGR2YUV_I420)
+    x1, y1, x2, y2 = np.array(ASTRONAUT_FACE) + 200
+    out = []
+    for i in range(4):
+        out += loop.push(Frame(i, i / 25, yuv=planes.copy()))
+    out += loop.flush()
+    for a in out[::2]:
+        assert mean_abs_diff(a.frame.image[y1:y2, x1:x2], astronaut[y1:y2, x1:x2]) > 10

@@ -40,8 +40,18 @@ def blur(crop: np.ndarray, size: float, strength: float = DEFAULT_BLUR_STRENGTH)
     factor = max(1.0, sigma / 3.0)
     sw, sh = max(1, int(round(w / factor))), max(1, int(round(h / factor)))
     small = cv2.resize(crop, (sw, sh), interpolation=cv2.INTER_AREA) if factor > 1 else crop
-    small = cv2.GaussianBlur(small, (0, 0), sigma / factor, borderType=cv2.BORDER_REFLECT)
+    kernel = _gaussian_kernel(round(sigma / factor, 6))
+    small = cv2.sepFilter2D(small, -1, kernel, kernel, borderType=cv2.BORDER_REFLECT)
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR) if factor > 1 else small
+
+
+@lru_cache(maxsize=256)
+def _gaussian_kernel(sigma: float) -> np.ndarray:
+    """The Gaussian cv2.GaussianBlur uses on 8-bit images (cut at 3 sigma), made once per
+    sigma: GaussianBlur derives its exact fixed-point kernel on every call, which took two
+    thirds of the blur of a face's small copy (almost always sigma 3, see blur) and made
+    hiding a 565-face crowd frame cost 40 ms more."""
+    return cv2.getGaussianKernel(round(sigma * 6 + 1) | 1, sigma)
 
 
 def pixelate(crop: np.ndarray, size: float, cells: float = DEFAULT_PIXEL_CELLS) -> np.ndarray:

@@ -112,6 +112,10 @@ class TrackingOptions:
 
 
 class TemporalFilter(Protocol):
+    """A frame's released detections start with every detection handed in at or above the
+    threshold, unchanged and in their order; anything the filter adds comes after them
+    (the frame loop hides those first ones while the frame is held)."""
+
     def push(self, frame: Frame, detections: Detections) -> list[tuple[int, Detections]]:
         """Take one frame's detections; return what can be released now, in order."""
 

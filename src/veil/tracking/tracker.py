@@ -112,8 +112,8 @@ class Tracker:
     def step(self, pos: int, time: float, dets: Detections) -> tuple[Detections, Detections]:
         """Advance one frame.
 
-        Returns the detections kept (all confident ones, plus weak ones that
-        continue a track), each with its track id, and the support boxes: the
+        Returns the detections kept (all confident ones in their order, then the weak
+        ones that continue a track), each with its track id, and the support boxes: the
         predicted boxes of tracks matched only by a weak detection (score 0).
         """
         for track in self.tracks:
@@ -158,9 +158,11 @@ class Tracker:
             kept_ids.append(self.next_id)
             self.next_id += 1
         self.tracks = [t for t in self.tracks if not self._expired(t, pos, time)]
-        order = np.argsort(kept_rows, kind="stable")
-        rows = np.asarray(kept_rows, np.int64)[order]
-        seen = dets[rows].with_(track_id=np.asarray(kept_ids, np.int64)[order])
+        # Confident detections first, as handed in, then the weak ones kept: the frame loop
+        # hides the confident ones before the frame is released (FrameLoop._hide_early).
+        rows = np.asarray(kept_rows, np.int64)
+        order = np.lexsort((rows, dets.score[rows] < self.threshold))
+        seen = dets[rows[order]].with_(track_id=np.asarray(kept_ids, np.int64)[order])
         return seen, filled_detections(*support)
 
     def _expired(self, track: Track, pos: int, time: float) -> bool:
