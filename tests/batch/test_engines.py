@@ -55,6 +55,26 @@ def test_workers_stop_when_the_driver_is_killed(tmp_path):
     assert len(journal_rows(journal)) < 30
 
 
+def test_a_second_ctrl_c_cannot_cut_a_workers_cleanup_short():
+    """Ctrl-C reaches a worker from the terminal and again from the driver while it unwinds:
+    the first interrupts the work, the second must not interrupt the deletion after it."""
+    code = (
+        "import os, signal, time\n"
+        "from veil.batch import engines\n"
+        "signal.signal(signal.SIGINT, engines._interrupt_once)\n"
+        "try:\n"
+        "    os.kill(os.getpid(), signal.SIGINT)\n"
+        "    time.sleep(5)\n"
+        "except KeyboardInterrupt:\n"
+        "    os.kill(os.getpid(), signal.SIGINT)  # the driver's, during the cleanup\n"
+        "    time.sleep(0.2)\n"
+        "    print('cleaned up')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "cleaned up"
+
+
 @pytest.mark.slow
 def test_out_of_memory_fails_that_file_and_the_batch_goes_on(tmp_path):
     source = tmp_path / "in"

@@ -44,7 +44,7 @@ def local_outcomes(
     context = multiprocessing.get_context("spawn")
     while todo:
         pool = ProcessPoolExecutor(
-            max_workers=workers, mp_context=context, initializer=_leave_with_parent
+            max_workers=workers, mp_context=context, initializer=_start_worker
         )
         running: dict[Future, WorkItem] = {}
         try:
@@ -76,8 +76,23 @@ def local_outcomes(
         pool.shutdown(wait=True, cancel_futures=True)
 
 
+def _start_worker() -> None:
+    """Runs first in each local worker: Ctrl-C stops it once, and it stops with the driver."""
+    signal.signal(signal.SIGINT, _interrupt_once)
+    _leave_with_parent()
+
+
+def _interrupt_once(signum: int, frame: object) -> None:
+    """The first SIGINT interrupts the file in hand; later ones are ignored, so they cannot cut
+    short the deletion of its partial output. Ctrl-C reaches a worker twice: from the terminal
+    (the whole process group) and from the driver (_interrupt_workers), a few milliseconds
+    apart, while the worker is still unwinding from the first."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
 def _leave_with_parent() -> None:
-    """Runs in each local worker: once the driver is gone (killed, even by SIGKILL), stop.
+    """Once the driver is gone (killed, even by SIGKILL), stop.
 
     The file in hand is interrupted as by Ctrl-C, so its partial output is deleted; a worker
     stuck in native code is ended after ORPHAN_GRACE seconds. Its messages are dropped, as
