@@ -16,7 +16,7 @@ import onnx
 import pytest
 
 from veil.boxes import box_iou
-from veil.detectors import DetectorOptions, create_detector
+from veil.detectors import DetectorOptions, create_detector, runtime
 from veil.detectors.centerface import _dynamic_model_bytes, bundled_model_path
 from veil.detectors.runtime import full_precision_layers, half_precision, native_bf16
 from veil.errors import OptionError
@@ -226,6 +226,33 @@ def test_int8_model_is_quantized_once_then_read_from_the_cache(int8, astronaut):
     assert second.net.precision == "int8"
     first_faces, second_faces = det.detect([astronaut])[0], second.detect([astronaut])[0]
     assert np.array_equal(first_faces.xyxy, second_faces.xyxy)
+
+
+def compile_by_use(engine, shape):
+    """Run a shape until it earns its own compilation (the rule tested above)."""
+    blob = np.zeros(shape, np.float32)
+    for _ in range(5000):
+        engine.run(blob)
+        if shape in engine.compiled_shapes:
+            return
+    raise AssertionError(f"{shape} was never compiled")
+
+
+@needs_openvino
+def test_compiled_shapes_are_kept_within_their_pixel_budget(monkeypatch):
+    """A keyframe scan cycles through more shapes than a few: the budget is in input pixels,
+    and what goes first is the shape used longest ago."""
+    monkeypatch.setattr(runtime, "STATIC_PIXELS", 38_000)
+    engine = create_detector(
+        DetectorOptions(backend="openvino", precision="fp32", threads=1)
+    ).net.engine
+    shapes = [(1, 3, 96, 128), (1, 3, 64, 64), (1, 3, 96, 96)]  # 25600 pixels: all kept
+    for shape in shapes:
+        compile_by_use(engine, shape)
+    assert engine.compiled_shapes == shapes
+    engine.run(np.zeros(shapes[0], np.float32))  # now the least recently used is 64x64
+    compile_by_use(engine, (1, 3, 128, 128))  # 41984 pixels: 64x64 goes, 37888 stay
+    assert engine.compiled_shapes == [shapes[2], shapes[0], (1, 3, 128, 128)]
 
 
 @needs_openvino

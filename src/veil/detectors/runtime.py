@@ -26,6 +26,7 @@ import importlib
 import importlib.util
 import io
 import logging
+import math
 import os
 import platform
 import shutil
@@ -34,7 +35,7 @@ import tempfile
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol
@@ -54,8 +55,13 @@ OPENVINO_HINTS = {"fp32": "f32", "fp16": "f16", "bf16": "bf16", "int8": "f32"}
 # CPU flags of hardware bfloat16 arithmetic; without them OpenVINO emulates it, slower than float32.
 BF16_FLAGS = frozenset({"amx_bf16", "avx512_bf16"})
 X86_64 = ("x86_64", "amd64")
-# Static-shape compiled models kept per engine (each holds its activations: ~250 MiB at 1080p).
-STATIC_MODELS = 4
+# Input pixels of the static-shape compiled models an engine keeps: each holds its own
+# activations, about 120 MiB per megapixel (CenterFace, bf16: 245 MiB at 1920x1088), so 5 MP
+# bound them near 600 MiB. A count of four was too few for a crowd at 1080p, whose keyframes
+# read the frame and three or four tile shapes and whose other frames a coarse pass and a crop:
+# the least recently used model was always one about to be needed, and a 96-frame crowd pan
+# compiled 32 times (the 640x384 pass six times).
+STATIC_PIXELS = 5_000_000
 # Bumped when the quantization recipe changes, so cached INT8 models are rebuilt.
 INT8_RECIPE = "minmax-ends-float-1"
 
@@ -396,6 +402,11 @@ def openvino_precision(requested: str, calibrated: bool, name: str) -> str:
     return "fp32"
 
 
+def _pixels(shapes: Iterable[tuple[int, ...]]) -> int:
+    """Input pixels (batch included) of the shapes, the last two axes being height and width."""
+    return sum(math.prod(shape[:-3] or (1,)) * shape[-2] * shape[-1] for shape in shapes)
+
+
 class OpenVinoEngine:
     """OpenVINO on the CPU, with one compiled model per input shape.
 
@@ -497,7 +508,7 @@ class OpenVinoEngine:
         if fixed or not self._static or self._spent.get(shape, 0.0) >= cost:
             self._static[shape] = self._compile(shape)
             self._spent.pop(shape, None)
-            while len(self._static) > STATIC_MODELS:
+            while len(self._static) > 1 and _pixels(self._static) > STATIC_PIXELS:
                 self._static.popitem(last=False)
             return self._static[shape]
         if self._dynamic is None:
