@@ -46,11 +46,8 @@ def longer_side(boxes: np.ndarray) -> np.ndarray:
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """IoU matrix [len(a), len(b)] of two sets of boxes (0 where the union is empty)."""
     a, b = as_boxes(a), as_boxes(b)
-    tl = np.maximum(a[:, None, :2], b[None, :, :2])
-    br = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(br - tl, 0, None), axis=2)
-    union = box_area(a)[:, None] + box_area(b)[None, :] - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0).astype(np.float32)
+    i, j = np.indices((len(a), len(b))).reshape(2, -1)
+    return pair_iou(a, b, i, j).reshape(len(a), len(b))
 
 
 def overlapping_pairs(a: np.ndarray, b: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -97,7 +94,7 @@ def _ranges(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarra
 
 
 def pair_iou(a: np.ndarray, b: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
-    """IoU of a[i[k]] and b[j[k]] for each k, as box_iou computes it (the same float32 values)."""
+    """IoU of a[i[k]] and b[j[k]] for each k (0 where the union is empty), as float32."""
     a, b = as_boxes(a), as_boxes(b)
     tl = np.maximum(a[i, :2], b[j, :2])
     br = np.minimum(a[i, 2:], b[j, 2:])

@@ -51,7 +51,8 @@ def cost_matrix(
         np.hstack([centre_t - reach[:, None], centre_t + reach[:, None]]),
         np.hstack([centre_d, centre_d]),
     )
-    i, j = i[cost[i, j] >= UNMATCHABLE], j[cost[i, j] >= UNMATCHABLE]
+    free = cost[i, j] >= UNMATCHABLE  # no IoU match already
+    i, j = i[free], j[free]
     dist = np.linalg.norm(centre_t[i] - centre_d[j], axis=1) / scale[i]
     side_t = np.sqrt(np.maximum(box_area(tracks), 1.0))[i]
     side_d = np.sqrt(np.maximum(box_area(dets), 1.0))[j]
