@@ -18,6 +18,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import OptionError, OutputError, ProcessingError, Terminated, VeilError
+from .heap import share_heaps
 from .options import CommandLine, CommandParser, build
 
 # Sub-command name -> "module:function" taking argv (after the name) and returning an exit code.
@@ -212,6 +213,7 @@ def _resolve(target: str) -> Callable[[Sequence[str]], int]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    share_heaps()
     with _terminate_on_sigterm():
         try:
             if argv and argv[0] in SUBCOMMANDS:

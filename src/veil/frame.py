@@ -55,6 +55,11 @@ class Frame:
             self._image = None
 
     @property
+    def nbytes(self) -> int:
+        """Bytes of the picture as the frame holds it (its planes, else its BGR image)."""
+        return int((self.yuv if self.yuv is not None else self.image).nbytes)
+
+    @property
     def height(self) -> int:
         if self.yuv is not None:
             return int(self.yuv.shape[0]) * 2 // 3

@@ -656,7 +656,10 @@ class BatchDetection:
 
     def _detect(self, batch: list[Frame]) -> list[Detections]:
         detect = self._scanner.detect if self._scanner is not None else None
-        return self._pipeline.detect([f.image for f in batch], keep_weak=True, detect=detect)
+        found = self._pipeline.detect([f.image for f in batch], keep_weak=True, detect=detect)
+        for frame in batch:  # the loop reads frames that keep their planes from those
+            frame.drop_image()
+        return found
 
     def _take(self, wait: bool) -> list[Detected]:
         """The detections of the batch sent, if it is done (with wait, once it is)."""

@@ -52,9 +52,9 @@ class CountingCenterFace(CenterFace):
         super().__init__(options)
         self.passes: list[tuple[tuple[int, int], int | None]] = []
 
-    def infer(self, frames, max_size, threshold, floor=None):
+    def infer(self, frames, max_size, threshold, floor=None, **kwargs):
         self.passes += [(f.shape[:2], max_size) for f in frames]
-        return super().infer(frames, max_size, threshold, floor)
+        return super().infer(frames, max_size, threshold, floor, **kwargs)
 
     def full_resolution(self, shape: tuple[int, int]) -> int:
         return sum(1 for s, cap in self.passes if s == shape and cap is None)

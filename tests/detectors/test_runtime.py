@@ -401,3 +401,55 @@ def test_auto_runs_float32_on_onnxruntime():
     """OpenVINO's float32 measured no faster than onnxruntime's, so auto keeps it there."""
     det = create_detector(DetectorOptions(precision="fp32", threads=1))
     assert (det.backend, det.precision) == ("onnxruntime", "fp32")
+
+
+@needs_openvino
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_recurring_blobs_run_several_at_once_with_the_outputs_of_one_at_a_time(
+    astronaut, precision
+):
+    """run_many's recurring shape gets a model with a stream per thread; each blob's outputs
+    are run's, in the order given, with more blobs than streams."""
+    engine = create_detector(
+        DetectorOptions(backend="openvino", precision=precision, threads=2)
+    ).net.engine
+    if precision == "bf16" and engine.precision != "bf16":
+        pytest.skip("this CPU has no hardware bfloat16")
+    rng = np.random.default_rng(0)
+    small = cv2.resize(astronaut, (128, 96), interpolation=cv2.INTER_AREA)
+    blobs = [small.transpose(2, 0, 1)[None].astype(np.float32)]
+    blobs += [rng.uniform(0, 255, (1, 3, 96, 128)).astype(np.float32) for _ in range(4)]
+    one_by_one = [engine.run(blob) for blob in blobs]
+    assert engine.parallel_shapes == []
+    assert [len(o) for o in engine.run_many(iter(blobs))] == [4] * 5  # not recurring: run's way
+    assert engine.parallel_shapes == []
+    together = engine.run_many(iter(blobs), recurring=True)
+    assert engine.parallel_shapes == [(1, 3, 96, 128)]
+    assert len(together) == len(blobs)
+    for alone, parallel in zip(one_by_one, together):
+        for a, b in zip(alone, parallel):
+            assert a.shape == b.shape
+            assert np.abs(a - b).max() < (1e-3 if precision == "fp32" else 0.05)
+    assert engine.run_many(iter([]), recurring=True) == []
+
+
+@needs_openvino
+def test_run_many_waits_for_its_requests_when_the_blobs_fail():
+    """A generator that fails half way, or a blob of another shape, leaves no request running
+    on memory about to be freed, and the engine keeps working."""
+    engine = create_detector(
+        DetectorOptions(backend="openvino", precision="fp32", threads=2)
+    ).net.engine
+    blob = np.zeros((1, 3, 64, 64), np.float32)
+
+    def failing():
+        yield from (blob, blob, blob)
+        raise RuntimeError("frame unreadable")
+
+    with pytest.raises(RuntimeError, match="unreadable"):
+        engine.run_many(failing(), recurring=True)
+    with pytest.raises(ValueError, match="of one shape"):
+        engine.run_many([blob, np.zeros((1, 3, 96, 96), np.float32)], recurring=True)
+    expected = engine.run(blob)
+    again = engine.run_many([blob] * 3, recurring=True)
+    assert all(np.array_equal(a, b) for outputs in again for a, b in zip(outputs, expected))

@@ -25,9 +25,9 @@ class Recorder:
         self.detector = detector
         self.calls: list[tuple[tuple[int, int], int | None, int]] = []
 
-    def __call__(self, frames, max_size, threshold):
+    def __call__(self, frames, max_size, threshold, **kwargs):
         self.calls.append((frames[0].shape[:2], max_size, len(frames)))
-        return self.detector.infer(frames, max_size, threshold)
+        return self.detector.infer(frames, max_size, threshold, **kwargs)
 
     def full_frames(self, shape):
         return sum(n for s, m, n in self.calls if s == shape and m is None)

@@ -35,11 +35,11 @@ class Recorder:
         self.net = net
         self.inputs: list[tuple[int, int]] = []
 
-    def __call__(self, frames, max_size, threshold, floor=None):
+    def __call__(self, frames, max_size, threshold, floor=None, **kwargs):
         h, w = frames[0].shape[:2]
         _, _, _, ph, pw = input_geometry(h, w, max_size)
         self.inputs += [(ph, pw)] * len(frames)
-        return self.net.infer(frames, max_size, threshold, floor)
+        return self.net.infer(frames, max_size, threshold, floor, **kwargs)
 
     @property
     def pixels(self) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
@@ -13,7 +14,7 @@ from veil.pipeline import JobOptions
 from veil.tracking import PassThrough, TrackingOptions, create_filter, detection_threshold
 from veil.tracking.association import assign, cost_matrix
 from veil.tracking.gapfill import MAX_WINDOW_BYTES, GapFiller
-from veil.tracking.scenecut import SceneCutDetector
+from veil.tracking.scenecut import SceneCutDetector, thumbnail
 from veil.tracking.tracker import OnlineTracker, Tracker
 
 BLANK = np.full((120, 160, 3), 90, np.uint8)
@@ -158,22 +159,36 @@ def test_nothing_is_carried_across_a_scene_cut(astronaut, camera):
     assert len(carried[10]) == 1  # the same run without cut detection would carry the box
 
 
-def test_scene_cut_detector_ignores_pans_and_flashes(astronaut, camera):
+@pytest.mark.parametrize("planes", [False, True], ids=["bgr", "i420"])
+def test_scene_cut_detector_ignores_pans_and_flashes(astronaut, camera, planes):
+    """The same shots whether a frame keeps its BGR picture or only its decoded planes."""
     from media import panning_frames
 
+    def frame(image):
+        if planes:
+            return Frame(0, 0.0, yuv=cv2.cvtColor(image, cv2.COLOR_BGR2YUV_I420))
+        return Frame(0, 0.0, image)
+
     detector = SceneCutDetector()
-    assert not any(detector.is_cut(f) for f in panning_frames(astronaut, 10, step=12))
-    assert not detector.is_cut(astronaut)
-    assert not detector.is_cut(
-        (astronaut * 0.2).astype(np.uint8)
-    )  # a flash or a dark frame is no cut
-    assert not detector.is_cut(astronaut)
-    assert detector.is_cut(camera)
+    assert not any(detector.is_cut(frame(f)) for f in panning_frames(astronaut, 10, step=12))
+    assert not detector.is_cut(frame(astronaut))
+    dark = (astronaut * 0.2).astype(np.uint8)
+    assert not detector.is_cut(frame(dark))  # a flash or a dark frame is no cut
+    assert not detector.is_cut(frame(astronaut))
+    assert detector.is_cut(frame(camera))
     disabled = SceneCutDetector(1.0)
-    assert not disabled.is_cut(astronaut)
-    assert not disabled.is_cut(camera)
-    assert detector.is_cut(camera[:256])
-    assert disabled.is_cut(camera[:256])  # a new frame size starts a new shot
+    assert not disabled.is_cut(frame(astronaut))
+    assert not disabled.is_cut(frame(camera))
+    assert detector.is_cut(frame(camera[:256]))
+    assert disabled.is_cut(frame(camera[:256]))  # a new frame size starts a new shot
+
+
+def test_thumbnails_of_planes_and_of_bgr_agree(astronaut):
+    yuv = cv2.cvtColor(astronaut, cv2.COLOR_BGR2YUV_I420)
+    from_planes = thumbnail(Frame(0, 0.0, yuv=yuv))
+    from_bgr = thumbnail(Frame(0, 0.0, cv2.cvtColor(yuv, cv2.COLOR_YUV2BGR_I420)))
+    assert from_planes.shape == from_bgr.shape == (64, 64, 3)
+    assert np.abs(from_planes.astype(int) - from_bgr).mean() < 3
 
 
 def test_lookahead_window_bounds_memory():

@@ -21,6 +21,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 
 from ..errors import OptionError
+from ..heap import share_heaps
 from .storage import MissingExtra
 from .work import OUT_OF_MEMORY, Outcome, WorkItem, process_item
 
@@ -78,6 +79,7 @@ def local_outcomes(
 
 def _start_worker() -> None:
     """Runs first in each local worker: Ctrl-C stops it once, and it stops with the driver."""
+    share_heaps()
     signal.signal(signal.SIGINT, _interrupt_once)
     _leave_with_parent()
 

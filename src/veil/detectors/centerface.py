@@ -225,16 +225,20 @@ class CenterFace(Detector):
         max_size: int | None,
         threshold: float,
         floor: float | None = None,
+        *,
+        recurring: bool = False,
     ) -> list[Detections]:
         """Raw network pass at one input size, boxes in frame pixels; with a floor, also the
-        heat map's weak peaks (see decode)."""
+        heat map's weak peaks (see decode). recurring: this size is run on frame after frame
+        (the engine's run_many)."""
         if not frames:
             return []
         h, w = frames[0].shape[:2]
         scale = input_geometry(h, w, max_size)[0]
         if self.engine.on_cpu:
-            # One frame per run: on a CPU a batch costs more per frame and multiplies memory.
-            outputs = [self.engine.run(self.preprocess([f], max_size)[0]) for f in frames]
+            # One frame per request: on a CPU a batch costs more per frame and multiplies memory.
+            blobs = (self.preprocess([frame], max_size)[0] for frame in frames)
+            outputs = self.engine.run_many(blobs, recurring=recurring)
             per_frame = [[out[0] for out in frame_outputs] for frame_outputs in outputs]
         else:
             batch = self.engine.run(self.preprocess(frames, max_size)[0])
@@ -242,6 +246,15 @@ class CenterFace(Detector):
         return [
             decode(*outs, threshold, floor).scaled(1 / scale).clipped(w, h) for outs in per_frame
         ]
+
+    def prepare(
+        self, height: int, width: int, max_size: int | None, *, recurring: bool = False
+    ) -> None:
+        """Have the engine get ready, in the background, for `infer` on frames of this size at
+        this cap, one frame per request (a GPU's batches need nothing ahead)."""
+        if self.engine.on_cpu:
+            ph, pw = input_geometry(height, width, max_size)[3:]
+            self.engine.prepare((1, 3, ph, pw), recurring=recurring)
 
     def detect(self, frames: Sequence[np.ndarray]) -> list[Detections]:
         return self.infer(frames, self.options.max_size, self.options.threshold)
@@ -256,4 +269,5 @@ class CenterFace(Detector):
             self.infer,
             self.options.threshold,
             ScanPolicy(full_every=self.options.full_every, align=ALIGN),
+            prepare=self.prepare,
         )

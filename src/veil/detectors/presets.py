@@ -62,7 +62,9 @@ class PresetDetector(Detector):
         plain = self.net.stream()
         # Without a scan (a GPU, --full-every 1) every frame is a keyframe.
         scan = plain.policy if plain is not None else ScanPolicy(full_every=1, align=ALIGN)
-        return KeyframeScanner(self.net.infer, self.options.threshold, scan, self.policy)
+        return KeyframeScanner(
+            self.net.infer, self.options.threshold, scan, self.policy, prepare=self.net.prepare
+        )
 
     def detect(self, frames: Sequence[np.ndarray]) -> list[Detections]:
         frames = list(frames)

@@ -28,7 +28,7 @@ size are always processed at full resolution, as are single images.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -153,7 +153,9 @@ class KeyframeScanner:
     Holds the previous batch's last keyframe, so make one per stream. With a
     small-face policy (smallfaces.py), keyframes and frames too small to scan get
     its closer looks and full-resolution passes its tiling; without one they get
-    one native pass.
+    one native pass. prepare(height, width, max_size, recurring=True), where given, is
+    told of the coarse pass when a stream starts or changes size, before its first
+    keyframe runs (CenterFace.prepare).
     """
 
     def __init__(
@@ -162,8 +164,11 @@ class KeyframeScanner:
         threshold: float,
         policy: ScanPolicy = ScanPolicy(),
         small_faces: SmallFaces | None = None,
+        *,
+        prepare: Callable[..., None] | None = None,
     ) -> None:
         self._infer = infer
+        self._prepare = prepare
         self.threshold = threshold
         self.policy = policy
         self.small_faces = small_faces
@@ -191,21 +196,27 @@ class KeyframeScanner:
         previous = known
         if previous is None:
             keys.add(0)
+            if self._prepare is not None:
+                self._prepare(h, w, self.policy.coarse_size, recurring=True)
         key_list = sorted(keys)
         results: list[Detections | None] = [None] * n
         for i in key_list:
             results[i] = known = self._keyframe(frames[i], known)
         scale = self.policy.coarse_size / max(h, w)
+        between = [i for i in range(n) if results[i] is None]
+        # All the coarse passes in one call: the engine may run several at once.
+        coarse = self._infer(
+            [frames[i] for i in between], self.policy.coarse_size, self.threshold, recurring=True
+        )
         brackets: dict[int, Bracket] = {}
-        for i in (i for i in range(n) if results[i] is None):
+        for i, found in zip(between, coarse):
             before = max((k for k in key_list if k < i), default=-1)
             after = min(k for k in key_list if k > i)
             if after not in brackets:
                 start = previous if before < 0 else results[before]
                 brackets[after] = Bracket.of(start, results[after])  # type: ignore[arg-type]
             t = (i - before) / (after - before)
-            coarse = self._infer([frames[i]], self.policy.coarse_size, self.threshold)[0]
-            found = self._add_small_faces(frames[i], coarse, brackets[after].search(t), scale)
+            found = self._add_small_faces(frames[i], found, brackets[after].search(t), scale)
             results[i] = self._recover(frames[i], found, brackets[after].expected(t))
         self._last_key = ((h, w), results[key_list[-1]])  # type: ignore[assignment]
         return results  # type: ignore[return-value]

@@ -51,7 +51,7 @@ from ..boxes import box_area, longer_side, max_iou, nms
 from ..detections import Detections
 from .windows import Window, crop_windows, cut_by_edge, split
 
-# infer(frames, max_size, threshold, floor=None): CenterFace.infer's call.
+# infer(frames, max_size, threshold, floor=None, *, recurring=False): CenterFace.infer's call.
 Infer = Callable[..., list[Detections]]
 
 # Overlap at which two boxes from different windows are the same face.

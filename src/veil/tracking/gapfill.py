@@ -102,14 +102,14 @@ class GapFiller:
 
     def _start(self, frame: Frame) -> None:
         wanted = max(1, math.ceil(self.lookahead * self.fps))
-        cap = max(1, MAX_WINDOW_BYTES // max(frame.image.nbytes, 1))
+        cap = max(1, MAX_WINDOW_BYTES // max(frame.nbytes, 1))
         self.window = max(self.extend, min(wanted, cap), 1)
         self.tracker = Tracker(self.threshold, self.fps, self.growth, max_lost_frames=self.window)
 
     def push(self, frame: Frame, detections: Detections) -> list[tuple[int, Detections]]:
         if self.tracker is None:
             self._start(frame)
-        if self.cuts.is_cut(frame.image):
+        if self.cuts.is_cut(frame):
             self.tracker.reset()
             self.segment += 1
         seen, support = self.tracker.step(self.pos, frame.time, detections)

@@ -213,7 +213,7 @@ class OnlineTracker:
         self.cuts = SceneCutDetector(scene_cut_threshold)
 
     def push(self, frame: Frame, detections: Detections) -> list[tuple[int, Detections]]:
-        if self.cuts.is_cut(frame.image):
+        if self.cuts.is_cut(frame):
             self.tracker.reset()
         seen, support = self.tracker.step(frame.index, frame.time, detections)
         boxes, ids, classes = [], [], []
