@@ -3,11 +3,11 @@
     python benchmarks/speed.py            # 150-frame 720p and 1080p clips
     python benchmarks/speed.py --quick    # 48 frames, fewer veil variants
 
-Every run is a separate process started from scratch (model loading included,
-as a user would see it); fps = frames / wall seconds, peak memory = the
-process's maximum resident set size (this script stays small and builds the
-clips in a child process, because Linux counts a child's peak from the
-parent's size at the fork). The floor is PyAV decoding plus libx264
+Every run is a separate process started from scratch, veil's rows the `veil`
+command with their flags (model loading included, as a user would see it);
+fps = frames / wall seconds, peak memory = the process's maximum resident set
+size (this script stays small and builds the clips in a child process, because
+Linux counts a child's peak from the parent's size at the fork). The floor is PyAV decoding plus libx264
 encoding with veil's encoder settings and nothing in between. Wall time
 depends on whatever else runs on the machine: compare rows of one run only.
 """
@@ -44,19 +44,6 @@ with av.open(sys.argv[1]) as src, av.open(sys.argv[2], "w") as dst:
         dst.mux(packet)
 """
 
-VEIL = """
-import sys, dataclasses
-from pathlib import Path
-from veil.detectors import DetectorOptions
-from veil.pipeline import JobOptions, Pipeline
-detector = dict(arg.split("=", 1) for arg in sys.argv[3:])
-for key in ("full_every", "threads", "max_size"):
-    if key in detector:
-        detector[key] = int(detector[key])
-options = JobOptions(detector=DetectorOptions(**detector), overwrite=True)
-Pipeline(options).process(Path(sys.argv[1]), Path(sys.argv[2]))
-"""
-
 
 def measure(cmd: list[str], frames: int, output: Path) -> dict[str, float | str]:
     """Run one command; fps, peak RSS (MiB) and output size (MiB)."""
@@ -88,20 +75,18 @@ def runs(clip: Path, out: Path, quick: bool) -> list[tuple[str, list[str], Path]
             "floor: decode + encode",
             [py, "-c", FLOOR, str(clip), str(out / "floor.mp4")],
             out / "floor.mp4",
-        ),
-        (
-            "veil (default: --quality balanced, keyframe scan)",
-            [py, "-m", "veil", str(clip), "-o", str(out / "veil.mp4"), "--overwrite", "-q"],
-            out / "veil.mp4",
-        ),
+        )
     ]
-    variants = [("veil --full-every 1 (full resolution on every frame)", ["full_every=1"])]
+    variants = [
+        ("veil (default: --quality balanced, keyframe scan)", []),
+        ("veil --full-every 1 (full resolution on every frame)", ["--full-every", "1"]),
+    ]
     if not quick:
-        # balanced is the default row
-        variants += [(f"veil --quality {q}", [f"quality={q}"]) for q in ("fast", "max")]
-    for name, args in variants:
-        target = out / f"{args[0].replace('=', '_')}.mp4"
-        table.append((name, [py, "-c", VEIL, str(clip), str(target), *args], target))
+        variants += [(f"veil --quality {q}", ["--quality", q]) for q in ("fast", "max")]
+    for i, (name, flags) in enumerate(variants):
+        target = out / f"veil{i}.mp4"
+        command = [py, "-m", "veil", str(clip), "-o", str(target), "--overwrite", "-q", *flags]
+        table.append((name, command, target))
     # deface's command, on PATH or beside this Python (a virtual environment not activated)
     deface = shutil.which("deface") or shutil.which("deface", path=str(Path(py).parent))
     if deface:
