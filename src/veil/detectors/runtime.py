@@ -45,6 +45,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..errors import DetectorError, OptionError, VeilError
+from .compiled import CompiledCache, model_key
 
 log = logging.getLogger("veil")
 
@@ -67,6 +68,9 @@ STATIC_PIXELS = 5_000_000
 # Share of its time a shape loses on the shape-agnostic model: 6-18% on CenterFace in bf16 at
 # 256x256 to 1216x704 (one compiled model of each against the agnostic one, six runs apiece).
 DYNAMIC_OVERHEAD = 0.12
+# What compiling a shape costs until one has been timed here (the others came from the cache):
+# CenterFace took 0.25-0.35 s, single-threaded, from 384x640 to 1088x1920 (bf16, AMX CPU).
+COMPILE_SECONDS = 0.3
 # Bumped when the quantization recipe changes, so cached INT8 models are rebuilt.
 INT8_RECIPE = "minmax-ends-float-1"
 
@@ -471,19 +475,15 @@ class OpenVinoEngine:
             raise DetectorError(
                 f"{name}: one input expected, the model has {len(self.model.inputs)}"
             )
-        # Compilation happens per input shape, at the first frame; an operation the CPU
-        # plugin lacks would only fail there, after load_engine could still fall back.
-        supported = openvino_core().query_model(self.model, "CPU")
-        missing = [
-            op.get_type_name()
-            for op in self.model.get_ordered_ops()
-            if op.get_friendly_name() not in supported
-        ]
-        if missing:
-            raise RuntimeError(f"its CPU plugin lacks {', '.join(sorted(set(missing)))}")
+        data = model if isinstance(model, bytes) else Path(model).read_bytes()
+        version = import_quietly("openvino").__version__
+        root = cache_dir() / "openvino"
+        checked = CompiledCache(root, model_key([data, version]))
+        if not checked.knows_supported():
+            self._check_supported()
+            checked.mark_supported()
         self.precision = openvino_precision(options.precision, calibration is not None, name)
         if self.precision == "int8":
-            data = model if isinstance(model, bytes) else Path(model).read_bytes()
             self.model = quantized(self.model, data, calibration, name)  # type: ignore[arg-type]
         self.input_shape = [
             d.get_length() if d.is_static else None
@@ -499,6 +499,13 @@ class OpenVinoEngine:
         }
         # run_many's recurring shapes: one stream (and request) per inference thread.
         self.streams = self.config["INFERENCE_NUM_THREADS"]
+        self._cache = CompiledCache(
+            root,
+            model_key(
+                [data, version, self.precision, INT8_RECIPE, " ".join(sorted(cpu_flags() or ()))]
+                + [f"{k}={v}" for k, v in sorted(self.config.items())]
+            ),
+        )
         # (shape, streams) -> (compiled model, its infer requests); the shape-agnostic one apart.
         self._static: OrderedDict[tuple[tuple[int, ...], int], tuple[Any, list[Any]]] = (
             OrderedDict()
@@ -511,6 +518,19 @@ class OpenVinoEngine:
         self._spent: dict[tuple[int, ...], float] = {}
         self._compile_seconds: list[float] = []
         self._lock = threading.Lock()
+
+    def _check_supported(self) -> None:
+        """Compilation happens per input shape, at the first frame; an operation the CPU
+        plugin lacks would only fail there, after load_engine could still fall back. The
+        check took 0.21 s a run, so its success is remembered per model and version."""
+        supported = openvino_core().query_model(self.model, "CPU")
+        missing = [
+            op.get_type_name()
+            for op in self.model.get_ordered_ops()
+            if op.get_friendly_name() not in supported
+        ]
+        if missing:
+            raise RuntimeError(f"its CPU plugin lacks {', '.join(sorted(set(missing)))}")
 
     @property
     def compiled_shapes(self) -> list[tuple[int, ...]]:
@@ -613,14 +633,18 @@ class OpenVinoEngine:
         if self._compiler is None:
             self._compiler = ThreadPoolExecutor(max_workers=2, thread_name_prefix="veil-compile")
         shape, streams = key if key is not None else (None, 1)
-        self._compiling[key] = self._compiler.submit(self._compile, shape, streams)
+        self._compiling[key] = self._compiler.submit(self._compile, shape, streams, keep=True)
 
-    def _take(self, key: tuple[tuple[int, ...], int] | None) -> tuple[Any, list[Any]]:
-        """The model for key: its compilation's result if one was started, else compiled now."""
+    def _take(
+        self, key: tuple[tuple[int, ...], int] | None, *, keep: bool = True
+    ) -> tuple[Any, list[Any]]:
+        """The model for key: its compilation's result if one was started, else compiled now
+        (keep: see _compile)."""
         started = self._compiling.pop(key, None)
         if started is not None:
             return started.result()
-        return self._compile(*(key if key is not None else (None, 1)))
+        shape, streams = key if key is not None else (None, 1)
+        return self._compile(shape, streams, keep=keep)
 
     def _outputs_of(self, request) -> list[np.ndarray]:
         return [request.get_tensor(name).data.copy() for name in self.outputs]
@@ -631,12 +655,14 @@ class OpenVinoEngine:
             self._static.move_to_end(key)
             return self._static[key]
         fixed = None not in self.input_shape
-        cost = sum(self._compile_seconds) / max(len(self._compile_seconds), 1)
+        seconds = self._compile_seconds or [COMPILE_SECONDS]
+        cost = sum(seconds) / len(seconds)
         spent = self._spent.get(shape, 0.0) * DYNAMIC_OVERHEAD
-        if fixed or streams > 1 or not self._static or spent >= cost or key in self._compiling:
+        expected = fixed or streams > 1 or not self._static or key in self._compiling
+        if expected or spent >= cost:
             if not fixed and not self._static:
                 self._start(None)  # for the other shapes to come, while this one compiles
-            self._static[key] = self._take(key)
+            self._static[key] = self._take(key, keep=expected)
             if streams == 1:
                 self._spent.pop(shape, None)
             while len(self._static) > 1 and _pixels(self._static) > STATIC_PIXELS:
@@ -646,7 +672,13 @@ class OpenVinoEngine:
             self._dynamic = self._take(None)
         return self._dynamic
 
-    def _compile(self, shape: tuple[int, ...] | None, streams: int = 1) -> tuple[Any, list[Any]]:
+    def _compile(
+        self, shape: tuple[int, ...] | None, streams: int = 1, *, keep: bool = False
+    ) -> tuple[Any, list[Any]]:
+        """The compiled model and its requests. keep: read it from the user's cache folder or
+        store it there (compiled.py), for the shapes a run asks for up front (its first
+        shape, the coarse pass, the shape-agnostic model), not for those compiled by use,
+        which are seldom the same from one video to the next."""
         model = self.model
         if shape is not None and None in self.input_shape:
             model = model.clone()
@@ -657,13 +689,21 @@ class OpenVinoEngine:
                 {"PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": streams},
                 INFERENCE_NUM_THREADS=streams,
             )
+
+        def compile_with(extra: dict) -> Any:
+            return openvino_core().compile_model(model, "CPU", {**config, **extra})
+
+        tag = "any" if shape is None else "x".join(map(str, shape)) + f"-{streams}"
         started = time.perf_counter()
         try:
-            compiled = openvino_core().compile_model(model, "CPU", config)
+            if keep:
+                compiled, fresh = self._cache.compile(compile_with, tag)
+            else:
+                compiled, fresh = compile_with({}), True
         except Exception as exc:
             reason = " ".join(str(exc).split())[:200]
             raise DetectorError(f"{self.name}: OpenVINO cannot compile it ({reason})") from exc
-        if shape is not None:
+        if shape is not None and fresh:
             self._compile_seconds.append(time.perf_counter() - started)
         return compiled, [compiled.create_infer_request() for _ in range(streams)]
 

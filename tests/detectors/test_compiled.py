@@ -1,0 +1,113 @@
+"""Compiled OpenVINO models kept between runs (detectors/compiled.py)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import time
+
+import numpy as np
+import pytest
+
+from veil.detectors import DetectorOptions, create_detector, runtime
+from veil.detectors.compiled import STALE_SECONDS, prune
+
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("openvino") is None, reason="openvino is not installed"
+)
+
+SHAPE = (1, 3, 64, 96)
+
+
+def engine():
+    return create_detector(
+        DetectorOptions(backend="openvino", precision="fp32", threads=1)
+    ).net.engine
+
+
+def blobs(cache):
+    return sorted((cache / "veil" / "openvino").rglob("*.blob"))
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    return tmp_path
+
+
+def test_a_run_reads_back_what_an_earlier_run_compiled(cache, monkeypatch):
+    checks = []
+    check = runtime.OpenVinoEngine._check_supported
+    monkeypatch.setattr(
+        runtime.OpenVinoEngine, "_check_supported", lambda self: checks.append(1) or check(self)
+    )
+    blob = np.random.default_rng(0).uniform(0, 255, SHAPE).astype(np.float32)
+    first = engine()
+    expected = first.run(blob)  # the first shape: compiled and kept, with the shape-agnostic one
+    first._take(None)
+    stored = blobs(cache)
+    assert [p.parent.name for p in stored] == ["1x3x64x96-1", "any"]
+    written = [p.stat().st_mtime_ns for p in stored]
+
+    second = engine()
+    again = second.run(blob)
+    assert all(np.array_equal(a, b) for a, b in zip(expected, again))
+    assert blobs(cache) == stored
+    assert [p.stat().st_mtime_ns for p in stored] == written  # read, not written again
+    assert second._compile_seconds == []  # nothing compiled afresh
+    assert checks == [1]  # the CPU plugin's support was checked once
+
+
+def test_a_damaged_model_is_compiled_afresh(cache):
+    blob = np.zeros(SHAPE, np.float32)
+    expected = engine().run(blob)
+    (kept,) = [p for p in blobs(cache) if p.parent.name != "any"]
+    kept.write_bytes(kept.read_bytes()[:1000])
+    again = engine().run(blob)
+    assert all(np.array_equal(a, b) for a, b in zip(expected, again))
+    assert kept.parent.is_dir()
+    assert [p.stat().st_size > 1000 for p in blobs(cache)] == [True, True]
+
+
+def test_without_a_cache_folder_models_compile_as_usual(tmp_path, monkeypatch):
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(not_a_folder))
+    blob = np.zeros(SHAPE, np.float32)
+    assert [o.shape for o in engine().run(blob)] == [o.shape for o in engine().run(blob)]
+
+
+def test_shapes_compiled_by_use_are_not_kept(cache):
+    """Only the shapes a run asks for up front are stored; crops differ from video to video."""
+    first = engine()
+    first.run(np.zeros(SHAPE, np.float32))
+    crop = np.zeros((1, 3, 32, 32), np.float32)
+    for _ in range(5000):
+        if crop.shape in first.compiled_shapes:
+            break
+        first.run(crop)
+    assert crop.shape in first.compiled_shapes
+    assert "1x3x32x32-1" not in {p.parent.name for p in blobs(cache)}
+
+
+def test_the_least_recently_used_models_go_beyond_the_budget(tmp_path):
+    root = tmp_path / "openvino"
+    now = time.time()
+    for i, name in enumerate(["old", "middle", "new"]):
+        folder = root / "model" / name
+        folder.mkdir(parents=True)
+        (folder / "x.blob").write_bytes(b"\0" * 1000)
+        os.utime(folder, (now - 100 + i, now - 100 + i))
+    stale = root / "model" / ".veil-partial-dead"
+    running = root / "model" / ".veil-partial-alive"
+    for folder, age in ((stale, STALE_SECONDS + 10), (running, 5)):
+        folder.mkdir()
+        os.utime(folder, (now - age, now - age))
+    (root / "model" / "supported").touch()
+    prune(root, budget=2500)
+    assert sorted(p.name for p in (root / "model").iterdir()) == [
+        ".veil-partial-alive",
+        "middle",
+        "new",
+        "supported",
+    ]
