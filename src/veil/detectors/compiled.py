@@ -2,14 +2,18 @@
 
 Compiling CenterFace for one input shape takes 0.25-0.35 s, single-threaded, and a video
 needs three at its start (its frame size, the keyframe scan's coarse pass, the
-shape-agnostic model for crops); reading one back takes about 0.1 s (bf16, this machine's
+shape-agnostic model for crops); reading one back takes about 0.08 s (bf16, this machine's
 AMX CPU; docs/speed.md). A compiled model keeps its weights, so each is about 7.5 MB: the
 shapes kept are the ones a run asks for up front (see OpenVinoEngine), and the least
 recently used go once all of them pass CACHE_BYTES.
 
-Each model is written by OpenVINO into a folder of its own under a staging name and renamed
-into place whole, so a concurrent run (batch workers start together) sees it complete or not
-at all; one that OpenVINO cannot read back is deleted and compiled afresh.
+veil exports and imports the compiled models itself rather than through OpenVINO's
+CACHE_DIR: to name a model, OpenVINO serializes it under the "C" locale, which it sets for
+the whole process and restores after, so two compilations at once (veil compiles a video's
+first shapes in parallel) could leave the process in the wrong locale for good (seen: text
+read back from a child process as ASCII). Each file is written under a temporary name and
+renamed into place, so a concurrent run (batch workers start together) sees it whole or
+not at all; one that OpenVINO cannot read back is deleted and compiled afresh.
 """
 
 from __future__ import annotations
@@ -17,17 +21,19 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from ..errors import OutputError
+from ..io.paths import TEMP_PREFIX, atomic_output
+
 log = logging.getLogger("veil")
 
 CACHE_BYTES = 256 * 2**20
-# Staging folders older than this were left by a run that died while compiling.
+SUFFIX = ".blob"
+# Temporary files older than this were left by a run that died while writing.
 STALE_SECONDS = 3600
 SUPPORTED = "supported"
 
@@ -60,66 +66,62 @@ class CompiledCache:
         except OSError as exc:
             log.debug("not caching OpenVINO's support check in %s: %s", self.folder, exc)
 
-    def compile(self, compile_with: Callable[[dict], Any], tag: str) -> tuple[Any, bool]:
-        """compile_with(extra config) for the model called tag, read from the cache or
-        compiled now and stored (without a writable cache folder, compiled as usual); and
-        whether it was compiled now."""
-        kept = self.folder / tag
-        if kept.is_dir():
+    def compile(
+        self, compile_now: Callable[[], Any], read_back: Callable[[bytes], Any], tag: str
+    ) -> tuple[Any, bool]:
+        """The model called tag: read_back(its exported bytes) from the cache, else
+        compile_now() and stored; and whether it was compiled now."""
+        path = self.folder / f"{tag}{SUFFIX}"
+        try:
+            data = path.read_bytes()
+        except OSError:
+            pass
+        else:
             try:
-                compiled = compile_with({"CACHE_DIR": str(kept)})
-            except Exception as exc:  # OpenVINO's own error for a blob it cannot read
-                log.warning("veil: warning: recompiling the damaged model in %s (%s)", kept, exc)
-                shutil.rmtree(kept, ignore_errors=True)
+                compiled = read_back(data)
+            except Exception as exc:  # OpenVINO's own error for a file it cannot read
+                log.warning("veil: warning: recompiling the damaged model %s (%s)", path, exc)
+                path.unlink(missing_ok=True)
             else:
-                _touch(kept)
+                _touch(path)
                 return compiled, False
+        compiled = compile_now()
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            staging = Path(tempfile.mkdtemp(prefix=".veil-partial-", dir=self.folder))
-        except OSError as exc:
-            log.debug("not caching compiled models in %s: %s", self.folder, exc)
-            return compile_with({}), True
-        try:
-            compiled = compile_with({"CACHE_DIR": str(staging)})
-            try:
-                os.rename(staging, kept)
-            except OSError:  # another run stored it first, or the disk refused
-                pass
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-        prune(self.root)
+            with atomic_output(path) as partial:
+                partial.write_bytes(compiled.export_model().getvalue())
+        except (OSError, OutputError) as exc:  # a read-only home, a full disk
+            log.debug("not caching the compiled model %s: %s", path, exc)
+        else:
+            prune(self.root)
         return compiled, True
 
 
-def _touch(folder: Path) -> None:
+def _touch(path: Path) -> None:
     try:
-        os.utime(folder)
+        os.utime(path)
     except OSError:
         pass
 
 
 def prune(root: Path, budget: int = CACHE_BYTES) -> None:
     """Delete the least recently used compiled models until the rest fit in budget bytes,
-    and staging folders a dead run left behind."""
+    and temporary files a dead run left behind."""
     kept: list[tuple[float, int, Path]] = []
     now = time.time()
-    for folder in root.glob("*/*"):
+    for path in root.glob(f"*/*{SUFFIX}"):
         try:
-            if not folder.is_dir():
-                continue
-            used = folder.stat().st_mtime
-            if folder.name.startswith(".veil-partial-"):
-                if now - used > STALE_SECONDS:
-                    shutil.rmtree(folder, ignore_errors=True)
-                continue
-            size = sum(f.stat().st_size for f in folder.iterdir() if f.is_file())
+            status = path.stat()
         except OSError:
             continue
-        kept.append((used, size, folder))
+        if path.name.startswith(TEMP_PREFIX):
+            if now - status.st_mtime > STALE_SECONDS:
+                path.unlink(missing_ok=True)
+            continue
+        kept.append((status.st_mtime, status.st_size, path))
     total = sum(size for _, size, _ in kept)
-    for _, size, folder in sorted(kept, key=lambda entry: entry[0]):
+    for _, size, path in sorted(kept):
         if total <= budget:
             break
-        shutil.rmtree(folder, ignore_errors=True)
+        path.unlink(missing_ok=True)
         total -= size

@@ -690,16 +690,19 @@ class OpenVinoEngine:
                 INFERENCE_NUM_THREADS=streams,
             )
 
-        def compile_with(extra: dict) -> Any:
-            return openvino_core().compile_model(model, "CPU", {**config, **extra})
+        def compile_now() -> Any:
+            return openvino_core().compile_model(model, "CPU", config)
+
+        def read_back(data: bytes) -> Any:
+            return openvino_core().import_model(data, "CPU", config)
 
         tag = "any" if shape is None else "x".join(map(str, shape)) + f"-{streams}"
         started = time.perf_counter()
         try:
             if keep:
-                compiled, fresh = self._cache.compile(compile_with, tag)
+                compiled, fresh = self._cache.compile(compile_now, read_back, tag)
             else:
-                compiled, fresh = compile_with({}), True
+                compiled, fresh = compile_now(), True
         except Exception as exc:
             reason = " ".join(str(exc).split())[:200]
             raise DetectorError(f"{self.name}: OpenVINO cannot compile it ({reason})") from exc
