@@ -7,9 +7,10 @@ Every run is a separate process started from scratch, veil's rows the `veil`
 command with their flags (model loading included, as a user would see it);
 fps = frames / wall seconds, peak memory = the process's maximum resident set
 size (this script stays small and builds the clips in a child process, because
-Linux counts a child's peak from the parent's size at the fork). The floor is PyAV decoding plus libx264
-encoding with veil's encoder settings and nothing in between. Wall time
-depends on whatever else runs on the machine: compare rows of one run only.
+Linux counts a child's peak from the parent's size at the fork). The floor is
+PyAV decoding plus libx264 encoding with veil's encoder settings and nothing in
+between. Wall time depends on whatever else runs on the machine: compare rows
+of one run only; the last lines give veil's default against deface.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+DEFAULT = "veil (default: --quality balanced, keyframe scan)"
+DEFACE = "deface 1.5 (defaults)"
 ROOT = HERE.parent
 
 FLOOR = """
@@ -78,7 +81,7 @@ def runs(clip: Path, out: Path, quick: bool) -> list[tuple[str, list[str], Path]
         )
     ]
     variants = [
-        ("veil (default: --quality balanced, keyframe scan)", []),
+        (DEFAULT, []),
         ("veil --full-every 1 (full resolution on every frame)", ["--full-every", "1"]),
     ]
     if not quick:
@@ -92,7 +95,7 @@ def runs(clip: Path, out: Path, quick: bool) -> list[tuple[str, list[str], Path]
     if deface:
         table.append(
             (
-                "deface 1.5 (defaults)",
+                DEFACE,
                 [deface, str(clip), "-o", str(out / "deface.mp4")],
                 out / "deface.mp4",
             )
@@ -136,19 +139,27 @@ def main(argv: list[str] | None = None) -> int:
     )
     header = "| clip | run | fps | CPU s | peak RSS MiB | output MiB |"
     print("\n" + header + "\n|---|---|---:|---:|---:|---:|")
+    ratios = []
     for name, (clip, frames) in clips.items():
+        results = {}
         with tempfile.TemporaryDirectory(prefix="veil-bench-") as tmp:
             for label, cmd, target in runs(clip, Path(tmp), args.quick):
-                r = measure(cmd, frames, target)
+                r = results[label] = measure(cmd, frames, target)
                 if "error" in r:
                     print(f"| {name} | {label} | failed: {r['error']} | | | |", flush=True)
                     continue
                 print(
-                    f"| {name} | {label} | {r['fps']:.1f} | {r['cpu_s']:.1f} | "
+                    f"| {name} | {label} | {r['fps']:.2f} | {r['cpu_s']:.1f} | "
                     f"{r['rss_mib']:.0f} | {r['size_mib']:.1f} |",
                     flush=True,
                 )
-    print(f"\nload average at end: {os.getloadavg()[0]:.1f}")
+        veil, deface = (results.get(label, {}) for label in (DEFAULT, DEFACE))
+        if "fps" in veil and "fps" in deface:
+            ratios.append(
+                f"{name}: veil's default {veil['fps'] / deface['fps']:.2f}x deface's fps, "
+                f"on {deface['cpu_s'] / veil['cpu_s']:.2f}x less CPU time"
+            )
+    print("", *ratios, f"load average at end: {os.getloadavg()[0]:.1f}", sep="\n")
     return 0
 
 

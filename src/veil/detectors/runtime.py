@@ -35,7 +35,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import lru_cache
@@ -586,24 +586,28 @@ class OpenVinoEngine:
             return []
         shape = tuple(first.shape)
         with self._lock:
-            requests = self._compiled_for(shape, streams)[1]
+            free = list(self._compiled_for(shape, streams)[1])
             results: list[list[np.ndarray]] = []
-            started: list[tuple[Any, np.ndarray]] = []  # shared inputs must outlive their requests
+            # Requests running, oldest first, with their blobs: shared inputs must outlive them.
+            running: deque[tuple[Any, np.ndarray]] = deque()
             try:
                 for blob in itertools.chain([first], blobs):
                     if tuple(blob.shape) != shape:
                         raise ValueError(f"run_many: blobs of one shape, not {blob.shape}")
-                    request = requests[len(started) % len(requests)]
-                    if len(started) >= len(requests):
-                        results.append(self._finish(request))
+                    if not free:
+                        results.append(self._finish(running[0][0]))
+                        free.append(running.popleft()[0])
+                    request = free.pop()
                     self._call(request.start_async, {0: blob}, share_inputs=True)
-                    started.append((request, blob))
+                    running.append((request, blob))
+                while running:
+                    results.append(self._finish(running[0][0]))
+                    running.popleft()
             finally:
-                pending = [request for request, _ in started[len(results) :]]
-                for request in pending:
+                for request, _ in running:  # after a failure: nothing may still read a blob
                     with contextlib.suppress(Exception):
                         request.wait()
-            return results + [self._finish(request) for request in pending]
+            return results
 
     def _call(self, method, *args, **kwargs) -> None:
         try:
