@@ -16,8 +16,9 @@ decode would hold nothing but costs a full extra decode, needs a seekable
 file and cannot serve pipes; the window holds `window` decoded frames (the
 pipeline keeps a frame's pixels until it is released). The default window is
 1 s of video, which bridges misses of up to a second (blur, a turn of the head,
-a hand passing) and costs 30 frames: 190 MB at 1080p, 750 MB at 4K. A memory
-cap (MAX_WINDOW_BYTES) shortens the window for very large frames, never below
+a hand passing) and costs 30 frames: 190 MB at 1080p, 750 MB at 4K in BGR, half
+that for a video's decoded planes. A memory cap (MAX_WINDOW_BYTES, counted in the
+bytes the frames hold) shortens the window for very large frames, never below
 `extend` frames.
 """
 
