@@ -12,8 +12,8 @@ ARENAS = 2
 
 def share_heaps() -> bool:
     """Let all threads allocate from two heaps. Called by veil's own processes (the command,
-    batch workers), never on import: it is a setting of the whole process. True where the C
-    library took it (glibc on Linux).
+    its local batch workers), never on import: it is a setting of the whole process. True
+    where the C library took it (glibc on Linux).
 
     glibc gives a thread that finds the heaps busy a heap of its own, up to eight per core.
     A video's frames, a few MB each, are decoded, converted, detected, hidden and encoded in
