@@ -40,7 +40,7 @@ SUPPORTED = "supported"
 
 def model_key(parts: Iterable[bytes | str]) -> str:
     """A folder name for one model at one configuration: a digest of everything that shapes
-    what OpenVINO compiles from it (model bytes, versions, precision, CPU flags)."""
+    what OpenVINO compiles from it (the model's digest, versions, precision, CPU flags)."""
     digest = hashlib.sha256()
     for part in parts:
         digest.update(part if isinstance(part, bytes) else part.encode())

@@ -476,9 +476,11 @@ class OpenVinoEngine:
                 f"{name}: one input expected, the model has {len(self.model.inputs)}"
             )
         data = model if isinstance(model, bytes) else Path(model).read_bytes()
+        # The model's digest, once (6.5 ms for CenterFace), names both cache folders below.
+        source = hashlib.sha256(data).hexdigest()
         version = import_quietly("openvino").__version__
         root = cache_dir() / "openvino"
-        checked = CompiledCache(root, model_key([data, version]))
+        checked = CompiledCache(root, model_key([source, version]))
         if not checked.knows_supported():
             self._check_supported()
             checked.mark_supported()
@@ -502,7 +504,7 @@ class OpenVinoEngine:
         self._cache = CompiledCache(
             root,
             model_key(
-                [data, version, self.precision, INT8_RECIPE, " ".join(sorted(cpu_flags() or ()))]
+                [source, version, self.precision, INT8_RECIPE, " ".join(sorted(cpu_flags() or ()))]
                 + [f"{k}={v}" for k, v in sorted(self.config.items())]
             ),
         )
