@@ -194,14 +194,86 @@ def test_thumbnails_of_planes_and_of_bgr_agree(astronaut):
 def test_lookahead_window_bounds_memory():
     big = np.zeros((2160, 3840, 3), np.uint8)
     filler = GapFiller(0.5, 60, lookahead=2.0, extend=3)
-    for i in range(60):
-        filler.push(Frame(i, i / 60, big), Detections.empty())
+    held = []
+    for i in range(60):  # a face lost at frame 5 holds frames back until its track expires
+        filler.push(Frame(i, i / 60, big), dets(moving_box(i)) if i < 5 else Detections.empty())
+        held.append(len(filler.pending))
     assert filler.window * big.nbytes <= MAX_WINDOW_BYTES
-    assert len(filler.pending) == filler.window
+    assert max(held) == filler.window
     assert GapFiller(0.5, 30, lookahead=1.0).window is None  # sized on the first frame
     small = GapFiller(0.5, 30, lookahead=1.0)
     small.push(Frame(0, 0.0, BLANK), Detections.empty())
     assert small.window == 30
+
+
+class WholeWindow(GapFiller):
+    """Releases a frame only once the whole window follows it."""
+
+    def _settled(self, item) -> bool:
+        return False
+
+
+def flickering_faces(seed: int, frames: int = 160) -> list[Detections]:
+    """Faces that come and go, vanish for a few frames, drop under the threshold and move."""
+    rng = np.random.default_rng(seed)
+    faces = []
+    for _ in range(6):
+        start = int(rng.integers(0, frames - 10))
+        faces.append(
+            (start, start + int(rng.integers(3, 80)), rng.uniform(0, 400, 2), rng.normal(0, 3, 2))
+        )
+    per_frame = []
+    for i in range(frames):
+        boxes, scores = [], []
+        for start, end, origin, speed in faces:
+            if start <= i < end and rng.random() > 0.25:
+                x, y = origin + speed * (i - start)
+                boxes.append((x, y, x + 30, y + 40))
+                scores.append(0.9 if rng.random() > 0.2 else 0.3)
+        per_frame.append(
+            Detections(np.array(boxes, np.float32).reshape(-1, 4), score=np.array(scores))
+            if boxes
+            else Detections.empty()
+        )
+    return per_frame
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_frames_leave_early_with_the_boxes_the_whole_window_gives(seed, astronaut, camera):
+    per_frame = flickering_faces(seed)
+    shots = [astronaut if (i // 50) % 2 == 0 else camera for i in range(len(per_frame))]
+    results, ages = [], []
+    for filler in (GapFiller(0.5, 25, extend=4), WholeWindow(0.5, 25, extend=4)):
+        out, age = {}, []
+        for i, d in enumerate(per_frame):
+            for index, final in filler.push(Frame(i, i / 25, shots[i]), d):
+                out[index] = final
+                age.append(i - index)
+        for index, final in filler.flush():
+            out[index] = final
+        assert filler.segment == 3  # the shots changed three times
+        results.append([out[i] for i in range(len(per_frame))])
+        ages.append(age)
+    early, whole = results
+    for i, (a, b) in enumerate(zip(early, whole)):
+        assert np.array_equal(a.xyxy, b.xyxy), f"frame {i}"
+        assert np.array_equal(a.score, b.score) and np.array_equal(a.track_id, b.track_id)
+    assert min(ages[0]) < min(ages[1]) == 25  # some frames did leave early
+
+
+def test_steadily_tracked_faces_leave_after_extend_frames():
+    filler = GapFiller(0.5, 25, extend=4)
+    ages = []
+    for i in range(40):
+        released = filler.push(Frame(i, i / 25, BLANK), dets(moving_box(i), (100, 10, 130, 50)))
+        ages += [i - index for index, _ in released]
+    assert set(ages[1:]) == {4}  # the first frames wait for the tracks' first observations
+    lost = GapFiller(0.5, 25, extend=4)  # one of the faces is lost: its frames wait
+    ages = []
+    for i in range(40):
+        boxes = [moving_box(i)] + ([(100, 10, 130, 50)] if i < 10 else [])
+        ages += [i - index for index, _ in lost.push(Frame(i, i / 25, BLANK), dets(*boxes))]
+    assert max(ages) == lost.window
 
 
 # -- online ------------------------------------------------------------------------------
