@@ -9,6 +9,7 @@ from veil.boxes import box_iou
 from veil.detectors import DetectorOptions, create_detector
 from veil.detectors.centerface import CenterFace
 from veil.detectors.scan import KeyframeScanner, ScanPolicy, greedy_pairs
+from veil.detectors.smallfaces import SmallFacePolicy, SmallFaces
 
 from media import ASTRONAUT_FACE
 
@@ -143,6 +144,28 @@ def test_a_new_stream_starts_with_a_keyframe(detector, astronaut):
     assert (
         rec.full_frames((1080, 1920)) == 3
     )  # the previous batch's last keyframe brackets this one
+
+
+def test_a_new_stream_announces_its_keyframes_then_its_coarse_pass(detector, astronaut):
+    """Both models start loading before the first keyframe runs, the keyframe's first (it is
+    waited for at once); frames the small-face policy reads in tiles announce no keyframe."""
+    frames, _ = small_face_pan(astronaut, 3)
+    told = []
+
+    def prepare(height, width, max_size, *, recurring=False):
+        told.append(((height, width), max_size, recurring, len(rec.calls)))
+
+    rec = Recorder(detector)
+    scanner = KeyframeScanner(rec, 0.2, ScanPolicy(full_every=8), prepare=prepare)
+    scanner.detect(frames)
+    assert told == [((1080, 1920), None, False, 0), ((1080, 1920), 640, True, 0)]
+    scanner.detect(frames)  # the same stream: nothing new to announce
+    assert len(told) == 2
+    told.clear()
+    infer = detector.infer
+    tiles = SmallFaces(infer, 0.2, SmallFacePolicy(whole_pixels=1920 * 1080 - 1))
+    KeyframeScanner(infer, 0.2, ScanPolicy(full_every=8), tiles, prepare=prepare).detect(frames)
+    assert [max_size for _, max_size, _, _ in told] == [640]
 
 
 def test_detector_scans_videos_by_default_unless_switched_off_or_capped():

@@ -153,9 +153,9 @@ class KeyframeScanner:
     Holds the previous batch's last keyframe, so make one per stream. With a
     small-face policy (smallfaces.py), keyframes and frames too small to scan get
     its closer looks and full-resolution passes its tiling; without one they get
-    one native pass. prepare(height, width, max_size, recurring=True), where given, is
-    told of the coarse pass when a stream starts or changes size, before its first
-    keyframe runs (CenterFace.prepare).
+    one native pass. prepare(height, width, max_size, recurring=False), where given, is
+    told of the keyframes' native pass and the coarse pass (recurring) when a stream
+    starts or changes size, before its first keyframe runs (CenterFace.prepare).
     """
 
     def __init__(
@@ -197,6 +197,10 @@ class KeyframeScanner:
         if previous is None:
             keys.add(0)
             if self._prepare is not None:
+                # The keyframe's model first, as it is the one waited for now (unless the
+                # small-face policy reads such frames in tiles).
+                if self.small_faces is None or self.small_faces.reads_whole(h, w):
+                    self._prepare(h, w, None)
                 self._prepare(h, w, self.policy.coarse_size, recurring=True)
         key_list = sorted(keys)
         results: list[Detections | None] = [None] * n

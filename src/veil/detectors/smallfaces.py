@@ -290,12 +290,15 @@ class SmallFaces:
     ) -> list[Detections]:
         """One pass at native resolution, in tiles when the frames are large; with a floor,
         weak heat peaks down to it as well (scores under the threshold)."""
-        h, w = frames[0].shape[:2]
-        if h * w <= self.policy.whole_pixels:
+        if self.reads_whole(*frames[0].shape[:2]):
             if floor is None:
                 return self._infer(frames, None, threshold)
             return self._infer(frames, None, threshold, floor)
         return [self.tiled(frame, threshold, floor) for frame in frames]
+
+    def reads_whole(self, height: int, width: int) -> bool:
+        """Whether `native` reads frames of this size whole (else in tiles)."""
+        return height * width <= self.policy.whole_pixels
 
     def tiled(self, frame: np.ndarray, threshold: float, floor: float | None = None) -> Detections:
         """An image pyramid read in tiles, coarsest level first: each level's tiles find the
