@@ -99,6 +99,35 @@ def test_video_via_console(tmp_path, face_video):
     assert "30 frames" in proc.stderr
 
 
+def test_the_command_skips_teardown_after_a_file_job_only(tmp_path, face_video):
+    """After a file job the command leaves without tearing the interpreter down (exit hooks
+    do not run), its text flushed and its exit code kept; sub-commands exit as usual."""
+    script = (
+        "import atexit, sys; from veil.cli import command; "
+        "atexit.register(lambda: print('teardown', file=sys.stderr)); "
+        "print('before', end=''); sys.argv = ['veil', *sys.argv[1:]]; command()"
+    )
+
+    def run(*args):
+        return subprocess.run(
+            [sys.executable, "-c", script, *map(str, args)],
+            capture_output=True,
+            text=True,
+            env=ENV,
+            timeout=300,
+        )
+
+    done = run(face_video, "-o", tmp_path / "v.mp4")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "before"
+    assert "30 frames" in done.stderr and "teardown" not in done.stderr
+    failed = run(tmp_path / "missing.mp4")
+    assert failed.returncode == 2 and "no such file" in failed.stderr
+    assert "teardown" not in failed.stderr
+    sub = run("config", "--show")
+    assert sub.returncode == 0 and "teardown" in sub.stderr
+
+
 @pytest.mark.parametrize(
     "make, code, text",
     [
