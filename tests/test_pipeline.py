@@ -156,6 +156,28 @@ def test_detector_failure_writes_nothing(tmp_path, face_video):
     assert list(tmp_path.iterdir()) == [face_video]
 
 
+def test_the_detector_loads_on_its_own_thread_while_the_input_is_read(tmp_path, astronaut):
+    photo = tmp_path / "a.png"
+    cv2.imwrite(str(photo), astronaut)
+    pipe = Pipeline()
+    loaded_on = []
+    load = pipe._load
+    pipe._load = lambda: (loaded_on.append(threading.current_thread().name), load())[1]
+    result = pipe.process(photo, tmp_path / "out.png")
+    assert loaded_on and loaded_on[0].startswith("veil-load")
+    assert result.boxes >= 1 and astronaut_face_hidden(astronaut, cv2.imread(str(result.output)))
+    assert pipe.detector is pipe.detector  # loaded once, kept for the next input
+    pipe.process(photo, tmp_path / "again.png")
+    assert len(loaded_on) == 1
+
+
+def test_a_detector_that_cannot_load_fails_the_job_in_the_caller(tmp_path, face_video):
+    options = JobOptions(detector=DetectorOptions(name=f"onnx:{tmp_path / 'missing.onnx'}"))
+    with pytest.raises(VeilError, match="model file not found"):
+        Pipeline(options).process(face_video, tmp_path / "out.mp4")
+    assert list(tmp_path.iterdir()) == [face_video]
+
+
 def test_cancel_removes_partial_output(tmp_path, face_video):
     pipe = Pipeline()
     pipe.progress = lambda name, done, total: pipe.cancel.set() if done == 3 else None

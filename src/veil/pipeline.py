@@ -18,6 +18,7 @@ any failure aborts the output (the partial file is deleted); live, the frame is 
 from __future__ import annotations
 
 import concurrent.futures as cf
+import itertools
 import queue
 import threading
 import time
@@ -191,6 +192,7 @@ class Pipeline:
     ) -> None:
         self.options = options
         self._detector = detector
+        self._loading: cf.Future | None = None
         self.progress = progress
         self.cancel = cancel or threading.Event()
         self._filter = DetectionFilter(options.filters)
@@ -198,12 +200,26 @@ class Pipeline:
     @property
     def detector(self) -> Detector:
         if self._detector is None:
-            # Trackers continue faces from detections under the threshold, so ask for those too;
-            # the model loads once per process for these settings, whichever front end asks.
-            self._detector = detector_for(
-                detector_options(self.options.tracking, self.options.detector)
-            )
+            loading, self._loading = self._loading, None
+            self._detector = loading.result() if loading is not None else self._load()
         return self._detector
+
+    def _load(self) -> Detector:
+        # Trackers continue faces from detections under the threshold, so ask for those too;
+        # the model loads once per process for these settings, whichever front end asks.
+        return detector_for(detector_options(self.options.tracking, self.options.detector))
+
+    def _load_ahead(self) -> None:
+        """Start loading the detector on a thread of its own, so that it loads while the
+        first input is opened and decoded (a photo's pixels, a video's first frames);
+        `detector` waits for it and raises what it raised. Loading took 0.2-0.3 s before
+        anything else could start: a tenth of a 12 MP photo's run, 3% of a 150-frame 720p
+        clip's."""
+        if self._detector is not None or self._loading is not None or self.options.detections:
+            return
+        loader = cf.ThreadPoolExecutor(max_workers=1, thread_name_prefix="veil-load")
+        self._loading = loader.submit(self._load)
+        loader.shutdown(wait=False)
 
     # -- single frames -------------------------------------------------------------------
     def detect(
@@ -272,6 +288,7 @@ class Pipeline:
     ) -> JobResult:
         """Anonymize one file; target may become a free name. With `audit`, the record
         (audit.py) lists `edits`: the corrections made to the detections this run uses."""
+        self._load_ahead()
         try:
             digest = audit_record.sha256(source) if self.options.audit else None
         except OSError as exc:
@@ -423,22 +440,29 @@ class Pipeline:
         to look ahead. With `detections` set the boxes come from that file instead
         (`FileDetection`). Any failure ends the iteration with its error.
         """
-        strategy: DetectionStrategy = (
-            FileDetection(detections_by_frame(read_rows(Path(self.options.detections))))
-            if self.options.detections
-            else BatchDetection(self)
-        )
-        loop = FrameLoop(self, strategy, fps=fps)
+        decoded = self._decoded(frames)
         try:
-            for frame in self._decoded(frames):
-                self._check_cancel()
-                for out in loop.push(frame):
+            # The first frame starts the decoding thread, which goes on while the detector
+            # finishes loading (`_load_ahead`).
+            started = list(itertools.islice(decoded, 1))
+            strategy: DetectionStrategy = (
+                FileDetection(detections_by_frame(read_rows(Path(self.options.detections))))
+                if self.options.detections
+                else BatchDetection(self)
+            )
+            loop = FrameLoop(self, strategy, fps=fps)
+            try:
+                for frame in itertools.chain(started, decoded):
+                    self._check_cancel()
+                    for out in loop.push(frame):
+                        yield out.frame, out.detections
+                for out in loop.flush():
+                    self._check_cancel()
                     yield out.frame, out.detections
-            for out in loop.flush():
-                self._check_cancel()
-                yield out.frame, out.detections
+            finally:
+                strategy.close()
         finally:
-            strategy.close()
+            decoded.close()
 
     def _check_cancel(self) -> None:
         if self.cancel.is_set():
