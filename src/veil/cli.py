@@ -213,16 +213,24 @@ def _resolve(target: str) -> Callable[[Sequence[str]], int]:
     return getattr(import_module(module), func)
 
 
+def _subcommand(argv: Sequence[str]) -> tuple[str, list[str]] | None:
+    """The sub-command that runs argv ("module:function") and its arguments: the one named,
+    `veil live` for a camera, or None for a file job (`anonymize_main`)."""
+    if argv and argv[0] in SUBCOMMANDS:
+        return SUBCOMMANDS[argv[0]][0], list(argv[1:])
+    camera = camera_argv(argv)
+    return (SUBCOMMANDS["live"][0], camera) if camera is not None else None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     share_heaps()
     with _terminate_on_sigterm():
         try:
-            if argv and argv[0] in SUBCOMMANDS:
-                return int(_resolve(SUBCOMMANDS[argv[0]][0])(argv[1:]) or 0)
-            camera = camera_argv(argv)
-            if camera is not None:
-                return int(_resolve(SUBCOMMANDS["live"][0])(camera) or 0)
+            subcommand = _subcommand(argv)
+            if subcommand is not None:
+                target, args = subcommand
+                return int(_resolve(target)(args) or 0)
             return anonymize_main(argv)
         except VeilError as exc:
             print(f"veil: error: {exc}", file=sys.stderr)
@@ -275,7 +283,7 @@ def command() -> None:
     """
     argv = sys.argv[1:]
     code = main(argv)
-    if (argv and argv[0] in SUBCOMMANDS) or camera_argv(argv) is not None:
+    if _subcommand(argv) is not None:
         sys.exit(code)
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
