@@ -24,7 +24,7 @@ from ..errors import DetectorError, OutputError
 from ..io.images import read_image
 from ..io.paths import atomic_output
 from .base import Detector, DetectorOptions
-from .runtime import cache_dir, load_engine
+from .runtime import Calibration, cache_dir, load_engine
 from .scan import KeyframeScanner, ScanPolicy
 
 log = logging.getLogger("veil")
@@ -41,6 +41,9 @@ OUTPUT_NAMES = ("537", "538", "539", "540")  # heatmap, scale, offset, landmarks
 CALIBRATION_PHOTO = Path(__file__).resolve().parents[1] / "assets" / "astronaut.jpg"
 CALIBRATION_SCALES = (0.25, 0.5, 1.0, 1.5, 2.5, 4.0)
 CALIBRATION_GAINS = (0.6, 1.3)
+# Bump when `calibration` or `preprocess` changes the blobs they make: cached INT8 models are
+# keyed on it.
+CALIBRATION_RECIPE = "astronaut-bgr-float-1"
 
 
 def bundled_model_path() -> Path:
@@ -184,12 +187,18 @@ class CenterFace(Detector):
             options,
             name=f"face model {self.model_path}",
             outputs=OUTPUT_NAMES,
-            calibration=self.calibration,
+            calibration=Calibration(self._calibration_key(), self.calibration),
         )
         self.backend, self.precision = self.engine.backend, self.engine.precision
         self.provider, self.device = self.engine.provider, self.engine.device
         # A GPU amortises each call over a batch; on a CPU a batch only multiplies memory.
         self.preferred_batch = 1 if self.engine.on_cpu else 8
+
+    def _calibration_key(self) -> str:
+        """What the calibration blobs are made of: the photo's bytes, the scales and gains, and
+        CALIBRATION_RECIPE for the way `calibration` and `preprocess` make them."""
+        photo = hashlib.sha256(CALIBRATION_PHOTO.read_bytes()).hexdigest()
+        return f"{photo} {CALIBRATION_SCALES} {CALIBRATION_GAINS} {CALIBRATION_RECIPE}"
 
     def calibration(self) -> list[np.ndarray]:
         """Network inputs for INT8 calibration, from the photo veil ships (the only real

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib
+import importlib.metadata
 import importlib.util
 import io
 import itertools
@@ -38,6 +39,7 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol
@@ -53,7 +55,7 @@ BACKENDS = ("auto", "openvino", "onnxruntime")
 PRECISIONS = ("auto", "fp32", "fp16", "bf16", "int8")
 OPENVINO_ONLY = ("bf16", "int8")
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CoreMLExecutionProvider")
-# INT8 keeps the layers that quantize worst in float32, so its hint is float32.
+# INT8's hint is the arithmetic of the layers it keeps unquantized: see _hint.
 OPENVINO_HINTS = {"fp32": "f32", "fp16": "f16", "bf16": "bf16", "int8": "f32"}
 # CPU flags of hardware bfloat16 arithmetic; without them OpenVINO emulates it, slower than float32.
 BF16_FLAGS = frozenset({"amx_bf16", "avx512_bf16"})
@@ -74,7 +76,19 @@ COMPILE_SECONDS = 0.3
 # Bumped when the quantization recipe changes, so cached INT8 models are rebuilt.
 INT8_RECIPE = "minmax-ends-float-1"
 
-Blobs = Callable[[], Sequence[np.ndarray]]
+
+@dataclass(frozen=True)
+class Calibration:
+    """Representative network inputs for INT8 quantization.
+
+    key: names what the blobs are made from and how (photos, scales, preprocessing), so a
+    quantized model already cached is found without making them: making and hashing them,
+    with NNCF's import, took 0.8 s of every INT8 run's start.
+    blobs: makes them, only when a model is quantized.
+    """
+
+    key: str
+    blobs: Callable[[], Sequence[np.ndarray]]
 
 
 def check_runtime(backend: str, precision: str) -> None:
@@ -120,7 +134,7 @@ def load_engine(
     *,
     name: str,
     outputs: Sequence[str] | None = None,
-    calibration: Blobs | None = None,
+    calibration: Calibration | None = None,
 ) -> Engine:
     """The engine for `options` (a DetectorOptions: backend, precision, device, threads).
 
@@ -404,6 +418,21 @@ def native_bf16(
     return flags is None or bool(BF16_FLAGS & flags)
 
 
+def _hint(precision: str) -> str:
+    """OpenVINO's INFERENCE_PRECISION_HINT for a precision. INT8 leaves the layers that
+    quantize worst (full_precision_layers) and the operations between convolutions
+    unquantized; where the CPU computes bfloat16 in hardware they run in it, as they do in
+    the bf16 precision. In float32 they made INT8 slower than bf16 on a CPU with
+    AVX512_BF16 and no AMX: CenterFace at 1280x736, 2 threads, took 97 CPU ms a frame in
+    INT8 with float32 between, 63 with bfloat16 between and 65-78 in bf16
+    (benchmarks/detector_speed.py, docs/speed.md)."""
+    if precision == "int8" and native_bf16(
+        openvino_core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"), cpu_flags()
+    ):
+        return "bf16"
+    return OPENVINO_HINTS[precision]
+
+
 def _can_quantize() -> bool:
     return importlib.util.find_spec("nncf") is not None
 
@@ -466,7 +495,7 @@ class OpenVinoEngine:
         *,
         name: str,
         outputs: Sequence[str] | None = None,
-        calibration: Blobs | None = None,
+        calibration: Calibration | None = None,
     ) -> None:
         self.name = name
         # read_model, not convert_model, which reports its use over the network.
@@ -493,7 +522,7 @@ class OpenVinoEngine:
         ]
         self.outputs = list(outputs) if outputs else [o.get_any_name() for o in self.model.outputs]
         self.config = {
-            "INFERENCE_PRECISION_HINT": OPENVINO_HINTS[self.precision],
+            "INFERENCE_PRECISION_HINT": _hint(self.precision),
             "INFERENCE_NUM_THREADS": options.threads or (os.cpu_count() or 1),
             "PERFORMANCE_HINT": "LATENCY",
             # Pinned threads would all land on the same cores in every batch worker process.
@@ -757,35 +786,36 @@ def full_precision_layers(model) -> list[str]:
     return sorted(set(names))
 
 
-def quantized(model, source: bytes, calibration: Blobs, name: str):
+def quantized(model, source: bytes, calibration: Calibration, name: str):
     """The model with INT8 weights and activations, from the cache or quantized now.
 
     NNCF's post-training quantization on the calibration blobs, with each
     activation's range taken as the whole span seen (min-max): calibration photos
     are few, and NNCF's default (the mean of per-photo extremes) clips values that
     other photos reach; it cost 1.7 points of recall on wider_dev where min-max
-    stays within 0.5. The cache key covers the model, the calibration data and
-    the versions that shape the result.
+    stays within 0.5. The cache key covers the model, the calibration data (its
+    key) and the versions that shape the result; a cached model is read back
+    without importing NNCF.
     """
     ov = import_quietly("openvino")
-
     try:
-        nncf = import_quietly("nncf")
-    except ImportError:
+        nncf_version = importlib.metadata.version("nncf")
+    except importlib.metadata.PackageNotFoundError:
         raise DetectorError(
             "precision int8 needs NNCF for the one-time quantization: pip install 'veil[openvino]'"
         ) from None
-    blobs = list(calibration())
     digest = hashlib.sha256(source)
-    for blob in blobs:
-        digest.update(np.ascontiguousarray(blob, np.float32).tobytes())
-    digest.update(f"{INT8_RECIPE} openvino {ov.__version__} nncf {nncf.__version__}".encode())
+    digest.update(
+        f"{calibration.key} {INT8_RECIPE} openvino {ov.__version__} nncf {nncf_version}".encode()
+    )
     folder = cache_dir() / "models" / f"int8-{digest.hexdigest()[:32]}"
     if (folder / "model.xml").is_file():
         try:
             return openvino_core().read_model(folder / "model.xml")
         except Exception as exc:
             log.warning("veil: warning: rebuilding the damaged INT8 model in %s (%s)", folder, exc)
+    nncf = import_quietly("nncf")
+    blobs = list(calibration.blobs())
     log.warning("veil: quantizing %s to INT8 for this CPU; once, cached in %s", name, folder.parent)
     from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
     from nncf.quantization.range_estimator import RangeEstimatorParametersSet
