@@ -8,6 +8,7 @@ import pytest
 import veil
 from veil.detections import Detections
 from veil.detectors import Detector, DetectorOptions
+from veil.detectors.scan import KeyframeScanner
 from veil.errors import InputError, ProcessingError, VeilError
 from veil.frame import Frame
 from veil.io.export import DataExport
@@ -169,6 +170,34 @@ def test_the_detector_loads_on_its_own_thread_while_the_input_is_read(tmp_path, 
     assert pipe.detector is pipe.detector  # loaded once, kept for the next input
     pipe.process(photo, tmp_path / "again.png")
     assert len(loaded_on) == 1
+
+
+def test_a_video_s_models_are_asked_for_once_the_detector_loads_not_with_its_first_batch(
+    tmp_path, astronaut, monkeypatch
+):
+    """The keyframe scan is told the frame size once the detector has loaded, before any
+    batch reaches it, so the models for that size load while the first frames decode."""
+    video = write_video(tmp_path / "hd.mp4", [cv2.resize(astronaut, (1280, 720))] * 10)
+    told, batches = [], []
+    expect, detect = KeyframeScanner.expect, KeyframeScanner.detect
+
+    def spy_expect(self, height, width):
+        told.append(((height, width), threading.current_thread().name, len(batches)))
+        expect(self, height, width)
+
+    def spy_detect(self, frames):
+        batches.append(len(frames))
+        return detect(self, frames)
+
+    monkeypatch.setattr(KeyframeScanner, "expect", spy_expect)
+    monkeypatch.setattr(KeyframeScanner, "detect", spy_detect)
+    result = Pipeline().process(video, tmp_path / "out.mp4")
+    assert result.frames == 10 and batches == [8, 2]
+    size, thread, batches_before = told[0]
+    assert (size, batches_before) == ((720, 1280), 0)
+    # The loading thread, or the caller's when the detector had loaded already (the detector
+    # is shared per settings): not the detection thread, with the first batch.
+    assert not thread.startswith("veil-detect")
 
 
 def test_a_detector_that_cannot_load_fails_the_job_in_the_caller(tmp_path, face_video):

@@ -8,6 +8,7 @@ import pytest
 
 from veil.detections import FACE, PERSON, TEXT, Detections
 from veil.detectors import DetectorOptions, create_detector
+from veil.detectors.scan import KeyframeScanner
 from veil.errors import OptionError
 from veil.hide import AnonymizeOptions, apply
 
@@ -89,6 +90,14 @@ def test_text_detector_finds_a_rendered_plate(camera):
     assert all(c == TEXT for c in dets.class_id)
     clean = create_detector(DetectorOptions(targets=("text",))).detect([camera])[0]
     assert not any(inside(b, plate) for b in clean.xyxy)
+
+
+def test_a_composite_stream_passes_the_frame_size_on_to_its_scans(monkeypatch):
+    told = []
+    monkeypatch.setattr(KeyframeScanner, "expect", lambda self, h, w: told.append((h, w)))
+    stream = create_detector(DetectorOptions(targets=("face", "person"))).stream()
+    stream.expect(720, 1280)
+    assert told == [(720, 1280)]  # the face scan; the person detector has nothing to prepare
 
 
 def test_composite_merges_targets_with_class_ids(camera, astronaut):

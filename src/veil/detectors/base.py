@@ -219,6 +219,11 @@ class Stream(Protocol):
 
     def detect(self, frames: Sequence[np.ndarray]) -> list[Detections]: ...
 
+    def expect(self, height: int, width: int) -> None:
+        """Frames of this size are coming: start, in the background, what they will need
+        (compiling models), so the first `detect` waits less."""
+        ...
+
 
 class Detector(ABC):
     """Frames in (BGR uint8 HxWx3, one size per call), one `Detections` per frame out.

@@ -60,3 +60,8 @@ class CompositeStream:
 
     def detect(self, frames: Sequence[np.ndarray]) -> list[Detections]:
         return _merged([p.detect(frames) for p in self.parts], len(frames))
+
+    def expect(self, height: int, width: int) -> None:
+        for part in self.parts:
+            if not isinstance(part, Detector):
+                part.expect(height, width)

@@ -155,7 +155,7 @@ class KeyframeScanner:
     its closer looks and full-resolution passes its tiling; without one they get
     one native pass. prepare(height, width, max_size, recurring=False), where given, is
     told of the keyframes' native pass and the coarse pass (recurring) when a stream
-    starts or changes size, before its first keyframe runs (CenterFace.prepare).
+    starts or changes size, before its first keyframe runs (CenterFace.prepare; `expect`).
     """
 
     def __init__(
@@ -196,12 +196,7 @@ class KeyframeScanner:
         previous = known
         if previous is None:
             keys.add(0)
-            if self._prepare is not None:
-                # The keyframe's model first, as it is the one waited for now (unless the
-                # small-face policy reads such frames in tiles).
-                if self.small_faces is None or self.small_faces.reads_whole(h, w):
-                    self._prepare(h, w, None)
-                self._prepare(h, w, self.policy.coarse_size, recurring=True)
+            self.expect(h, w)
         key_list = sorted(keys)
         results: list[Detections | None] = [None] * n
         for i in key_list:
@@ -224,6 +219,19 @@ class KeyframeScanner:
             results[i] = self._recover(frames[i], found, brackets[after].expected(t))
         self._last_key = ((h, w), results[key_list[-1]])  # type: ignore[assignment]
         return results  # type: ignore[return-value]
+
+    def expect(self, height: int, width: int) -> None:
+        """Have the models for frames of this size start compiling, or loading back from the
+        cache, in the background: the keyframes' native pass first, as the first keyframe
+        waits for it (unless the small-face policy reads such frames in tiles), then the
+        coarse pass. `detect` calls it when a stream starts or changes size; the pipeline
+        calls it earlier, with a video's first decoded frame (Pipeline._expect). Asking
+        again for a size is free."""
+        if self._prepare is None or not self.policy.applies_to(height, width):
+            return
+        if self.small_faces is None or self.small_faces.reads_whole(height, width):
+            self._prepare(height, width, None)
+        self._prepare(height, width, self.policy.coarse_size, recurring=True)
 
     def _keyframe(self, frame: np.ndarray, known: Detections | None) -> Detections:
         """A full-resolution look; with a small-face policy, the faces of the keyframe
