@@ -6,9 +6,10 @@ import onnxruntime
 import pytest
 
 from veil.boxes import box_iou
+from veil.detections import Detections
 from veil.detectors import DetectorOptions, create_detector
 from veil.detectors.centerface import CenterFace
-from veil.detectors.scan import KeyframeScanner, ScanPolicy, greedy_pairs
+from veil.detectors.scan import KeyframeScanner, ScanPolicy, greedy_pairs, midway
 from veil.detectors.smallfaces import SmallFacePolicy, SmallFaces
 
 from media import ASTRONAUT_FACE
@@ -144,6 +145,62 @@ def test_a_new_stream_starts_with_a_keyframe(detector, astronaut):
     assert (
         rec.full_frames((1080, 1920)) == 3
     )  # the previous batch's last keyframe brackets this one
+
+
+def test_midway_boxes_come_only_from_neighbours_that_agree():
+    before = Detections(
+        [[0, 0, 100, 100], [200, 0, 240, 40]], score=[0.9, 0.3], landmarks=np.zeros((2, 5, 2))
+    )
+    after = Detections(
+        [[204, 2, 244, 42], [10, 0, 110, 100]], score=[0.5, 0.8], landmarks=np.full((2, 5, 2), 2)
+    )
+    mid = midway(before, after, 0.6)
+    assert np.allclose(mid.xyxy, [[5, 0, 105, 100], [202, 1, 242, 41]])
+    assert np.allclose(mid.score, [0.9, 0.5])  # the higher score of each pair
+    assert np.allclose(mid.landmarks, 1)
+    assert midway(before, after[:1], 0.6) is None  # a face came or went
+    assert midway(before, after.with_(xyxy=after.xyxy + [0, 30, 0, 30]), 0.6) is None  # moved
+    assert midway(before, after.with_(class_id=[0, 2]), 0.6) is None
+    assert len(midway(before[:0], after[:0], 0.6)) == 0
+
+
+def face_scene(astronaut, n, present):
+    """1920x1080 frames, the astronaut at half size where present(i)."""
+    face = cv2.resize(astronaut, (256, 256), interpolation=cv2.INTER_AREA)
+    frames = []
+    for i in range(n):
+        frame = np.full((1080, 1920, 3), 90, np.uint8)
+        if present(i):
+            frame[400:656, 800:1056] = face
+        frames.append(frame)
+    return frames
+
+
+def coarse_frames(rec):
+    return sum(n for _, m, n in rec.calls if m == 640)
+
+
+def test_frames_between_two_agreeing_frames_take_their_midway_boxes(detector, astronaut):
+    """Every other frame between keyframes is scanned; the frames between those, where both
+    sides see the same faces, get the midway boxes without a pass of their own."""
+    frames = face_scene(astronaut, 16, lambda i: True)
+    rec = Recorder(detector)
+    found = run(KeyframeScanner(rec, 0.2, ScanPolicy(full_every=8)), frames)
+    # Keyframes 0, 7 and 15; of the 13 frames between, 6 are scanned and 7 take midway boxes.
+    assert rec.full_frames((1080, 1920)) == 3
+    assert coarse_frames(rec) == 6
+    reference = detector.infer(frames[:1], None, 0.2)[0]
+    for i, dets in enumerate(found):
+        assert box_iou(reference.xyxy[:1], dets.xyxy).max() > 0.9, f"frame {i}"
+
+
+def test_a_face_that_appears_between_two_scanned_frames_gets_its_own_pass(detector, astronaut):
+    frames = face_scene(astronaut, 8, lambda i: i >= 3)
+    rec = Recorder(detector)
+    found = KeyframeScanner(rec, 0.2, ScanPolicy(full_every=8)).detect(frames)
+    # Scanned: 2, 4 and 6; frames 2 and 4 disagree, so 3 gets its pass; 1 and 5 take midway.
+    assert coarse_frames(rec) == 4
+    assert [len(d) > 0 for d in found] == [False] * 3 + [True] * 5
 
 
 def test_a_new_stream_announces_its_keyframes_then_its_coarse_pass(detector, astronaut):
