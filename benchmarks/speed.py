@@ -2,6 +2,7 @@
 
     python benchmarks/speed.py            # 150-frame 720p and 1080p clips
     python benchmarks/speed.py --quick    # 48 frames, fewer veil variants
+    python benchmarks/speed.py --repeat 3 # every row 3 times, interleaved; medians
 
 Every run is a separate process started from scratch, veil's rows the `veil`
 command with their flags (model loading included, as a user would see it);
@@ -10,7 +11,10 @@ size (this script stays small and builds the clips in a child process, because
 Linux counts a child's peak from the parent's size at the fork). The floor is
 PyAV decoding plus libx264 encoding with veil's encoder settings and nothing in
 between. Wall time depends on whatever else runs on the machine: compare rows
-of one run only; the last lines give veil's default against deface.
+of one run only; the last lines give veil's default against deface. On a shared machine,
+--repeat N runs the whole table N times over, row after row, so a busy spell hits every row
+alike; the table then gives each row's median fps and CPU time and its highest peak memory,
+and the last lines the ratio of the medians and the ratio within each round.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -68,6 +73,20 @@ def measure(cmd: list[str], frames: int, output: Path) -> dict[str, float | str]
         "cpu_s": usage.ru_utime + usage.ru_stime,
         "rss_mib": usage.ru_maxrss / 1024,
         "size_mib": output.stat().st_size / 2**20,
+    }
+
+
+def summary(rounds: list[dict]) -> dict:
+    """One row from its rounds: median fps and CPU time, highest peak memory; the first error
+    if every round failed."""
+    ok = [r for r in rounds if "error" not in r]
+    if not ok:
+        return rounds[0]
+    return {
+        "fps": statistics.median(r["fps"] for r in ok),
+        "cpu_s": statistics.median(r["cpu_s"] for r in ok),
+        "rss_mib": max(r["rss_mib"] for r in ok),
+        "size_mib": ok[-1]["size_mib"],
     }
 
 
@@ -130,6 +149,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--clips", type=Path, default=HERE / ".clips", help="where the built clips are cached"
     )
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="rounds of the whole table (medians are shown)"
+    )
     args = parser.parse_args(argv)
     n = args.frames or (48 if args.quick else 150)
     clips = prepare(args.clips, n)
@@ -141,24 +163,35 @@ def main(argv: list[str] | None = None) -> int:
     print("\n" + header + "\n|---|---|---:|---:|---:|---:|")
     ratios = []
     for name, (clip, frames) in clips.items():
-        results = {}
+        rounds: dict[str, list[dict]] = {}
         with tempfile.TemporaryDirectory(prefix="veil-bench-") as tmp:
-            for label, cmd, target in runs(clip, Path(tmp), args.quick):
-                r = results[label] = measure(cmd, frames, target)
-                if "error" in r:
-                    print(f"| {name} | {label} | failed: {r['error']} | | | |", flush=True)
-                    continue
-                print(
-                    f"| {name} | {label} | {r['fps']:.2f} | {r['cpu_s']:.1f} | "
-                    f"{r['rss_mib']:.0f} | {r['size_mib']:.1f} |",
-                    flush=True,
-                )
+            table = runs(clip, Path(tmp), args.quick)
+            for _ in range(args.repeat):
+                for label, cmd, target in table:
+                    rounds.setdefault(label, []).append(measure(cmd, frames, target))
+        results = {label: summary(runs_) for label, runs_ in rounds.items()}
+        for label, r in results.items():
+            if "error" in r:
+                print(f"| {name} | {label} | failed: {r['error']} | | | |")
+                continue
+            print(
+                f"| {name} | {label} | {r['fps']:.2f} | {r['cpu_s']:.1f} | "
+                f"{r['rss_mib']:.0f} | {r['size_mib']:.1f} |"
+            )
         veil, deface = (results.get(label, {}) for label in (DEFAULT, DEFACE))
         if "fps" in veil and "fps" in deface:
-            ratios.append(
+            line = (
                 f"{name}: veil's default {veil['fps'] / deface['fps']:.2f}x deface's fps, "
                 f"on {deface['cpu_s'] / veil['cpu_s']:.2f}x less CPU time"
             )
+            if args.repeat > 1:
+                each = [
+                    f"{v['fps'] / d['fps']:.2f}x"
+                    for v, d in zip(rounds[DEFAULT], rounds[DEFACE])
+                    if "fps" in v and "fps" in d
+                ]
+                line += f" (medians of {args.repeat} rounds; fps ratio in each: {' '.join(each)})"
+            ratios.append(line)
     print("", *ratios, f"load average at end: {os.getloadavg()[0]:.1f}", sep="\n")
     return 0
 
