@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import veil
+import veil.pipeline as pipeline_module
 from veil.detections import Detections
 from veil.detectors import Detector, DetectorOptions
 from veil.detectors.scan import KeyframeScanner
@@ -198,6 +199,20 @@ def test_a_video_s_models_are_asked_for_once_the_detector_loads_not_with_its_fir
     # The loading thread, or the caller's when the detector had loaded already (the detector
     # is shared per settings): not the detection thread, with the first batch.
     assert not thread.startswith("veil-detect")
+
+
+def test_a_video_is_scanned_knowing_the_user_s_threshold(tmp_path, face_video, monkeypatch):
+    """The detector runs at the tracker's lower threshold; the scan is told the user's."""
+    seen = []
+    plan = pipeline_module.detector_plan
+    monkeypatch.setattr(
+        pipeline_module,
+        "detector_plan",
+        lambda detector, strong=None: (seen.append(strong), plan(detector, strong))[1],
+    )
+    options = JobOptions(detector=DetectorOptions(threshold=0.35))
+    Pipeline(options).process(face_video, tmp_path / "out.mp4")
+    assert seen == [0.35]
 
 
 def test_a_detector_that_cannot_load_fails_the_job_in_the_caller(tmp_path, face_video):

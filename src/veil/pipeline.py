@@ -637,13 +637,13 @@ class DetectionStrategy(Protocol):
         """Stop what runs in the background; the loop's owner calls it once, at the end."""
 
 
-def detector_plan(detector: Detector) -> tuple[Stream | None, int]:
+def detector_plan(detector: Detector, strong: float | None = None) -> tuple[Stream | None, int]:
     """The detector's per-stream keyframe scan (None when it has none) and the batch it prefers.
 
     The one place the loop asks a detector for either; every detector gets the scan's batch
     size at least, so keyframes stay `full_every` apart.
     """
-    scanner = detector.stream()
+    scanner = detector.stream(strong=strong)
     return scanner, max(scanner.batch_size if scanner is not None else 1, detector.preferred_batch)
 
 
@@ -664,7 +664,9 @@ class BatchDetection:
 
     def __init__(self, pipeline: Pipeline) -> None:
         self._pipeline = pipeline
-        self._scanner, preferred = detector_plan(pipeline.detector)
+        self._scanner, preferred = detector_plan(
+            pipeline.detector, pipeline.options.detector.threshold
+        )
         self._size = pipeline.options.batch_size or preferred
         self._batch: list[Frame] = []
         self._sent: tuple[list[Frame], cf.Future] | None = None

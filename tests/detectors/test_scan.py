@@ -147,7 +147,7 @@ def test_a_new_stream_starts_with_a_keyframe(detector, astronaut):
     )  # the previous batch's last keyframe brackets this one
 
 
-def test_midway_boxes_come_only_from_neighbours_that_agree():
+def test_midway_boxes_come_only_from_neighbours_whose_strong_boxes_agree():
     before = Detections(
         [[0, 0, 100, 100], [200, 0, 240, 40]], score=[0.9, 0.3], landmarks=np.zeros((2, 5, 2))
     )
@@ -162,6 +162,10 @@ def test_midway_boxes_come_only_from_neighbours_that_agree():
     assert midway(before, after.with_(xyxy=after.xyxy + [0, 30, 0, 30]), 0.6) is None  # moved
     assert midway(before, after.with_(class_id=[0, 2]), 0.6) is None
     assert len(midway(before[:0], after[:0], 0.6)) == 0
+    # Boxes under `strong` need not agree: unpaired, they are left out.
+    weak_gone = midway(before, after[1:], 0.6, strong=0.5)
+    assert np.allclose(weak_gone.xyxy, [[5, 0, 105, 100]])
+    assert midway(before, after[:1], 0.6, strong=0.5) is None  # the strong face went
 
 
 def face_scene(astronaut, n, present):
@@ -223,6 +227,14 @@ def test_a_new_stream_announces_its_keyframes_then_its_coarse_pass(detector, ast
     tiles = SmallFaces(infer, 0.2, SmallFacePolicy(whole_pixels=1920 * 1080 - 1))
     KeyframeScanner(infer, 0.2, ScanPolicy(full_every=8), tiles, prepare=prepare).detect(frames)
     assert [max_size for _, max_size, _, _ in told] == [640]
+
+
+def test_a_stream_is_told_which_scores_stand_on_their_own():
+    """The tracker's weak detections (down to the detector's threshold) need not agree for a
+    frame to take midway boxes; without a word from the pipeline every box must."""
+    detector = create_detector(DetectorOptions(threshold=0.1))
+    assert detector.stream(strong=0.3).strong == 0.3
+    assert detector.stream().strong == 0.1
 
 
 def test_detector_scans_videos_by_default_unless_switched_off_or_capped():

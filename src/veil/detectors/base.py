@@ -252,8 +252,10 @@ class Detector(ABC):
     def detect(self, frames: Sequence[np.ndarray]) -> list[Detections]:
         """One `Detections` per frame, in frame pixels, in the order given."""
 
-    def stream(self) -> Stream | None:
+    def stream(self, *, strong: float | None = None) -> Stream | None:
         """A detector for the consecutive frames of one video, or None to call `detect`
         on every batch as it comes. Backends with a cheaper way through a video than
-        full detection on every frame (the keyframe scan) return a fresh one per video."""
+        full detection on every frame (the keyframe scan) return a fresh one per video.
+        strong: the score from which a detection stands on its own; the pipeline's tracker
+        uses weaker ones (down to the detector's threshold) only to continue tracks."""
         return None

@@ -268,7 +268,7 @@ class CenterFace(Detector):
     def detect(self, frames: Sequence[np.ndarray]) -> list[Detections]:
         return self.infer(frames, self.options.max_size, self.options.threshold)
 
-    def stream(self) -> KeyframeScanner | None:
+    def stream(self, *, strong: float | None = None) -> KeyframeScanner | None:
         """A detector for consecutive frames of one video (see scan.py), or None to
         detect every frame as given: an explicit --max-size, keyframes switched
         off, or a GPU, where full resolution on every frame is cheap enough."""
@@ -279,4 +279,5 @@ class CenterFace(Detector):
             self.options.threshold,
             ScanPolicy(full_every=self.options.full_every, align=ALIGN),
             prepare=self.prepare,
+            strong=strong,
         )

@@ -39,10 +39,10 @@ class Composite(Detector):
     def detect(self, frames: Sequence[np.ndarray]) -> list[Detections]:
         return _merged([d.detect(frames) for d in self.detectors.values()], len(frames))
 
-    def stream(self) -> CompositeStream | None:
+    def stream(self, *, strong: float | None = None) -> CompositeStream | None:
         """Each target's own scan where it has one, plain detection for the others;
         None when no target has a scan (then the composite's `detect` is all there is)."""
-        streams = [d.stream() for d in self.detectors.values()]
+        streams = [d.stream(strong=strong) for d in self.detectors.values()]
         if all(s is None for s in streams):
             return None
         return CompositeStream(

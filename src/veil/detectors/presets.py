@@ -53,7 +53,7 @@ class PresetDetector(Detector):
             self.net.infer, options.threshold, POLICIES.get(options.quality, SmallFacePolicy())
         )
 
-    def stream(self) -> KeyframeScanner | None:
+    def stream(self, *, strong: float | None = None) -> KeyframeScanner | None:
         """The balanced preset's per-video detector: the keyframe scan (scan.py) with the
         small-face policy on keyframes and for small faces the keyframes hold; None
         (every frame gets `detect`) for the other presets and an explicit --max-size."""
@@ -63,7 +63,12 @@ class PresetDetector(Detector):
         # Without a scan (a GPU, --full-every 1) every frame is a keyframe.
         scan = plain.policy if plain is not None else ScanPolicy(full_every=1, align=ALIGN)
         return KeyframeScanner(
-            self.net.infer, self.options.threshold, scan, self.policy, prepare=self.net.prepare
+            self.net.infer,
+            self.options.threshold,
+            scan,
+            self.policy,
+            prepare=self.net.prepare,
+            strong=strong,
         )
 
     def detect(self, frames: Sequence[np.ndarray]) -> list[Detections]:

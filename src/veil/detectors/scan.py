@@ -12,14 +12,15 @@ resolution. So a stream of frames is scanned like this:
   the keyframe after, and on the path between the two for a face seen at both (a
   pan can carry a small face further than a crop's margin);
 - each frame between two frames so scanned (or a keyframe) takes their midway
-  boxes where the two agree: the same number of faces, paired one to one at IoU
-  `midway_iou` (0.6) or more, which a face that comes, goes or moves more than
-  about an eighth of its size a frame breaks; where they disagree, the frame gets
-  the coarse pass and crops too. On the 150-frame clips of benchmarks/speed.py,
-  62 of 74 and 69 of 74 such frames took midway boxes, and the command took 11%
-  and 9% less time at 720p and 1080p; coverage of the crowd pan and of the
-  YouTube Faces clips upscaled past the coarse size was the same in every size
-  band (docs/speed.md).
+  boxes where the two agree: each face scoring the user's threshold or more on
+  either side paired one to one with a box of the other at IoU `midway_iou` (0.6)
+  or more, which a face that comes, goes or moves more than about an eighth of its
+  size a frame breaks (weaker boxes, which only continue tracks, need not agree);
+  where they disagree, the frame gets the coarse pass and crops too. On the
+  150-frame clips of benchmarks/speed.py, 73 of 74 such frames took midway boxes,
+  and the command took 11-12% less time at 720p and 9-10% at 1080p; coverage of
+  the crowd pan, of the YouTube Faces clips upscaled past the coarse size and of
+  benchmarks/scan_leaks.py's pans was the same in every size band (docs/speed.md).
 
 The keyframe after is known because frames arrive in batches that end on a
 keyframe (the pipeline holds them anyway). Crop corners snap to the network's
@@ -160,23 +161,24 @@ class Bracket:
         return np.concatenate([paths, self.before[alone_a], self.after[alone_b]]).astype(np.float32)
 
 
-def midway(before: Detections, after: Detections, min_iou: float) -> Detections | None:
-    """The faces of the frame between two frames, where those two agree: the same number of
-    boxes of the same classes, each paired one to one with a box of the other frame at
-    `min_iou` or more. Each pair gives its midway box and landmarks and the higher of its
-    two scores. None where they do not agree (a face came, went or moved fast)."""
-    if len(before) != len(after):
-        return None
-    if not len(before):
-        return before
+def midway(
+    before: Detections, after: Detections, min_iou: float, strong: float = 0.0
+) -> Detections | None:
+    """The faces of the frame between two frames, where those two agree: every box scoring
+    `strong` or more on either side is paired one to one with a box of the same class on
+    the other side at IoU `min_iou` or more. Each pair gives its midway box and landmarks
+    and the higher of its two scores; weaker boxes left unpaired are left out (the tracker
+    only continues tracks with them). None where the frames do not agree (a face came,
+    went or moved fast)."""
     iou = box_iou(before.xyxy, after.xyxy)
-    pairs = greedy_pairs(np.where(iou >= min_iou, 1 - iou, np.inf))
-    if len(pairs) < len(before):
-        return None
+    same = before.class_id[:, None] == after.class_id[None, :]
+    pairs = greedy_pairs(np.where((iou >= min_iou) & same, 1 - iou, np.inf))
     pairs = pairs[np.argsort(pairs[:, 0])]
-    a, b = before[pairs[:, 0]], after[pairs[:, 1]]
-    if not np.array_equal(a.class_id, b.class_id):
+    alone_before = np.setdiff1d(np.arange(len(before)), pairs[:, 0])
+    alone_after = np.setdiff1d(np.arange(len(after)), pairs[:, 1])
+    if (before.score[alone_before] >= strong).any() or (after.score[alone_after] >= strong).any():
         return None
+    a, b = before[pairs[:, 0]], after[pairs[:, 1]]
     landmarks = None
     if a.landmarks is not None and b.landmarks is not None:
         if a.landmarks.shape == b.landmarks.shape:
@@ -208,10 +210,13 @@ class KeyframeScanner:
         small_faces: SmallFaces | None = None,
         *,
         prepare: Callable[..., None] | None = None,
+        strong: float | None = None,
     ) -> None:
         self._infer = infer
         self._prepare = prepare
         self.threshold = threshold
+        # Frames between two agreeing frames (midway): boxes under this need not agree.
+        self.strong = threshold if strong is None else max(strong, threshold)
         self.policy = policy
         self.small_faces = small_faces
         self._last_key: tuple[tuple[int, int], Detections] | None = None
@@ -261,8 +266,11 @@ class KeyframeScanner:
         redo = []
         for i in odd:
             found = midway(
-                previous if i == 0 else results[i - 1], results[i + 1], self.policy.midway_iou
-            )  # type: ignore[arg-type]
+                previous if i == 0 else results[i - 1],  # type: ignore[arg-type]
+                results[i + 1],  # type: ignore[arg-type]
+                self.policy.midway_iou,
+                self.strong,
+            )
             if found is None:
                 redo.append(i)
             else:
