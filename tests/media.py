@@ -13,6 +13,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import time
 import zlib
 from pathlib import Path
 
@@ -342,3 +343,15 @@ def limit_memory(mib: int):
         resource.setrlimit(resource.RLIMIT_AS, (mib << 20, mib << 20))
 
     return apply
+
+
+def compile_by_use(engine, shape: tuple[int, ...], seconds: float = 300.0) -> None:
+    """Run an OpenVINO engine on blobs of this shape until the shape earns a compiled model of
+    its own (OpenVinoEngine's ski-rental rule). The rule weighs time spent against the time a
+    compilation took, so on a busy machine this takes as long, not as many runs."""
+    blob = np.zeros(shape, np.float32)
+    deadline = time.monotonic() + seconds
+    while shape not in engine.compiled_shapes:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{shape} was never compiled")
+        engine.run(blob)

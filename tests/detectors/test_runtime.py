@@ -22,7 +22,7 @@ from veil.detectors.runtime import full_precision_layers, half_precision, native
 from veil.errors import OptionError
 from veil.io.images import read_image
 
-from media import ASTRONAUT_FACE, ENV
+from media import ASTRONAUT_FACE, ENV, compile_by_use
 
 needs_openvino = pytest.mark.skipif(
     importlib.util.find_spec("openvino") is None, reason="openvino is not installed"
@@ -268,16 +268,6 @@ def test_int8_runs_its_unquantized_layers_in_bfloat16_where_the_cpu_computes_it(
     assert (runtime._hint("fp32"), runtime._hint("bf16")) == ("f32", "bf16")
 
 
-def compile_by_use(engine, shape):
-    """Run a shape until it earns its own compilation (the rule tested above)."""
-    blob = np.zeros(shape, np.float32)
-    for _ in range(5000):
-        engine.run(blob)
-        if shape in engine.compiled_shapes:
-            return
-    raise AssertionError(f"{shape} was never compiled")
-
-
 @needs_openvino
 def test_compiled_shapes_are_kept_within_their_pixel_budget(monkeypatch):
     """A keyframe scan cycles through more shapes than a few: the budget is in input pixels,
@@ -306,11 +296,7 @@ def test_other_shapes_run_shape_agnostic_until_they_earn_their_own_compilation()
     assert engine.compiled_shapes == [frame.shape]
     first = engine.run(crop)
     assert crop.shape not in engine.compiled_shapes
-    for _ in range(5000):
-        if crop.shape in engine.compiled_shapes:
-            break
-        engine.run(crop)
-    assert crop.shape in engine.compiled_shapes
+    compile_by_use(engine, crop.shape)
     again = engine.run(crop)
     assert max(np.abs(a - b).max() for a, b in zip(first, again)) < 1e-3
 
