@@ -215,6 +215,28 @@ def test_a_video_is_scanned_knowing_the_user_s_threshold(tmp_path, face_video, m
     assert seen == [0.35]
 
 
+def test_frames_that_take_midway_boxes_are_never_converted_for_the_detector(
+    tmp_path, astronaut, monkeypatch
+):
+    """A video frame keeps its decoded planes; its BGR copy is made only when the keyframe
+    scan reads it, and a frame between two that agree is not read (detectors/scan.py)."""
+    video = write_video(tmp_path / "still.mp4", [cv2.resize(astronaut, (1280, 720))] * 16)
+    converted = []
+    image = Frame.image
+
+    def spy(frame):
+        if frame._image is None:
+            converted.append(frame.index)
+        return image.fget(frame)
+
+    monkeypatch.setattr(Frame, "image", property(spy, image.fset))
+    result = Pipeline().process(video, tmp_path / "out.mp4")
+    assert result.frames == 16 and result.boxes >= 16
+    # Keyframes 0, 7 and 15; scanned 2, 4, 6, 9, 11 and 13; frame 8 opens its batch (its size
+    # is read). The others take midway boxes.
+    assert sorted(converted) == [0, 2, 4, 6, 7, 8, 9, 11, 13, 15]
+
+
 def test_a_detector_that_cannot_load_fails_the_job_in_the_caller(tmp_path, face_video):
     options = JobOptions(detector=DetectorOptions(name=f"onnx:{tmp_path / 'missing.onnx'}"))
     with pytest.raises(VeilError, match="model file not found"):

@@ -26,7 +26,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, overload
 
 import numpy as np
 
@@ -246,15 +246,16 @@ class Pipeline:
         self,
         images: Sequence[np.ndarray],
         keep_weak: bool = False,
-        detect: Callable[[list[np.ndarray]], list[Detections]] | None = None,
+        detect: Callable[[Sequence[np.ndarray]], list[Detections]] | None = None,
     ) -> list[Detections]:
         """Detections per image at the threshold; keep_weak also returns those under it.
 
         detect replaces the detector's own call (a per-stream scanner, see detectors/scan.py).
         """
         try:
-            found = (detect or self.detector.detect)(list(images))
-            found = [self._filter(image, dets) for image, dets in zip(images, found)]
+            found = (detect or self.detector.detect)(images)
+            if self._filter.options.active:
+                found = [self._filter(image, dets) for image, dets in zip(images, found)]
         except VeilError:
             raise
         except Exception as exc:
@@ -647,6 +648,29 @@ def detector_plan(detector: Detector, strong: float | None = None) -> tuple[Stre
     return scanner, max(scanner.batch_size if scanner is not None else 1, detector.preferred_batch)
 
 
+class _Pictures(Sequence[np.ndarray]):
+    """A batch's pictures as the detector reads them (BGR), each converted from its frame's
+    planes when first read: the keyframe scan reads only the frames it runs a pass on, and a
+    frame between two that agree takes their boxes unread (detectors/scan.py)."""
+
+    def __init__(self, frames: list[Frame]) -> None:
+        self._frames = frames
+
+    def __len__(self) -> int:
+        return len(self._frames)
+
+    @overload
+    def __getitem__(self, index: int) -> np.ndarray: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[np.ndarray]: ...
+
+    def __getitem__(self, index: int | slice) -> np.ndarray | list[np.ndarray]:
+        if isinstance(index, slice):
+            return [frame.image for frame in self._frames[index]]
+        return self._frames[index].image
+
+
 class BatchDetection:
     """Files: whole batches of the preferred size through the detector's keyframe scan, in a
     thread of their own that works one batch ahead of the loop.
@@ -704,7 +728,7 @@ class BatchDetection:
 
     def _detect(self, batch: list[Frame]) -> list[Detections]:
         detect = self._scanner.detect if self._scanner is not None else None
-        found = self._pipeline.detect([f.image for f in batch], keep_weak=True, detect=detect)
+        found = self._pipeline.detect(_Pictures(batch), keep_weak=True, detect=detect)
         for frame in batch:  # the loop reads frames that keep their planes from those
             frame.drop_image()
         return found
