@@ -60,7 +60,7 @@ class ScanPolicy:
     """full_every: frames from one full-resolution pass to the next (1 = every frame).
     coarse_size: longer side of the pass run on the frames between. midway_iou: the IoU
     at which the faces of two frames must pair up for the frame between to take their
-    midway boxes (above 1: every frame between keyframes gets its own passes).
+    midway boxes.
     small_face: faces whose longer side falls under this many pixels at the coarse
     scale are searched at full resolution in crops. crop_context: crop side as a
     multiple of the face size (room for motion between keyframes); min_crop: the
