@@ -187,7 +187,7 @@ class CenterFace(Detector):
             options,
             name=f"face model {self.model_path}",
             outputs=OUTPUT_NAMES,
-            calibration=Calibration(self._calibration_key(), self.calibration),
+            calibration=Calibration(self._calibration_key, self.calibration),
         )
         self.backend, self.precision = self.engine.backend, self.engine.precision
         self.provider, self.device = self.engine.provider, self.engine.device

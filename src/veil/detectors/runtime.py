@@ -83,11 +83,11 @@ class Calibration:
 
     key: names what the blobs are made from and how (photos, scales, preprocessing), so a
     quantized model already cached is found without making them: making and hashing them,
-    with NNCF's import, took 0.8 s of every INT8 run's start.
+    with NNCF's import, took 0.8 s of every INT8 run's start. Called only for INT8.
     blobs: makes them, only when a model is quantized.
     """
 
-    key: str
+    key: Callable[[], str]
     blobs: Callable[[], Sequence[np.ndarray]]
 
 
@@ -418,6 +418,14 @@ def native_bf16(
     return flags is None or bool(BF16_FLAGS & flags)
 
 
+def hardware_bf16() -> bool:
+    """Whether this machine's CPU computes bfloat16 in hardware (native_bf16, from what
+    OpenVINO offers and the flags Linux lists)."""
+    return native_bf16(
+        openvino_core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"), cpu_flags()
+    )
+
+
 def _hint(precision: str) -> str:
     """OpenVINO's INFERENCE_PRECISION_HINT for a precision. INT8 leaves the layers that
     quantize worst (full_precision_layers) and the operations between convolutions
@@ -426,9 +434,7 @@ def _hint(precision: str) -> str:
     AVX512_BF16 and no AMX: CenterFace at 1280x736, 2 threads, took 97 CPU ms a frame in
     INT8 with float32 between, 63 with bfloat16 between and 65-78 in bf16
     (benchmarks/detector_speed.py, docs/speed.md)."""
-    if precision == "int8" and native_bf16(
-        openvino_core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"), cpu_flags()
-    ):
+    if precision == "int8" and hardware_bf16():
         return "bf16"
     return OPENVINO_HINTS[precision]
 
@@ -451,8 +457,7 @@ def openvino_precision(requested: str, calibrated: bool, name: str) -> str:
         return requested
     if not calibrated:
         return "fp32"
-    capabilities = openvino_core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
-    if native_bf16(capabilities, cpu_flags()):
+    if hardware_bf16():
         return "bf16"
     if _can_quantize():
         return "int8"
@@ -806,7 +811,7 @@ def quantized(model, source: bytes, calibration: Calibration, name: str):
         ) from None
     digest = hashlib.sha256(source)
     digest.update(
-        f"{calibration.key} {INT8_RECIPE} openvino {ov.__version__} nncf {nncf_version}".encode()
+        f"{calibration.key()} {INT8_RECIPE} openvino {ov.__version__} nncf {nncf_version}".encode()
     )
     folder = cache_dir() / "models" / f"int8-{digest.hexdigest()[:32]}"
     if (folder / "model.xml").is_file():
