@@ -248,21 +248,17 @@ class KeyframeScanner:
         results: list[Detections | None] = [None] * n
         for i in key_list:
             results[i] = known = self._keyframe(frames[i], known)
-        before = {i: max((k for k in key_list if k < i), default=-1) for i in range(n)}
-        between = [i for i in range(n) if results[i] is None]
+        # Each frame between keyframes, with the keyframes either side (-1: the last batch's).
+        span = {
+            i: (max((k for k in key_list if k < i), default=-1), min(k for k in key_list if k > i))
+            for i in range(n)
+            if results[i] is None
+        }
         # Every other frame between two keyframes first; each frame between two of those
         # then takes their midway boxes where they agree, else its own passes.
-        odd = [i for i in between if (i - before[i]) % 2]
+        odd = [i for i, (start, _) in span.items() if (i - start) % 2]
         brackets: dict[int, Bracket] = {}
-        self._between(
-            frames,
-            [i for i in between if (i - before[i]) % 2 == 0],
-            results,
-            previous,
-            key_list,
-            before,
-            brackets,
-        )
+        self._between(frames, [i for i in span if i not in odd], results, previous, span, brackets)
         redo = []
         for i in odd:
             found = midway(
@@ -275,7 +271,7 @@ class KeyframeScanner:
                 redo.append(i)
             else:
                 results[i] = found
-        self._between(frames, redo, results, previous, key_list, before, brackets)
+        self._between(frames, redo, results, previous, span, brackets)
         self._last_key = ((h, w), results[key_list[-1]])  # type: ignore[assignment]
         return results  # type: ignore[return-value]
 
@@ -285,12 +281,11 @@ class KeyframeScanner:
         indices: list[int],
         results: list[Detections | None],
         previous: Detections | None,
-        key_list: list[int],
-        before: dict[int, int],
+        span: dict[int, tuple[int, int]],
         brackets: dict[int, Bracket],
     ) -> None:
         """The coarse pass, full-resolution crops and closer looks for these frames between
-        keyframes, into results."""
+        keyframes (span: the keyframes either side of each), into results."""
         if not indices:
             return
         h, w = frames[0].shape[:2]
@@ -300,8 +295,7 @@ class KeyframeScanner:
             [frames[i] for i in indices], self.policy.coarse_size, self.threshold, recurring=True
         )
         for i, found in zip(indices, coarse):
-            start = before[i]
-            after = min(k for k in key_list if k > i)
+            start, after = span[i]
             if after not in brackets:
                 first = previous if start < 0 else results[start]
                 brackets[after] = Bracket.of(first, results[after])  # type: ignore[arg-type]
