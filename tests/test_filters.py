@@ -29,7 +29,30 @@ DETS = Detections(
 
 
 def kept(options: FilterOptions, dets: Detections = DETS) -> list[list[float]]:
-    return DetectionFilter(options)(FRAME, dets).xyxy.tolist()
+    return DetectionFilter(options)([FRAME], [dets])[0].xyxy.tolist()
+
+
+class _Counted(list):
+    """Frames that count which of them were read."""
+
+    def __init__(self, frames):
+        super().__init__(frames)
+        self.read = []
+
+    def __getitem__(self, index):
+        self.read.append(index)
+        return super().__getitem__(index)
+
+
+def test_only_frames_with_detections_are_read_and_none_without_a_filter():
+    """The video scan converts a frame to BGR when it is first read, so the filters read only
+    the frames they have detections to judge on."""
+    frames, empty = _Counted([FRAME] * 3), Detections(np.zeros((0, 4)))
+    found = [empty, DETS, empty]
+    assert DetectionFilter(FilterOptions())(frames, found) is found and frames.read == []
+    filtered = DetectionFilter(FilterOptions(min_face=30))(frames, found)
+    assert frames.read == [1]
+    assert [len(d) for d in filtered] == [0, len(DETS) - 1, 0]
 
 
 def test_parse_region_forms_and_errors():

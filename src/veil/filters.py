@@ -205,10 +205,16 @@ class DetectionFilter:
 
         return KnownFace(self.options.keep_face, self.options.keep_tolerance)
 
-    def __call__(self, frame: np.ndarray, dets: Detections) -> Detections:
+    def __call__(self, frames: Sequence[np.ndarray], found: list[Detections]) -> list[Detections]:
+        """Each frame's detections filtered. A frame is read only when it holds detections
+        and a filter is set: the video scan's frames are converted to BGR when first read,
+        and a frame between two keyframes may never need to be."""
+        if not self.options.active:
+            return found
+        return [self._one(frames[i], dets) if len(dets) else dets for i, dets in enumerate(found)]
+
+    def _one(self, frame: np.ndarray, dets: Detections) -> Detections:
         opts = self.options
-        if not opts.active or len(dets) == 0:
-            return dets
         h, w = frame.shape[:2]
         keep = np.ones(len(dets), bool)
         face = dets.class_id == FACE

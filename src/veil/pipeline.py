@@ -221,26 +221,6 @@ class Pipeline:
         self._loading = loader.submit(self._load)
         loader.shutdown(wait=False)
 
-    def _expect(self, height: int, width: int) -> None:
-        """Tell the detector's video scan the frame size as soon as the detector has loaded
-        (on the loading thread, or now if it has), so that the models for that size compile
-        or load back from the cache while the first batch decodes, not once it has: reading
-        back the keyframe's compiled model took 0.1-0.15 s of the first keyframe's wait (the
-        scan asks again with the first batch)."""
-
-        def expect(detector: Detector) -> None:
-            stream = detector.stream()
-            if stream is not None:
-                stream.expect(height, width)
-
-        if self._loading is not None:
-            # A load that failed is raised by `detector`, in the job.
-            self._loading.add_done_callback(
-                lambda loading: loading.exception() is None and expect(loading.result())
-            )
-        elif self._detector is not None:
-            expect(self._detector)
-
     # -- single frames -------------------------------------------------------------------
     def detect(
         self,
@@ -253,9 +233,7 @@ class Pipeline:
         detect replaces the detector's own call (a per-stream scanner, see detectors/scan.py).
         """
         try:
-            found = (detect or self.detector.detect)(images)
-            if self._filter.options.active:
-                found = [self._filter(image, dets) for image, dets in zip(images, found)]
+            found = self._filter(images, (detect or self.detector.detect)(images))
         except VeilError:
             raise
         except Exception as exc:
@@ -466,12 +444,10 @@ class Pipeline:
             # The first frame starts the decoding thread, which goes on while the detector
             # finishes loading (`_load_ahead`).
             started = list(itertools.islice(decoded, 1))
-            if started and not self.options.detections:
-                self._expect(started[0].height, started[0].width)
             strategy: DetectionStrategy = (
                 FileDetection(detections_by_frame(read_rows(Path(self.options.detections))))
                 if self.options.detections
-                else BatchDetection(self)
+                else BatchDetection(self, first=started[0] if started else None)
             )
             loop = FrameLoop(self, strategy, fps=fps)
             try:
@@ -686,11 +662,16 @@ class BatchDetection:
     live = False
     final = False
 
-    def __init__(self, pipeline: Pipeline) -> None:
+    def __init__(self, pipeline: Pipeline, *, first: Frame | None = None) -> None:
         self._pipeline = pipeline
         self._scanner, preferred = detector_plan(
             pipeline.detector, pipeline.options.detector.threshold
         )
+        if first is not None and self._scanner is not None:
+            # The models for the first frame's size load while the first batch decodes, not
+            # once it has: reading back the keyframe's compiled model took 0.1-0.15 s of the
+            # first keyframe's wait (the scan asks again with the first batch).
+            self._scanner.expect(first.height, first.width)
         self._size = pipeline.options.batch_size or preferred
         self._batch: list[Frame] = []
         self._sent: tuple[list[Frame], cf.Future] | None = None

@@ -229,7 +229,10 @@ class KeyframeScanner:
     def detect(self, frames: Sequence[np.ndarray]) -> list[Detections]:
         if not frames:
             return []
-        h, w = frames[0].shape[:2]
+        # The size from the last frame, which every path reads (a keyframe, or every frame
+        # where the scan does not apply): a frame may be converted to BGR when first read,
+        # and the first one is often a midway frame that never needs to be.
+        h, w = frames[-1].shape[:2]
         known = self._last_key[1] if self._last_key and self._last_key[0] == (h, w) else None
         if not self.policy.applies_to(h, w):
             results = []
@@ -288,7 +291,7 @@ class KeyframeScanner:
         keyframes (span: the keyframes either side of each), into results."""
         if not indices:
             return
-        h, w = frames[0].shape[:2]
+        h, w = frames[indices[0]].shape[:2]  # read by the coarse pass anyway
         scale = self.policy.coarse_size / max(h, w)
         # All the coarse passes in one call: the engine may run several at once.
         coarse = self._infer(
@@ -308,7 +311,7 @@ class KeyframeScanner:
         cache, in the background: the keyframes' native pass first, as the first keyframe
         waits for it (unless the small-face policy reads such frames in tiles), then the
         coarse pass. `detect` calls it when a stream starts or changes size; the pipeline
-        calls it earlier, with a video's first decoded frame (Pipeline._expect). Asking
+        calls it earlier, with a video's first decoded frame (BatchDetection). Asking
         again for a size is free."""
         if self._prepare is None or not self.policy.applies_to(height, width):
             return
