@@ -335,23 +335,10 @@ class Pipeline:
             review = self._review_for(source, slot.target)
             pictures = self._anonymized_pictures(src, per_frame, export, review)
             image_io.save_pictures(pictures, slot, source=src)
-        if export:
-            export.write()
-        if review:
-            review.write()
+        result = _finished(source, slot.target, "image", per_frame, start, export, review)
         if self.progress:
             self.progress(str(source), len(per_frame), len(per_frame))
-        return JobResult(
-            Path(source),
-            slot.target,
-            "image",
-            len(per_frame),
-            sum(len(d) for d in per_frame),
-            time.perf_counter() - start,
-            export.target if export else None,
-            review.folder if review else None,
-            per_frame=per_frame,
-        )
+        return result
 
     def _anonymized_pictures(
         self,
@@ -412,21 +399,7 @@ class Pipeline:
             except BaseException:
                 sink.abort()
                 raise
-        if export:
-            export.write()
-        if review:
-            review.write()
-        return JobResult(
-            Path(source),
-            target,
-            "video",
-            len(per_frame),
-            sum(len(d) for d in per_frame),
-            time.perf_counter() - start,
-            export.target if export else None,
-            review.folder if review else None,
-            per_frame=per_frame,
-        )
+        return _finished(source, target, "video", per_frame, start, export, review)
 
     # -- the frame loop ------------------------------------------------------------------
     def iter_anonymized(
@@ -972,6 +945,34 @@ class FrameLoop:
                 frame.image = anon.blur_whole_frame(frame.image)
                 out.append(Anonymized(frame, Detections.empty(), arrived, hidden_whole=True))
         return out
+
+
+def _finished(
+    source: Path,
+    target: Path,
+    kind: str,
+    per_frame: list[Detections],
+    start: float,
+    export: DataExport | None,
+    review: ReviewReport | None,
+) -> JobResult:
+    """Write a job's side outputs (the detections file, the review folder) once its output is
+    in place, and say what it made."""
+    if export:
+        export.write()
+    if review:
+        review.write()
+    return JobResult(
+        Path(source),
+        target,
+        kind,
+        len(per_frame),
+        sum(len(d) for d in per_frame),
+        time.perf_counter() - start,
+        export.target if export else None,
+        review.folder if review else None,
+        per_frame=per_frame,
+    )
 
 
 def _hide(frame: Frame, detections: Detections, options: anon.AnonymizeOptions) -> None:

@@ -182,39 +182,11 @@ class JobStore:
             return cur.fetchone()[0]
 
     def _job(self, row: tuple) -> Job:
-        (
-            job_id,
-            name,
-            kind,
-            status,
-            options,
-            created,
-            finished,
-            error,
-            output,
-            review,
-            frames,
-            boxes,
-            owner,
-        ) = row
-        done, total = self._progress.get(job_id, (0, None))
-        return Job(
-            job_id,
-            name,
-            kind,
-            status,
-            json.loads(options),
-            created,
-            finished,
-            error,
-            output,
-            review,
-            frames,
-            boxes,
-            owner,
-            done,
-            total,
-        )
+        """A `SELECT *` row as a Job: the table's columns are Job's fields up to `owner`, in
+        order, the options as JSON; the progress of a running job is kept in memory."""
+        values = list(row)
+        values[4] = json.loads(values[4])
+        return Job(*values, *self._progress.get(row[0], (0, None)))
 
     def recover(self) -> list[Job]:
         """After a restart: running jobs are marked interrupted; queued ones are returned to run."""
