@@ -63,34 +63,21 @@ def free_udp_port() -> int:
         return sock.getsockname()[1]
 
 
+def live_ffmpeg(clip: Path) -> list[str]:
+    """ffmpeg looping the clip in real time as H.264 in MPEG-TS; the output URL goes after."""
+    return [
+        imageio_ffmpeg.get_ffmpeg_exe(),
+        *("-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i", str(clip)),
+        *("-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", str(FPS)),
+        *("-f", "mpegts"),
+    ]
+
+
 class Sender:
     """ffmpeg looping the clip in real time as MPEG-TS over UDP to 127.0.0.1."""
 
     def __init__(self, clip: Path, port: int) -> None:
-        self.cmd = [
-            imageio_ffmpeg.get_ffmpeg_exe(),
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-re",
-            "-stream_loop",
-            "-1",
-            "-i",
-            str(clip),
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-tune",
-            "zerolatency",
-            "-g",
-            str(FPS),
-            "-bf",
-            "0",
-            "-f",
-            "mpegts",
-            f"udp://127.0.0.1:{port}?pkt_size=1316",
-        ]
+        self.cmd = [*live_ffmpeg(clip), "-bf", "0", f"udp://127.0.0.1:{port}?pkt_size=1316"]
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> Sender:
@@ -605,30 +592,7 @@ def test_http_source(clip, detector, astronaut, tmp_path):
     """ffmpeg serves the clip over HTTP (MPEG-TS) on 127.0.0.1; veil pulls it like any IP camera."""
     port = free_tcp_port()
     server = subprocess.Popen(
-        [
-            imageio_ffmpeg.get_ffmpeg_exe(),
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-re",
-            "-stream_loop",
-            "-1",
-            "-i",
-            str(clip),
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-tune",
-            "zerolatency",
-            "-g",
-            str(FPS),
-            "-f",
-            "mpegts",
-            "-listen",
-            "1",
-            f"http://127.0.0.1:{port}/live.ts",
-        ],
+        [*live_ffmpeg(clip), "-listen", "1", f"http://127.0.0.1:{port}/live.ts"],
         stdin=subprocess.DEVNULL,
     )
     record = tmp_path / "rec.mkv"

@@ -206,6 +206,12 @@ def test_bad_arguments_are_one_line_errors(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
+def one_worker_batch(source: Path, out: Path, *extra: str) -> list[str]:
+    """`veil batch` on one local worker, quiet, as a command line for a process of its own."""
+    veil = [sys.executable, "-m", "veil", "batch"]
+    return [*veil, str(source), "-o", str(out), "-j", "1", "-q", *extra]
+
+
 def _stop_part_way(command: list[str], journal: Path, done_at_least: int, sig: int) -> int:
     """Start a batch, send `sig` to its process group once enough files are done; its exit code."""
     # A shell starts background jobs with SIGINT ignored, and children inherit that: restore the
@@ -248,20 +254,7 @@ def test_interrupted_and_killed_runs_resume_without_redoing_finished_work(tmp_pa
     total = 15
     out = tmp_path / "out"
     journal = tmp_path / "state" / "journal.sqlite"
-    command = [
-        sys.executable,
-        "-m",
-        "veil",
-        "batch",
-        str(source),
-        "-o",
-        str(out),
-        "--workers",
-        "1",
-        "-q",
-        "--journal",
-        str(journal),
-    ]
+    command = one_worker_batch(source, out, "--journal", str(journal))
 
     # Ctrl-C (SIGINT to the whole process group, as a terminal sends it)
     assert _stop_part_way(command, journal, 2, signal.SIGINT) == 130
@@ -370,18 +363,7 @@ def test_killed_worker_is_replaced_and_the_batch_goes_on(tmp_path):
     source = photo_folder(tmp_path / "in", 8)
     photo = small_astronaut()
     out = tmp_path / "out"
-    command = [
-        sys.executable,
-        "-m",
-        "veil",
-        "batch",
-        str(source),
-        "-o",
-        str(out),
-        "--workers",
-        "1",
-        "-q",
-    ]
+    command = one_worker_batch(source, out)
     proc = subprocess.Popen(
         command, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )

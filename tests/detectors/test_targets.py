@@ -142,56 +142,22 @@ def test_cli_hides_plate_and_body_outline(tmp_path, camera, astronaut):
     from veil.cli import main
     from veil.io.images import read_image
 
+    def filled_red(image: np.ndarray, name: str, *targets: str) -> np.ndarray:
+        src, out = tmp_path / f"{name}.png", tmp_path / f"{name}_out.png"
+        cv2.imwrite(str(src), image)
+        args = [str(src), "-o", str(out), "-q", "--method", "fill", "--color", "red", *targets]
+        assert main(args) == 0
+        return read_image(out).image
+
     image, (x1, y1, x2, y2) = plate_photo(camera)
-    src, out = tmp_path / "plate.png", tmp_path / "plate_out.png"
-    cv2.imwrite(str(src), image)
-    assert (
-        main(
-            [
-                str(src),
-                "-o",
-                str(out),
-                "-q",
-                "--targets",
-                "text",
-                "--method",
-                "fill",
-                "--color",
-                "red",
-            ]
-        )
-        == 0
-    )
-    hidden = read_image(out).image
+    hidden = filled_red(image, "plate", "--targets", "text")
     assert (hidden[y1 + 20 : y2 - 20, x1 + 40 : x2 - 40] == (0, 0, 255)).mean() > 0.9
     assert np.array_equal(hidden[:200], image[:200])
 
-    src, out = tmp_path / "astronaut.png", tmp_path / "astronaut_out.png"
-    cv2.imwrite(str(src), astronaut)
-    assert (
-        main(
-            [
-                str(src),
-                "-o",
-                str(out),
-                "-q",
-                "--targets",
-                "person",
-                "--person",
-                "selfie",
-                "--method",
-                "fill",
-                "--color",
-                "red",
-                "--mask-scale",
-                "1.0",
-            ]
-        )
-        == 0
+    body = filled_red(
+        astronaut, "astronaut", "--targets", "person", "--person", "selfie", "--mask-scale", "1.0"
     )
-    body = read_image(out).image
     assert (body[300, 100] == (0, 0, 255)).all()
     assert (body[120, 220] == (0, 0, 255)).all()  # suit and face
-    assert np.array_equal(
-        body[30, 480], astronaut[30, 480]
-    )  # the wall beside the head is left alone
+    # The wall beside the head is left alone.
+    assert np.array_equal(body[30, 480], astronaut[30, 480])
