@@ -30,10 +30,10 @@ sys.path.insert(0, str(HERE))
 
 def _since_start() -> tuple[float, float]:
     """(wall seconds since this process started, CPU seconds it has used)."""
-    stat = open("/proc/self/stat").read().rsplit(")", 1)[1].split()
+    stat = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
     tick = os.sysconf("SC_CLK_TCK")
     started = float(stat[19]) / tick  # field 22, after pid and comm
-    uptime = float(open("/proc/uptime").read().split()[0])
+    uptime = float(Path("/proc/uptime").read_text().split()[0])
     return uptime - started, (int(stat[11]) + int(stat[12])) / tick
 
 
