@@ -44,7 +44,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..boxes import box_centre, box_iou, longer_side, max_iou
+from ..boxes import box_centre, longer_side, max_iou, overlapping_pairs, pair_iou
 from ..detections import Detections
 from .smallfaces import SAME_FACE_IOU, Infer, SmallFaces, fuse, in_windows, patch
 from .windows import crop_windows
@@ -169,10 +169,15 @@ def midway(
     the other side at IoU `min_iou` or more. Each pair gives its midway box and landmarks
     and the higher of its two scores; weaker boxes left unpaired are left out (the tracker
     only continues tracks with them). None where the frames do not agree (a face came,
-    went or moved fast)."""
-    iou = box_iou(before.xyxy, after.xyxy)
-    same = before.class_id[:, None] == after.class_id[None, :]
-    pairs = greedy_pairs(np.where((iou >= min_iou) & same, 1 - iou, np.inf))
+    went or moved fast). min_iou > 0: only boxes that overlap are measured
+    (overlapping_pairs, as NMS and the tracker do), since a crowd's frames hold hundreds
+    of boxes each, weak ones included."""
+    i, j = overlapping_pairs(before.xyxy, after.xyxy)
+    iou = pair_iou(before.xyxy, after.xyxy, i, j)
+    ok = (iou >= min_iou) & (before.class_id[i] == after.class_id[j])
+    cost = np.full((len(before), len(after)), np.inf)
+    cost[i[ok], j[ok]] = 1 - iou[ok]
+    pairs = greedy_pairs(cost)
     pairs = pairs[np.argsort(pairs[:, 0])]
     alone_before = np.setdiff1d(np.arange(len(before)), pairs[:, 0])
     alone_after = np.setdiff1d(np.arange(len(after)), pairs[:, 1])
