@@ -35,6 +35,7 @@ sys.path.insert(0, str(HERE))
 
 from veil.detectors import DetectorOptions  # noqa: E402
 from veil.detectors.centerface import INPUT_NAME, OUTPUT_NAMES, CenterFace  # noqa: E402
+from veil.detectors.runtime import rgb_planes  # noqa: E402
 from veil.frame import Frame  # noqa: E402
 from veil.io.video import EncoderOptions, VideoSink, VideoSource  # noqa: E402
 from veil.pipeline import JobOptions, Pipeline  # noqa: E402
@@ -69,8 +70,9 @@ def decoded_frames(clip: Path, n: int) -> list[np.ndarray]:
         return [f.image for _, f in zip(range(n), src.frames())]
 
 
-def run_net(detector: CenterFace, blob: np.ndarray) -> None:
-    detector.session.run(list(OUTPUT_NAMES), {INPUT_NAME: blob})
+def run_net(detector: CenterFace, planes: np.ndarray) -> None:
+    """The network alone, on its own input (RGB float planes): onnxruntime's session."""
+    detector.engine.session.run(list(OUTPUT_NAMES), {INPUT_NAME: planes})
 
 
 def detector_rows(frames: list[np.ndarray], gpu: bool) -> None:
@@ -83,10 +85,10 @@ def detector_rows(frames: list[np.ndarray], gpu: bool) -> None:
         if not groups:
             print(f"| {batch} | (needs {batch} frames) | | |")
             continue
-        blob, _ = detector.preprocess(groups[0], None)
-        run_net(detector, blob)  # warm-up: the first run allocates
+        planes = rgb_planes(detector.preprocess(groups[0], None)[0])
+        run_net(detector, planes)  # warm-up: the first run allocates
         count = batch * len(groups)
-        net, _ = timed(lambda blob=blob, groups=groups: [run_net(detector, blob) for _ in groups])
+        net, _ = timed(lambda p=planes, groups=groups: [run_net(detector, p) for _ in groups])
         wall, cpu = timed(lambda groups=groups: [detector.detect(g) for g in groups])
         print(f"| {batch} | {count / net:.1f} | {count / wall:.1f} | {cpu / count:.3f} |")
 

@@ -349,7 +349,7 @@ def compile_by_use(engine, shape: tuple[int, ...], seconds: float = 300.0) -> No
     """Run an OpenVINO engine on blobs of this shape until the shape earns a compiled model of
     its own (OpenVinoEngine's ski-rental rule). The rule weighs time spent against the time a
     compilation took, so on a busy machine this takes as long, not as many runs."""
-    blob = np.zeros(shape, np.float32)
+    blob = np.zeros(shape, np.uint8)
     deadline = time.monotonic() + seconds
     while shape not in engine.compiled_shapes:
         if time.monotonic() > deadline:

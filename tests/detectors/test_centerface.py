@@ -77,20 +77,20 @@ def test_max_size_caps_input_and_boxes_stay_in_frame_pixels(astronaut):
     assert input_geometry(1080, 1920, None) == (1.0, 1080, 1920, 1088, 1920)
 
 
-def test_the_network_reads_rgb_planes_padded_with_black(astronaut):
-    """The photo's channels reversed into planes at their place, the padding to 32 px black
-    whatever the freshly allocated blob held, and the cap's scale returned."""
+def test_the_engine_gets_frames_as_they_are_padded_with_black(astronaut):
+    """The photo's pixels at their place (BGR, uint8), the padding to 32 px black whatever the
+    freshly allocated blob held, and the cap's scale returned."""
     detector = CenterFace()
     frames = [astronaut[:300, :450], astronaut[100:400, 10:460, :].copy()]
     for _ in range(2):  # the second blob may reuse the first one's memory
         blob, scale = detector.preprocess(frames, None)
-        assert blob.shape == (2, 3, 320, 480) and blob.dtype == np.float32 and scale == 1.0
-        for planes, frame in zip(blob, frames):
-            assert np.array_equal(planes[:, :300, :450], frame[:, :, ::-1].transpose(2, 0, 1))
-            assert not planes[:, 300:].any() and not planes[:, :, 450:].any()
+        assert blob.shape == (2, 320, 480, 3) and blob.dtype == np.uint8 and scale == 1.0
+        for padded, frame in zip(blob, frames):
+            assert np.array_equal(padded[:300, :450], frame)
+            assert not padded[300:].any() and not padded[:, 450:].any()
         del blob
     capped, scale = detector.preprocess([astronaut], 256)
-    assert capped.shape == (1, 3, 256, 256) and scale == 0.5
+    assert capped.shape == (1, 256, 256, 3) and scale == 0.5
 
 
 def test_nothing_on_a_blank_frame(detector):

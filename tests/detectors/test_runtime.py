@@ -18,7 +18,12 @@ import pytest
 from veil.boxes import box_iou
 from veil.detectors import DetectorOptions, create_detector, runtime
 from veil.detectors.centerface import _dynamic_model_bytes, bundled_model_path
-from veil.detectors.runtime import full_precision_layers, half_precision, native_bf16
+from veil.detectors.runtime import (
+    full_precision_layers,
+    half_precision,
+    native_bf16,
+    rgb_planes,
+)
 from veil.errors import OptionError
 from veil.io.images import read_image
 
@@ -195,6 +200,22 @@ def test_backends_find_the_same_faces_in_crowd_photos(precision, reference, shar
         assert_same_faces(reference.detect([image])[0], det.detect([image])[0], precision)
 
 
+def test_rgb_planes_are_the_frames_channels_reversed_as_floats(astronaut):
+    """What onnxruntime and INT8 calibration give the network: RGB planes, 0..255."""
+    frames = np.stack([astronaut[:64, :96], astronaut[64:128, 96:192]])
+    planes = rgb_planes(frames)
+    assert planes.shape == (2, 3, 64, 96) and planes.dtype == np.float32
+    assert np.array_equal(planes, frames[..., ::-1].transpose(0, 3, 1, 2).astype(np.float32))
+
+
+@needs_openvino
+def test_both_runtimes_are_handed_the_frames_as_they_are(reference):
+    """CenterFace's engines take padded BGR frames (its network reads RGB planes): the blobs'
+    dims are the same on both runtimes, any batch and size, three channels last."""
+    openvino = create_detector(DetectorOptions(backend="openvino", precision="fp32")).net.engine
+    assert reference.net.engine.input_shape == openvino.input_shape == [None, None, None, 3]
+
+
 @needs_openvino
 def test_fp32_stays_float32(reference, astronaut):
     """Forced float32 gives onnxruntime's numbers; bfloat16 visibly does not (so this can fail)."""
@@ -276,13 +297,13 @@ def test_compiled_shapes_are_kept_within_their_pixel_budget(monkeypatch):
     engine = create_detector(
         DetectorOptions(backend="openvino", precision="fp32", threads=1)
     ).net.engine
-    shapes = [(1, 3, 96, 128), (1, 3, 64, 64), (1, 3, 96, 96)]  # 25600 pixels: all kept
+    shapes = [(1, 96, 128, 3), (1, 64, 64, 3), (1, 96, 96, 3)]  # 25600 pixels: all kept
     for shape in shapes:
         compile_by_use(engine, shape)
     assert engine.compiled_shapes == shapes
-    engine.run(np.zeros(shapes[0], np.float32))  # now the least recently used is 64x64
-    compile_by_use(engine, (1, 3, 128, 128))  # 41984 pixels: 64x64 goes, 37888 stay
-    assert engine.compiled_shapes == [shapes[2], shapes[0], (1, 3, 128, 128)]
+    engine.run(np.zeros(shapes[0], np.uint8))  # now the least recently used is 64x64
+    compile_by_use(engine, (1, 128, 128, 3))  # 41984 pixels: 64x64 goes, 37888 stay
+    assert engine.compiled_shapes == [shapes[2], shapes[0], (1, 128, 128, 3)]
 
 
 @needs_openvino
@@ -290,8 +311,8 @@ def test_other_shapes_run_shape_agnostic_until_they_earn_their_own_compilation()
     engine = create_detector(
         DetectorOptions(backend="openvino", precision="fp32", threads=1)
     ).net.engine
-    frame = np.zeros((1, 3, 96, 128), np.float32)
-    crop = np.random.default_rng(0).uniform(0, 255, (1, 3, 64, 64)).astype(np.float32)
+    frame = np.zeros((1, 96, 128, 3), np.uint8)
+    crop = np.random.default_rng(0).integers(0, 256, (1, 64, 64, 3), np.uint8)
     engine.run(frame)
     assert engine.compiled_shapes == [frame.shape]
     first = engine.run(crop)
@@ -443,14 +464,14 @@ def test_recurring_blobs_run_several_at_once_with_the_outputs_of_one_at_a_time(
         pytest.skip("this CPU has no hardware bfloat16")
     rng = np.random.default_rng(0)
     small = cv2.resize(astronaut, (128, 96), interpolation=cv2.INTER_AREA)
-    blobs = [small.transpose(2, 0, 1)[None].astype(np.float32)]
-    blobs += [rng.uniform(0, 255, (1, 3, 96, 128)).astype(np.float32) for _ in range(4)]
+    blobs = [small[None]]
+    blobs += [rng.integers(0, 256, (1, 96, 128, 3), np.uint8) for _ in range(4)]
     one_by_one = [engine.run(blob) for blob in blobs]
     assert engine.parallel_shapes == []
     assert [len(o) for o in engine.run_many(iter(blobs))] == [4] * 5  # not recurring: run's way
     assert engine.parallel_shapes == []
     together = engine.run_many(iter(blobs), recurring=True)
-    assert engine.parallel_shapes == [(1, 3, 96, 128)]
+    assert engine.parallel_shapes == [(1, 96, 128, 3)]
     assert len(together) == len(blobs)
     for alone, parallel in zip(one_by_one, together):
         for a, b in zip(alone, parallel):
@@ -466,7 +487,7 @@ def test_run_many_waits_for_its_requests_when_the_blobs_fail():
     engine = create_detector(
         DetectorOptions(backend="openvino", precision="fp32", threads=2)
     ).net.engine
-    blob = np.zeros((1, 3, 64, 64), np.float32)
+    blob = np.zeros((1, 64, 64, 3), np.uint8)
 
     def failing():
         yield from (blob, blob, blob)
@@ -475,7 +496,7 @@ def test_run_many_waits_for_its_requests_when_the_blobs_fail():
     with pytest.raises(RuntimeError, match="unreadable"):
         engine.run_many(failing(), recurring=True)
     with pytest.raises(ValueError, match="of one shape"):
-        engine.run_many([blob, np.zeros((1, 3, 96, 96), np.float32)], recurring=True)
+        engine.run_many([blob, np.zeros((1, 96, 96, 3), np.uint8)], recurring=True)
     expected = engine.run(blob)
     again = engine.run_many([blob] * 3, recurring=True)
     assert all(np.array_equal(a, b) for outputs in again for a, b in zip(outputs, expected))

@@ -24,7 +24,7 @@ from ..errors import DetectorError, OutputError
 from ..io.images import read_image
 from ..io.paths import atomic_output
 from .base import Detector, DetectorOptions
-from .runtime import Calibration, cache_dir, load_engine
+from .runtime import Calibration, cache_dir, load_engine, rgb_planes
 from .scan import KeyframeScanner, ScanPolicy
 
 log = logging.getLogger("veil")
@@ -188,6 +188,7 @@ class CenterFace(Detector):
             name=f"face model {self.model_path}",
             outputs=OUTPUT_NAMES,
             calibration=Calibration(self._calibration_key, self.calibration),
+            bgr_input=True,
         )
         self.backend, self.precision = self.engine.backend, self.engine.precision
         self.provider, self.device = self.engine.provider, self.engine.device
@@ -212,31 +213,27 @@ class CenterFace(Detector):
             images += [image, image[:, ::-1]]
         images += [np.clip(photo * gain, 0, 255).astype(np.uint8) for gain in CALIBRATION_GAINS]
         images.append(cv2.cvtColor(cv2.cvtColor(photo, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR))
-        return [self.preprocess([image], None)[0] for image in images]
+        return [rgb_planes(self.preprocess([image], None)[0]) for image in images]
 
     def preprocess(
         self, frames: Sequence[np.ndarray], max_size: int | None
     ) -> tuple[np.ndarray, float]:
-        """Frames (BGR uint8, one size) -> the network's input: RGB float planes, padded with
-        black to multiples of 32, and the scale applied.
+        """Frames (BGR uint8, one size) -> the engine's input: the frames as they are (NHWC
+        uint8 BGR), padded with black to multiples of 32, and the scale applied. The engine
+        makes the network's RGB float planes (load_engine's bgr_input): OpenVINO inside the
+        compiled model, onnxruntime with rgb_planes.
 
-        Only the padding is zeroed, and each colour plane is split out whole and then
-        converted: zeroing the whole blob and writing it through a transposed view took
-        1.4-1.7 CPU ms a 720p frame and 3.4-6.3 at 1080p, this 1.1 and 3.0-3.3
-        (`benchmarks/stages.py`, two runs each).
+        Only the padding is zeroed: zeroing the whole blob as well took a third more time.
         """
         h, w = frames[0].shape[:2]
         scale, rh, rw, ph, pw = input_geometry(h, w, max_size)
-        blob = np.empty((len(frames), 3, ph, pw), np.float32)
-        blob[:, :, rh:] = 0
-        blob[:, :, :rh, rw:] = 0
+        blob = np.empty((len(frames), ph, pw, 3), np.uint8)
+        blob[:, rh:] = 0
+        blob[:, :rh, rw:] = 0
         for i, frame in enumerate(frames):
-            img = (
+            blob[i, :rh, :rw] = (
                 frame if scale == 1.0 else cv2.resize(frame, (rw, rh), interpolation=cv2.INTER_AREA)
             )
-            # The network was trained on RGB 0..255; frames are BGR.
-            for channel, plane in zip((2, 1, 0), cv2.split(img)):
-                blob[i, channel, :rh, :rw] = plane
         return blob, scale
 
     def infer(
@@ -274,7 +271,7 @@ class CenterFace(Detector):
         this cap, one frame per request (a GPU's batches need nothing ahead)."""
         if self.engine.on_cpu:
             ph, pw = input_geometry(height, width, max_size)[3:]
-            self.engine.prepare((1, 3, ph, pw), recurring=recurring)
+            self.engine.prepare((1, ph, pw, 3), recurring=recurring)
 
     def detect(self, frames: Sequence[np.ndarray]) -> list[Detections]:
         return self.infer(frames, self.options.max_size, self.options.threshold)
