@@ -18,6 +18,9 @@ quantization; otherwise the user's cache is used.
 synchronous request per frame (what veil runs) with two asynchronous requests,
 where the next frame's preprocessing overlaps the current frame's inference;
 the two alternate three times over the same frames.
+
+--layers instead prints where the network's own time goes at the precision "auto" picks:
+OpenVINO's per-layer counters summed by layer type and kernel, over the same frames.
 """
 
 from __future__ import annotations
@@ -162,6 +165,33 @@ def overlap(frames: list, threads: int) -> None:
         row(name, ms(wall, 3 * len(frames)), ms(cpu, 3 * len(frames)))
 
 
+def layers(frames: list, threads: int) -> None:
+    """Milliseconds per frame by layer type and kernel, from OpenVINO's performance counters."""
+    det = CenterFace(DetectorOptions(backend="openvino", threads=threads))
+    engine = det.engine
+    blob = det.preprocess(frames[:1], None)[0]
+    model = engine.model.clone()
+    model.reshape(list(blob.shape))
+    config = {**engine.config, "PERF_COUNT": True}
+    request = openvino_core().compile_model(model, "CPU", config).create_infer_request()
+    request.infer({0: blob})  # warm-up
+    spent: dict[tuple[str, str], float] = {}
+    wall = 0.0
+    for frame in frames:
+        blob = det.preprocess([frame], None)[0]
+        wall += timed(lambda blob=blob: request.infer({0: blob}, share_inputs=True))[0]
+        for layer in request.profiling_info:
+            key = (layer.node_type, layer.exec_type)
+            spent[key] = spent.get(key, 0.0) + layer.real_time.total_seconds()
+    total = sum(spent.values())
+    print(f"openvino {det.precision}: {ms(wall, len(frames))} ms a frame (wall, with counters on)")
+    row("layer type", "kernel", "ms/frame", "share")
+    print("|---|---|---:|---:|")
+    for (kind, kernel), seconds in sorted(spent.items(), key=lambda item: -item[1]):
+        if seconds / total >= 0.002:
+            row(kind, kernel, ms(seconds, len(frames)), f"{100 * seconds / total:.0f}%")
+
+
 def row(*cells: str) -> None:
     print("| " + " | ".join(cells) + " |")
 
@@ -180,6 +210,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2, help="inference threads (0 = all)")
     parser.add_argument("--fresh-int8", action="store_true", help="time the INT8 quantization")
     parser.add_argument("--overlap", action="store_true", help="sync vs 2 async requests")
+    parser.add_argument("--layers", action="store_true", help="network time by layer type")
     args = parser.parse_args()
     if args.fresh_int8:
         os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="veil-bench-cache-")
@@ -189,11 +220,11 @@ def main() -> int:
         f"threads {args.threads or os.cpu_count()}; frames from {origin}; "
         f"load average {os.getloadavg()[0]:.1f} at the start"
     )
-    if args.overlap:
+    if args.overlap or args.layers:
         for size, (w, h) in SIZES.items():
             print(f"\n{size} ({w}x{h}), {len(source)} frames")
             frames = [cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA) for f in source]
-            overlap(frames, args.threads)
+            (layers if args.layers else overlap)(frames, args.threads)
         return 0
     detectors, load_seconds = load(args.threads)
     print(
