@@ -338,7 +338,7 @@ def blur_whole_frame(frame: np.ndarray) -> np.ndarray:
     No face in the frame is larger than the frame, so every face gets at least the default
     blur (sigma 0.25 x face size), which dlib's face recognition re-identified in none of the
     faces of benchmarks/reid_sweep.py, even after Wiener deconvolution; a sigma of 0.05 x the
-    frame size left a face that fills the frame re-identifiable (7% of those faces, 41%
+    frame size left a face that fills the frame re-identifiable (2% of those faces, 30%
     deconvolved, in the same benchmark).
     """
     return methods.blur(frame, float(max(frame.shape[:2])), methods.DEFAULT_BLUR_STRENGTH)
