@@ -794,8 +794,8 @@ def _reading_bgr(model):
     OpenVINO joins the conversion to the reorder of its input into the convolutions' own
     layout, which it makes anyway, so inference takes as long and gives the same outputs,
     and the blob veil makes is a padded copy of the frame, a quarter of the float planes'
-    size: detector preprocessing 1.1 -> 0.3 CPU ms a 720p frame and 3.5 -> 1.0 at 1080p
-    (`benchmarks/stages.py --frames 48`); the whole 1080p command 4% faster, 6% less CPU
+    size: detector preprocessing 1.1 -> 0.2-0.3 CPU ms a 720p frame and 3.5 -> 0.9-1.0 at
+    1080p (`benchmarks/stages.py --frames 48`); the whole 1080p command 4% faster, 6% less CPU
     time, 60 MiB lower peak (four interleaved runs each; docs/speed.md)."""
     ov = import_quietly("openvino")
     from openvino.preprocess import ColorFormat, PrePostProcessor

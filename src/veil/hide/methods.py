@@ -35,9 +35,9 @@ def blur(crop: np.ndarray, size: float, strength: float = DEFAULT_BLUR_STRENGTH)
     Blurring a small copy is both fast for big faces and irreversible: averaging blocks of
     at least a third of sigma (a whole number of pixels, so three pixels or fewer per sigma
     remain) discards the detail that a Wiener or blind deconvolution would need. Whole
-    blocks, because OpenCV averages them on its fast path: resizing by a fractional factor
-    took three times as long (a 640 px region, 1.16 against 0.38 ms), about 3% of a 1080p
-    frame's CPU time with three faces (`benchmarks/stages.py`: hiding).
+    blocks, because OpenCV averages them on its fast path: with a fractional factor, hiding
+    three faces took 4.2-4.5 CPU ms a 1080p frame, with whole blocks 2.9
+    (`benchmarks/stages.py --frames 48`, two runs each).
     """
     h, w = crop.shape[:2]
     sigma = max(1.0, strength * size)
