@@ -118,6 +118,8 @@ def test_voice_choice_and_audit_record_on_the_page(server, browser, astronaut, t
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.goto(server.address)
+    # The controls are built from /api/options after the page loads.
+    page.locator("#voice option").first.wait_for(state="attached")
     voices = page.eval_on_selector_all("#voice option", "options => options.map(o => o.value)")
     assert voices == ["keep", "mute", "pitch", "bleep"]
     assert page.locator("#voice").input_value() == "keep"
@@ -136,6 +138,23 @@ def test_voice_choice_and_audit_record_on_the_page(server, browser, astronaut, t
     record = json.loads(saved.read_text())
     assert record["input"]["sha256"] == hashlib.sha256(photo.read_bytes()).hexdigest()
     assert errors == []
+    page.close()
+
+
+def test_no_job_starts_before_the_settings_are_on_the_page(server, browser, astronaut, tmp_path):
+    photo = tmp_path / "desk.jpg"
+    Image.fromarray(astronaut[:, :, ::-1]).save(photo, quality=92)
+    page = browser.new_page()
+    # The server's option schema cannot be read: the page must say so and offer no way to start
+    # a job with settings the user never saw.
+    page.route("**/api/options", lambda route: route.fulfill(status=503, body="busy"))
+    page.goto(server.address)
+    message = page.locator("#settings .error")
+    message.wait_for()
+    assert "could not be loaded" in message.inner_text()
+    page.set_input_files("#file-input", str(photo))
+    assert page.locator("#pending-list li").inner_text().startswith("desk.jpg")
+    assert page.locator("#start").is_disabled()
     page.close()
 
 
