@@ -155,6 +155,8 @@ def test_no_job_starts_before_the_settings_are_on_the_page(server, browser, astr
     page.set_input_files("#file-input", str(photo))
     assert page.locator("#pending-list li").inner_text().startswith("desk.jpg")
     assert page.locator("#start").is_disabled()
+    page.click("#tab-live")
+    assert page.locator("#live-start").is_disabled()
     page.close()
 
 

@@ -414,14 +414,15 @@ function stopLive() {
 }
 
 // ---- start ------------------------------------------------------------------------------------
-// "Anonymize" stays disabled until the settings are on the page, so no job starts with choices
-// the user could not see; if they cannot be loaded, the page says so instead of guessing.
+// "Anonymize" and "Start camera" stay disabled until the settings are on the page, so no job
+// starts with choices the user could not see; if they cannot be loaded, the page says so instead of guessing.
 fetch("/api/options").then((r) => {
   if (!r.ok) throw new Error(`the server answered ${r.status}`);
   return r.json();
 }).then((o) => {
   buildControls(o.fields);
   $("#start").disabled = false;
+  $("#live-start").disabled = false;
   const hours = o.keep_seconds / 3600;
   $("#retention").textContent = `Results are deleted from the server ${hours >= 1 ? `${+hours.toFixed(1)} h` : `${Math.round(o.keep_seconds / 60)} min`} after they finish. Originals of photos are never kept; a video's original is kept until then for its review page, which shows it anonymized.`;
 }).catch((err) => {
