@@ -294,8 +294,9 @@ def test_sigterm_cleans_up_like_ctrl_c(tmp_path, astronaut):
     source = long_video(tmp_path, astronaut)
     out = tmp_path / "out"
     run = start_veil(source, "-o", out / "clip.mp4", "--max-size", "256", "-q")
-    assert wait_for(lambda: out.is_dir() and any(out.iterdir()))
-    time.sleep(1.0)  # well into the frames
+    # Into the frames: the partial file holds encoded ones (a fixed wait could outlast the run
+    # on a fast machine).
+    assert wait_for(lambda: out.is_dir() and any(p.stat().st_size for p in out.iterdir()))
     run.send_signal(signal.SIGTERM)
     _, stderr = run.communicate(timeout=60)
     proc = subprocess.CompletedProcess(run.args, run.returncode, "", stderr)
