@@ -531,13 +531,21 @@ def virtual_display():
     xvfb = shutil.which("Xvfb")
     if xvfb is None:
         pytest.skip("Xvfb is not installed")
-    display = f":{100 + os.getpid() % 400}"
+    number = 100 + os.getpid() % 400
+    display = f":{number}"
     server = subprocess.Popen(
         [xvfb, display, "-screen", "0", "800x600x24", "-nolisten", "tcp"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    time.sleep(1.0)
+    # Ready once its socket is there (a fixed wait is too short on a busy machine).
+    ready = Path(f"/tmp/.X11-unix/X{number}")
+    deadline = time.monotonic() + 30
+    while not ready.exists() and server.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if not ready.exists():
+        server.kill()
+        pytest.fail(f"Xvfb did not open display {display}")
     try:
         yield display
     finally:
