@@ -554,15 +554,16 @@ class OpenVinoEngine:
         if self.precision == "int8":
             self.model = quantized(self.model, data, calibration, name)  # type: ignore[arg-type]
         self._bgr_input = bgr_input
+        hint = _hint(self.precision)
         if bgr_input:
-            self.model = _reading_bgr(self.model)
+            self.model = _reading_bgr(self.model, bfloat16=hint == "bf16")
         self.input_shape = [
             d.get_length() if d.is_static else None
             for d in self.model.inputs[0].get_partial_shape()
         ]
         self.outputs = list(outputs) if outputs else [o.get_any_name() for o in self.model.outputs]
         self.config = {
-            "INFERENCE_PRECISION_HINT": _hint(self.precision),
+            "INFERENCE_PRECISION_HINT": hint,
             "INFERENCE_NUM_THREADS": options.threads or (os.cpu_count() or 1),
             "PERFORMANCE_HINT": "LATENCY",
             # Pinned threads would all land on the same cores in every batch worker process.
@@ -575,7 +576,7 @@ class OpenVinoEngine:
             model_key(
                 [source, version, self.precision, INT8_RECIPE, " ".join(sorted(cpu_flags() or ()))]
                 + [f"{k}={v}" for k, v in sorted(self.config.items())]
-                + [f"bgr_input={bgr_input}"]
+                + [f"bgr_input={bgr_input}", f"input_steps={BGR_INPUT_STEPS}"]
             ),
         )
         # (shape, streams) -> (compiled model, its infer requests); the shape-agnostic one apart.
@@ -789,14 +790,26 @@ class OpenVinoEngine:
         return compiled, [compiled.create_infer_request() for _ in range(streams)]
 
 
-def _reading_bgr(model):
+# What _reading_bgr adds to a model; part of the compiled models' cache key.
+BGR_INPUT_STEPS = "u8-nhwc-bgr>rgb>float-or-bf16"
+
+
+def _reading_bgr(model, *, bfloat16: bool = False):
     """The model taking frames as decoded (NHWC uint8 BGR) where it reads RGB float planes.
     OpenVINO joins the conversion to the reorder of its input into the convolutions' own
     layout, which it makes anyway, so inference takes as long and gives the same outputs,
     and the blob veil makes is a padded copy of the frame, a quarter of the float planes'
     size: detector preprocessing 1.1 -> 0.2-0.3 CPU ms a 720p frame and 3.5 -> 0.9-1.0 at
     1080p (`benchmarks/stages.py --frames 48`); the whole 1080p command 4% faster, 6% less CPU
-    time, 60 MiB lower peak (four interleaved runs each; docs/speed.md)."""
+    time, 60 MiB lower peak (four interleaved runs each; docs/speed.md).
+
+    bfloat16: the bytes become bfloat16 rather than float32 on the way, for a network that
+    computes in it (its first convolution would convert them anyway). Every byte value is
+    exact in bfloat16, so the outputs are the same (both speed clips' videos and detections
+    byte for byte, bf16 and INT8), and the reorder writes half the bytes: detect() in bf16
+    22.8 against 23.2 ms at 1280x736 and 55.6 against 56.4 at 1920x1088, medians of three
+    interleaved runs of benchmarks/detector_speed.py on the AMD EPYC of docs/speed.md, a gain
+    smaller than the spread between runs."""
     ov = import_quietly("openvino")
     from openvino.preprocess import ColorFormat, PrePostProcessor
 
@@ -805,7 +818,8 @@ def _reading_bgr(model):
     tensor.set_element_type(ov.Type.u8).set_layout(ov.Layout("NHWC"))
     tensor.set_color_format(ColorFormat.BGR)
     steps.input().model().set_layout(ov.Layout("NCHW"))
-    steps.input().preprocess().convert_element_type(ov.Type.f32).convert_color(ColorFormat.RGB)
+    element = ov.Type.bf16 if bfloat16 else ov.Type.f32
+    steps.input().preprocess().convert_color(ColorFormat.RGB).convert_element_type(element)
     return steps.build()
 
 
