@@ -415,7 +415,8 @@ function stopLive() {
 
 // ---- start ------------------------------------------------------------------------------------
 // "Anonymize" and "Start camera" stay disabled until the settings are on the page, so no job
-// starts with choices the user could not see; if they cannot be loaded, the page says so instead of guessing.
+// starts with choices the user could not see; if they cannot be loaded, the page says so
+// instead of guessing.
 fetch("/api/options").then((r) => {
   if (!r.ok) throw new Error(`the server answered ${r.status}`);
   return r.json();
