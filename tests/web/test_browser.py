@@ -313,6 +313,20 @@ def test_cancelling_a_card_that_is_uploading_stops_the_upload(server, browser, a
     page.close()
 
 
+def test_review_page_of_an_unknown_job_says_so_and_keys_do_nothing(server, browser):
+    page = browser.new_page()
+    errors = watch_errors(page)
+    page.goto(server.address.rstrip("/") + "/static/review.html?job=no-such-job")
+    message = page.locator("#message.error")
+    message.wait_for()
+    assert message.inner_text()
+    page.keyboard.press("ArrowRight")  # stepping frames before (or without) any frames
+    page.keyboard.press("ArrowLeft")
+    page.wait_for_timeout(200)
+    assert errors == []
+    page.close()
+
+
 def test_review_add_a_missed_face_on_one_frame_and_rerender(browser, face_video, tmp_path):
     """A threshold that misses the astronaut; one box drawn on one frame in the review page is
     followed through the video, and the re-rendered version covers her face in every frame."""

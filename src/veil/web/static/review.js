@@ -39,6 +39,7 @@ async function load() {
 }
 
 function show(index) {
+  if (!data) return; // not loaded (yet, or at all): nothing to show
   current = Math.max(0, Math.min(index, data.frames - 1));
   $("#scrubber").value = current;
   $("#frame-label").textContent = `frame ${current + 1} of ${data.frames}`;
