@@ -576,7 +576,7 @@ class OpenVinoEngine:
             model_key(
                 [source, version, self.precision, INT8_RECIPE, " ".join(sorted(cpu_flags() or ()))]
                 + [f"{k}={v}" for k, v in sorted(self.config.items())]
-                + [f"bgr_input={bgr_input}", f"input_steps={BGR_INPUT_STEPS}"]
+                + [f"input={BGR_INPUT_STEPS if bgr_input else 'as the model reads it'}"]
             ),
         )
         # (shape, streams) -> (compiled model, its infer requests); the shape-agnostic one apart.
@@ -790,7 +790,7 @@ class OpenVinoEngine:
         return compiled, [compiled.create_infer_request() for _ in range(streams)]
 
 
-# What _reading_bgr adds to a model; part of the compiled models' cache key.
+# What _reading_bgr adds to a model, in the compiled models' cache key: change it with them.
 BGR_INPUT_STEPS = "u8-nhwc-bgr>rgb>float-or-bf16"
 
 
