@@ -20,6 +20,7 @@ from pathlib import Path
 import av
 import cv2
 import numpy as np
+import pytest
 import skimage.data
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -355,3 +356,14 @@ def compile_by_use(engine, shape: tuple[int, ...], seconds: float = 300.0) -> No
         if time.monotonic() > deadline:
             raise AssertionError(f"{shape} was never compiled")
         engine.run(blob)
+
+
+def skip_without_reid() -> None:
+    """Skip (a test, or a whole module where called at its top) without the reid extra: dlib and
+    face-recognition-models' weights, found as veil finds them."""
+    from veil.keep_face import dlib_models
+
+    try:
+        dlib_models()
+    except ImportError as exc:
+        pytest.skip(f"the reid extra is not installed ({exc})", allow_module_level=True)

@@ -12,7 +12,7 @@ from veil.errors import OptionError
 from veil.filters import DetectionFilter, FilterOptions, parse_min_scores, parse_region
 from veil.io.images import read_image
 
-from media import ASTRONAUT_FACE, CAMERA_FACE, mean_abs_diff
+from media import ASTRONAUT_FACE, CAMERA_FACE, mean_abs_diff, skip_without_reid
 
 FRAME = np.zeros((200, 400, 3), np.uint8)
 DETS = Detections(
@@ -148,8 +148,7 @@ def two_people(astronaut, camera):
 @pytest.fixture()
 def reference_photo(tmp_path, astronaut):
     """Another picture of the astronaut: mirrored, smaller, brighter, recompressed."""
-    pytest.importorskip("dlib")
-    pytest.importorskip("face_recognition_models")
+    skip_without_reid()
     ref = cv2.convertScaleAbs(
         cv2.resize(cv2.flip(astronaut, 1), None, fx=0.7, fy=0.7), alpha=1.1, beta=10
     )

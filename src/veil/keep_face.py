@@ -9,6 +9,7 @@ otherwise every face stays hidden.
 
 from __future__ import annotations
 
+import importlib.util
 from functools import lru_cache
 from pathlib import Path
 
@@ -20,20 +21,38 @@ from .errors import DetectorError, InputError
 MARGIN = 0.1
 
 
+def _model_file(name: str) -> str:
+    """A weights file of the face-recognition-models package, found without importing it: its
+    __init__ imports pkg_resources, which setuptools 81 dropped (and installing PyTorch, which
+    asks for setuptools, brings a newer one), only to name these same files."""
+    spec = importlib.util.find_spec("face_recognition_models")
+    folder = Path(spec.origin).parent if spec and spec.origin else None
+    if folder is None or not (folder / "models" / name).is_file():
+        raise ImportError(f"face_recognition_models with models/{name}")
+    return str(folder / "models" / name)
+
+
 @lru_cache(maxsize=1)
+def dlib_models():
+    """dlib and its face aligner (5 landmarks) and face-recognition ResNet; ImportError
+    where the reid extra is not installed."""
+    import dlib
+
+    return (
+        dlib,
+        dlib.shape_predictor(_model_file("shape_predictor_5_face_landmarks.dat")),
+        dlib.face_recognition_model_v1(_model_file("dlib_face_recognition_resnet_model_v1.dat")),
+    )
+
+
 def _models():
     try:
-        import dlib
-        import face_recognition_models as frm
+        dlib, predictor, net = dlib_models()
     except ImportError as exc:
         raise DetectorError(
             "--keep-face needs dlib's face embedder: pip install 'veil[reid]'"
         ) from exc
-    return (
-        dlib.shape_predictor(frm.pose_predictor_five_point_model_location()),
-        dlib.face_recognition_model_v1(frm.face_recognition_model_location()),
-        dlib,
-    )
+    return predictor, net, dlib
 
 
 def embed(image_bgr: np.ndarray, xyxy: np.ndarray) -> np.ndarray:

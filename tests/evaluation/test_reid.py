@@ -2,13 +2,12 @@
 
 import pytest
 
-pytest.importorskip("dlib")
-pytest.importorskip("face_recognition_models")
-
 from veil.evaluation.reid import SAME_PERSON, Embedder, check, labelled_faces, method_options
 from veil.hide import AnonymizeOptions
 
-from media import astronaut_face, default_overlay
+from media import astronaut_face, default_overlay, skip_without_reid
+
+skip_without_reid()
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from veil.hide import AnonymizeOptions, apply, apply_i420, blur_whole_frame
 from veil.hide.masks import coverage, region_for, region_mask
 from veil.hide.methods import parse_color
 
-from media import astronaut_face, mean_abs_diff
+from media import astronaut_face, mean_abs_diff, skip_without_reid
 
 FACE = Detections(np.array([[182, 58, 270, 178]], np.float32), score=np.array([0.93]))
 
@@ -128,8 +128,7 @@ def test_whole_frame_fallback_defeats_recognition_of_a_close_up():
     """The fallback's hardest case is a face that fills the frame (a webcam close-up); dlib's
     face recognition must place it beyond its same-person distance (a frame blurred with sigma
     5% of its size is still within it)."""
-    pytest.importorskip("dlib")
-    pytest.importorskip("face_recognition_models")
+    skip_without_reid()
     from veil.evaluation.reid import SAME_PERSON, Embedder
 
     embedder = Embedder()

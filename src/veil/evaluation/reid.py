@@ -27,6 +27,7 @@ from ..errors import DetectorError
 from ..hide import AnonymizeOptions, apply
 from ..hide import methods as hide_methods
 from ..hide.masks import region_for
+from ..keep_face import dlib_models
 
 SAME_PERSON = 0.6
 WIENER_BALANCES = (0.001, 0.01, 0.1)
@@ -47,18 +48,12 @@ class Attempt:
 @lru_cache(maxsize=1)
 def _models():
     try:
-        import dlib
-        import face_recognition_models as frm
+        dlib, aligner, model = dlib_models()
     except ImportError as exc:
         raise DetectorError(
             "re-identification checks need the reid extra: pip install 'veil[reid]'"
         ) from exc
-    return (
-        dlib,
-        dlib.get_frontal_face_detector(),
-        dlib.shape_predictor(frm.pose_predictor_five_point_model_location()),
-        dlib.face_recognition_model_v1(frm.face_recognition_model_location()),
-    )
+    return dlib, dlib.get_frontal_face_detector(), aligner, model
 
 
 class Embedder:
