@@ -1,6 +1,6 @@
 """Detector-only speed of each runtime and precision, side by side on the same frames.
 
-    python benchmarks/detector_speed.py [--frames 24] [--threads 2] [--fresh-int8]
+    python benchmarks/detector_speed.py [--frames 24] [--threads 2] [--fresh-int8] [--torch]
 
 CenterFace at full resolution (one pass per frame: preprocessing, inference,
 output decoding) on 720p and 1080p frames with real faces (benchmarks/clips.py),
@@ -18,6 +18,9 @@ quantization; otherwise the user's cache is used.
 synchronous request per frame (what veil runs) with two asynchronous requests,
 where the next frame's preprocessing overlaps the current frame's inference;
 the two alternate three times over the same frames.
+
+--torch adds PyTorch in float32 (the GPU runtime where onnxruntime-gpu is missing, run here
+on the CPU; opt-in, because its idle threads spin on the cores the other variants then use).
 
 --layers instead prints where the network's own time goes at the precision "auto" picks:
 OpenVINO's per-layer counters summed by layer type and kernel, over the same frames.
@@ -89,9 +92,10 @@ def machine() -> str:
     )
 
 
-def load(threads: int) -> tuple[dict[str, CenterFace], dict[str, float]]:
+def load(threads: int, torch: bool) -> tuple[dict[str, CenterFace], dict[str, float]]:
     detectors, seconds = {}, {}
-    for name, choice in VARIANTS.items():
+    variants = {**VARIANTS, "torch fp32": {"backend": "torch", "precision": "fp32"}}
+    for name, choice in variants.items() if torch else VARIANTS.items():
         start = time.perf_counter()
         detectors[name] = CenterFace(DetectorOptions(threads=threads, **choice))
         seconds[name] = time.perf_counter() - start
@@ -209,6 +213,7 @@ def main() -> int:
     parser.add_argument("--fresh-int8", action="store_true", help="time the INT8 quantization")
     parser.add_argument("--overlap", action="store_true", help="sync vs 2 async requests")
     parser.add_argument("--layers", action="store_true", help="network time by layer type")
+    parser.add_argument("--torch", action="store_true", help="add PyTorch fp32 on the CPU")
     args = parser.parse_args()
     if args.fresh_int8:
         os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="veil-bench-cache-")
@@ -224,7 +229,7 @@ def main() -> int:
             frames = [cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA) for f in source]
             (layers if args.layers else overlap)(frames, args.threads)
         return 0
-    detectors, load_seconds = load(args.threads)
+    detectors, load_seconds = load(args.threads, args.torch)
     print(
         "load (s, INT8 includes quantization when not cached): "
         + ", ".join(f"{k} {v:.1f}" for k, v in load_seconds.items())

@@ -2,9 +2,10 @@
 
     python benchmarks/gpu.py [--frames 150]
 
-Prepared to run unattended on a machine with an NVIDIA GPU and onnxruntime-gpu:
-1. detector only: CenterFace in float16 on CUDAExecutionProvider, 1080p frames in batches
-   of 8 and 32 (network alone, and `detect()` with preprocessing and output decoding);
+Prepared to run unattended on a machine with an NVIDIA GPU and onnxruntime-gpu, or PyTorch
+built with CUDA (the runtime `--device cuda` picks, in that order):
+1. detector only: CenterFace in float16 on that runtime, 1080p frames in batches of 8 and 32
+   (network alone, and `detect()` with preprocessing and output decoding);
 2. end to end, 1080p: `python -m veil CLIP --device cuda` (software H.264 decoding and x264,
    as a user runs it), and the same frame loop fed by the hardware decoder (h264_cuvid) and
    written by the hardware encoder (hevc_nvenc, else h264_nvenc) when this PyAV build has
@@ -22,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 
@@ -46,16 +48,16 @@ HW_DECODERS = {"h264": "h264_cuvid", "hevc": "hevc_cuvid"}
 HW_ENCODERS = ("hevc_nvenc", "h264_nvenc")
 
 
-def gpu_reason() -> str | None:
-    """Why there is no usable GPU (None: there is one)."""
-    import onnxruntime as ort
-
-    if "CUDAExecutionProvider" not in ort.get_available_providers():
-        return f"onnxruntime offers {', '.join(ort.get_available_providers())} (no CUDA)"
+def gpu_runtime() -> tuple[str | None, str]:
+    """The runtime that runs CenterFace on the GPU, and what it is in words; (None, why not)
+    where there is no usable GPU."""
     detector = CenterFace(DetectorOptions(device="cuda"))
     if detector.device != "cuda":
-        return "CUDAExecutionProvider is installed but no CUDA device could be used"
-    return None
+        import onnxruntime as ort
+
+        offered = ", ".join(ort.get_available_providers())
+        return None, f"onnxruntime offers {offered} and PyTorch sees no CUDA GPU"
+    return detector.backend, detector.provider
 
 
 def timed(run) -> tuple[float, float]:
@@ -70,31 +72,45 @@ def decoded_frames(clip: Path, n: int) -> list[np.ndarray]:
         return [f.image for _, f in zip(range(n), src.frames())]
 
 
-def run_net(detector: CenterFace, planes: np.ndarray) -> None:
-    """The network alone, on its own input (RGB float planes): onnxruntime's session."""
-    detector.engine.session.run(list(OUTPUT_NAMES), {INPUT_NAME: planes})
+def network(detector: CenterFace, blob: np.ndarray) -> Callable[[], None]:
+    """The network alone, on its own input already where it runs (onnxruntime: RGB float
+    planes it copies to the GPU itself; PyTorch: the frames' tensor on the GPU)."""
+    engine = detector.engine
+    if engine.backend == "torch":
+        torch, tensor = engine.torch, engine.to_input(blob)
+
+        def run() -> None:
+            with torch.inference_mode():
+                engine.program(tensor)
+            torch.cuda.synchronize()
+
+        return run
+    planes = rgb_planes(blob)
+    return lambda: engine.session.run(list(OUTPUT_NAMES), {INPUT_NAME: planes})
 
 
 def detector_rows(frames: list[np.ndarray], gpu: bool) -> None:
     device, precision = ("cuda", "fp16") if gpu else ("cpu", "fp32")
     detector = CenterFace(DetectorOptions(device=device, precision=precision, full_every=1))
-    print(f"\n## Detector only ({detector.device}, {detector.precision}, 1080p)\n")
+    print(f"\n## Detector only ({detector.provider}, {detector.precision}, 1080p)\n")
     print("| batch | network fps | detect() fps | CPU s per frame |\n|---:|---:|---:|---:|")
     for batch in (8, 32) if gpu else (1,):
         groups = [frames[i : i + batch] for i in range(0, len(frames) - batch + 1, batch)]
         if not groups:
             print(f"| {batch} | (needs {batch} frames) | | |")
             continue
-        planes = rgb_planes(detector.preprocess(groups[0], None)[0])
-        run_net(detector, planes)  # warm-up: the first run allocates
+        run = network(detector, detector.preprocess(groups[0], None)[0])
+        run()  # warm-up: the first run allocates (and cuDNN picks its kernels)
         count = batch * len(groups)
-        net, _ = timed(lambda p=planes, groups=groups: [run_net(detector, p) for _ in groups])
+        net, _ = timed(lambda run=run, groups=groups: [run() for _ in groups])
         wall, cpu = timed(lambda groups=groups: [detector.detect(g) for g in groups])
         print(f"| {batch} | {count / net:.1f} | {count / wall:.1f} | {cpu / count:.3f} |")
 
 
 def cli_row(clip: Path, frames: int, device: str, out: Path) -> None:
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    # This checkout's veil first, and whatever else the environment adds (packages beside it).
+    path = os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": path}
     cmd = [sys.executable, "-m", "veil", str(clip), "-o", str(out), "--overwrite", "-q"]
     start = time.perf_counter()
     proc = subprocess.Popen([*cmd, "--device", device], env=env, stderr=subprocess.PIPE)
@@ -169,9 +185,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=150)
     parser.add_argument("--clips", type=Path, default=HERE / ".clips")
     args = parser.parse_args(argv)
-    reason = gpu_reason()
-    gpu = reason is None
-    print("GPU: CUDAExecutionProvider" if gpu else f"no GPU: {reason}; CPU figures, short runs")
+    runtime, words = gpu_runtime()
+    gpu = runtime is not None
+    print(f"GPU: {runtime}, {words}" if gpu else f"no GPU: {words}; CPU figures, short runs")
     frames = args.frames if gpu else min(args.frames, 24)
     clip = build_clips(args.clips, frames)["1080p"]
     detector_rows(decoded_frames(clip, min(frames, 64)), gpu)

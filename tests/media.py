@@ -4,9 +4,11 @@ functions."""
 
 from __future__ import annotations
 
+import contextlib
 import fractions
 import functools
 import json
+import logging
 import os
 import resource
 import struct
@@ -22,6 +24,8 @@ import cv2
 import numpy as np
 import pytest
 import skimage.data
+
+from veil.boxes import box_iou
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -356,6 +360,52 @@ def compile_by_use(engine, shape: tuple[int, ...], seconds: float = 300.0) -> No
         if time.monotonic() > deadline:
             raise AssertionError(f"{shape} was never compiled")
         engine.run(blob)
+
+
+@contextlib.contextmanager
+def veil_log():
+    """Messages of the 'veil' logger while the block runs."""
+    lines: list[str] = []
+    handler = logging.Handler(logging.INFO)
+    handler.emit = lambda record: lines.append(record.getMessage())  # type: ignore[method-assign]
+    logger = logging.getLogger("veil")
+    logger.addHandler(handler)
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        yield lines
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+# How far each precision may move a box (fraction of the face's height) and a score: float32
+# is the same arithmetic; bfloat16 keeps 8 bits of mantissa; INT8 has 8-bit activations, one
+# range per tensor. Measured on these photos: bf16 0.041 and 0.007, int8 0.046 and 0.052.
+TOLERANCE = {"fp32": (0.005, 0.002), "fp16": (0.02, 0.01), "bf16": (0.06, 0.03), "int8": (0.1, 0.1)}
+
+
+def assert_same_faces(expected, found, precision: str, sure: float = 0.5) -> None:
+    """Every face one side finds with a score of at least `sure` the other finds too (at the
+    detector's threshold), its box within the precision's tolerance."""
+    box_tol, score_tol = TOLERANCE[precision]
+    for a, b in ((expected, found), (found, expected)):
+        clear = a[a.score >= sure]
+        if not len(clear):
+            continue
+        assert len(b) > 0
+        iou = box_iou(clear.xyxy, b.xyxy)
+        match = iou.argmax(axis=1)
+        assert iou.max(axis=1).min() >= 0.5
+        height = clear.xyxy[:, 3] - clear.xyxy[:, 1]
+        moved = np.abs(clear.xyxy - b.xyxy[match]).max(axis=1) / height
+        assert moved.max() <= box_tol
+        assert np.abs(clear.score - b.score[match]).max() <= score_tol
+
+
+def assert_astronaut_found(found) -> None:
+    assert len(found) == 1
+    assert box_iou(found.xyxy, np.asarray([ASTRONAUT_FACE], float))[0, 0] > 0.5
 
 
 def skip_without_reid() -> None:

