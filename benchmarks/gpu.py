@@ -100,7 +100,7 @@ def detector_rows(frames: list[np.ndarray], gpu: bool) -> None:
             print(f"| {batch} | (needs {batch} frames) | | |")
             continue
         run = network(detector, detector.preprocess(groups[0], None)[0])
-        run()  # warm-up: the first run allocates (and cuDNN picks its kernels)
+        run()  # warm-up: the first run allocates
         count = batch * len(groups)
         net, _ = timed(lambda run=run, groups=groups: [run() for _ in groups])
         wall, cpu = timed(lambda groups=groups: [detector.detect(g) for g in groups])

@@ -487,8 +487,10 @@ class TorchEngine:
                 torch.set_num_threads(options.threads)
             self.provider = "PyTorch CPU"
         else:
-            # Frames of one size arrive again and again: let cuDNN pick its fastest kernels.
-            torch.backends.cudnn.benchmark = True
+            # cuDNN's kernel choice by its heuristics, not torch.backends.cudnn.benchmark: the
+            # small-face policy's closer looks are windows of many sizes (multiples of 32 px up
+            # to 768 at 1080p), and timing every convolution's kernels again for each new size
+            # would cost more than it saves; the setting is also the whole process's.
             self.provider = f"PyTorch CUDA ({torch.cuda.get_device_name()})"
         self.program = Program(
             model,
