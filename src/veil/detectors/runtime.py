@@ -381,6 +381,16 @@ def make_session(
         raise DetectorError(f"cannot load {name or f'model {model}'}: {reason}") from exc
 
 
+def plain_precision(requested: str, *, on_gpu: bool, measured: bool) -> str:
+    """onnxruntime's and PyTorch's precision: "auto" is float16 on a GPU for a model whose
+    recall was measured in it, float32 otherwise; bf16 and int8 are OpenVINO's."""
+    if requested in OPENVINO_ONLY:
+        raise OptionError(f"precision {requested} runs on the openvino backend")
+    if requested == "auto":
+        return "fp16" if on_gpu and measured else "fp32"
+    return requested
+
+
 def device_of(provider: str) -> str:
     """The device an onnxruntime execution provider runs on, in --device's words
     ("CUDAExecutionProvider" -> "cuda")."""
@@ -410,11 +420,7 @@ class OnnxRuntimeEngine:
     ) -> None:
         providers = providers_for(options.device)
         on_gpu = providers[0] != "CPUExecutionProvider"
-        self.precision = options.precision
-        if self.precision == "auto":
-            self.precision = "fp16" if on_gpu and measured else "fp32"
-        if self.precision in OPENVINO_ONLY:
-            raise OptionError(f"precision {self.precision} runs on the openvino backend")
+        self.precision = plain_precision(options.precision, on_gpu=on_gpu, measured=measured)
         self.session = make_session(
             model, options.device, options.threads, self.precision == "fp16", providers, name
         )

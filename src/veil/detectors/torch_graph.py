@@ -32,7 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DetectorError, OptionError
+from ..errors import DetectorError
+from .runtime import plain_precision
 
 log = logging.getLogger("veil")
 
@@ -477,11 +478,9 @@ class TorchEngine:
                 torch.__version__,
             )
         self.on_cpu = self.device == "cpu"
-        self.precision = options.precision
-        if self.precision == "auto":
-            self.precision = "fp16" if measured and not self.on_cpu else "fp32"
-        if self.precision not in ("fp32", "fp16"):
-            raise OptionError(f"precision {self.precision} runs on the openvino backend")
+        self.precision = plain_precision(
+            options.precision, on_gpu=not self.on_cpu, measured=measured
+        )
         if self.on_cpu:
             if options.threads:
                 torch.set_num_threads(options.threads)
