@@ -196,6 +196,27 @@ def test_every_operation_is_covered_by_a_case():
     assert covered == set(OPS)
 
 
+def test_an_activation_never_overwrites_a_view_of_a_value_still_read():
+    model = graph(
+        [
+            helper.make_node("Conv", ["x", "w"], ["a"], pads=[1, 1, 1, 1]),
+            helper.make_node("Reshape", ["a", "s"], ["v"]),
+            helper.make_node("Relu", ["v"], ["r"]),  # v's last reader, but v is a's memory
+            helper.make_node("Reshape", ["r", "back"], ["r4"]),
+            helper.make_node("Sub", ["a", "r4"], ["y"]),  # a read after the Relu
+        ],
+        [weight("w", 4, 4, 3, 3), ints("s", 1, -1), ints("back", 1, 4, 9, 11)],
+    )
+    x = RNG.standard_normal((1, 4, 9, 11)).astype(np.float32)
+    expected = ort.InferenceSession(model, providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    program = Program(model, torch, device="cpu", dtype=torch.float32)
+    assert program.steps[2].op is OPS["Relu"]
+    with torch.inference_mode():
+        found = program(torch.from_numpy(x))
+    np.testing.assert_allclose(found[0].numpy(), expected[0], rtol=1e-4, atol=1e-4)
+    assert np.abs(expected[0]).max() > 0.1  # the negative half of a survives
+
+
 def test_values_are_dropped_after_their_last_reader_and_activations_reuse_their_input():
     model = graph(
         [

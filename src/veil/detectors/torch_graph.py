@@ -245,6 +245,9 @@ IN_PLACE: dict[str, Callable[..., Any]] = {
     "Sigmoid": lambda t, attrs, x: x.sigmoid_(),
 }
 
+# Operations whose output may share its input's memory.
+VIEWS = frozenset({"Identity", "Dropout", "Reshape", "Flatten", "Transpose"})
+
 # Which inputs are parameters read when the graph loads rather than tensors: (op, input index).
 STATIC_INPUTS = {("Resize", 1), ("Resize", 2), ("Resize", 3), ("Upsample", 1), ("Reshape", 1)}
 # Clip's bounds are inputs from opset 11 and stay tensors (of the graph's float type).
@@ -370,11 +373,17 @@ class Program:
                 self.steps.append(self._step(node, static, opset))
         self.weights = {key: self._tensor(array) for key, array in static.items()}
         _drop_after_last_reader(self.steps, {*self.outputs, *self.weights})
+        # An activation whose input is read for the last time here overwrites it: a pass over
+        # the memory and an allocation fewer. Not the graph's input (the caller's), nor a view
+        # (a reshape's output shares its input's memory, which may still be read).
+        made_by = {out: step.op_type for step in self.steps for out in step.outputs}
         for step in self.steps:
             first = step.args[0][1] if step.args and step.args[0][0] else None
-            # An activation whose input is read for the last time here overwrites it: a pass
-            # over the memory and an allocation fewer (the graph's input is the caller's).
-            if step.op_type in IN_PLACE and first in step.drop and first != self.input:
+            if (
+                step.op_type in IN_PLACE
+                and first in step.drop
+                and made_by.get(first, "Identity") not in VIEWS
+            ):
                 step.op = IN_PLACE[step.op_type]
         known = {self.input, *self.weights}.union(*(step.outputs for step in self.steps))
         missing = [v for v in self.outputs if v not in known]
