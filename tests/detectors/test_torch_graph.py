@@ -4,6 +4,7 @@ loads (an error where it was asked for by name, onnxruntime after one line where
 
 from __future__ import annotations
 
+import platform
 import subprocess
 import sys
 
@@ -24,6 +25,8 @@ torch = pytest.importorskip("torch")
 from veil.detectors.torch_graph import OPS, Program, TorchEngine, Unsupported  # noqa: E402
 
 RNG = np.random.default_rng(7)
+# What --backend auto runs veil's face detector on with this CPU.
+CPU_CHOICE = "openvino" if platform.machine().lower() in runtime.X86_64 else "onnxruntime"
 
 
 def weight(name: str, *shape: int, scale: float = 0.3) -> TensorProto:
@@ -342,7 +345,26 @@ def test_cuda_without_a_gpu_runs_on_the_cpu_and_says_so():
     assert any("PyTorch" in line and "running on the CPU" in line for line in lines)
     # --backend auto --device cuda: no GPU for onnxruntime or PyTorch, so onnxruntime's CPU.
     assert runtime._auto_backend(DetectorOptions(device="cuda"), True) == "onnxruntime"
-    assert runtime._auto_backend(DetectorOptions(device="auto"), True) == "openvino"
+    assert runtime._auto_backend(DetectorOptions(device="auto"), True) == CPU_CHOICE
+
+
+def test_a_gpu_goes_to_pytorch_where_onnxruntime_has_no_provider_for_it(monkeypatch):
+    """The choice alone (no GPU here to run it): what PyTorch reports is replaced."""
+    from veil.detectors import torch_graph
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this onnxruntime has CUDA")
+    monkeypatch.setattr(torch_graph, "torch_cuda", lambda: True)
+    for device in ("cuda", "auto"):
+        for precision in ("auto", "fp32", "fp16"):
+            options = DetectorOptions(device=device, precision=precision)
+            assert runtime._auto_backend(options, True) == "torch"
+            assert runtime._auto_backend(options, False) == "torch"
+    # The CPU's choice stays the CPU's, and OpenVINO's precisions stay OpenVINO's.
+    assert runtime._auto_backend(DetectorOptions(), True) == CPU_CHOICE
+    assert runtime._auto_backend(DetectorOptions(device="cuda", precision="bf16"), True) == (
+        "openvino"
+    )
 
 
 HIDE_TORCH = """
