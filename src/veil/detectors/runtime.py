@@ -397,7 +397,20 @@ def device_of(provider: str) -> str:
     return provider.removesuffix("ExecutionProvider").lower()
 
 
-class OnnxRuntimeEngine:
+class OneAtATime:
+    """run_many and prepare for an engine that runs one request at a time on all its threads
+    and plans each shape as it runs (onnxruntime's session, PyTorch); the engine has `run`."""
+
+    def run_many(
+        self, blobs: Iterable[np.ndarray], *, recurring: bool = False
+    ) -> list[list[np.ndarray]]:
+        return [self.run(blob) for blob in blobs]  # type: ignore[attr-defined]
+
+    def prepare(self, shape: Sequence[int], *, recurring: bool = False) -> None:
+        """Nothing to do ahead."""
+
+
+class OnnxRuntimeEngine(OneAtATime):
     """onnxruntime: GPUs through their providers, and the CPU where OpenVINO is not used.
 
     measured: the model's recall was measured in float16, so "auto" takes it on a GPU
@@ -438,15 +451,6 @@ class OnnxRuntimeEngine:
         if self._bgr_input:
             blob = rgb_planes(blob)
         return self.session.run(self._outputs, {self._input: blob})
-
-    def run_many(
-        self, blobs: Iterable[np.ndarray], *, recurring: bool = False
-    ) -> list[list[np.ndarray]]:
-        """One after the other: a session runs one request at a time on all its threads."""
-        return [self.run(blob) for blob in blobs]
-
-    def prepare(self, shape: Sequence[int], *, recurring: bool = False) -> None:
-        """Nothing to do: a session plans each shape as it runs."""
 
 
 # --- OpenVINO ------------------------------------------------------------------------

@@ -24,7 +24,7 @@ import importlib.util
 import logging
 import os
 import platform
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DetectorError
-from .runtime import plain_precision
+from .runtime import OneAtATime, plain_precision
 
 log = logging.getLogger("veil")
 
@@ -458,7 +458,7 @@ def _bind_opset(op, opset: int):
     return lambda t, attrs, *xs: op(t, attrs, *xs, opset=opset)
 
 
-class TorchEngine:
+class TorchEngine(OneAtATime):
     """An ONNX model on PyTorch: CUDA where asked for and usable, else the CPU.
 
     measured: the model's recall was measured in float16, so "auto" takes it on a GPU;
@@ -538,11 +538,3 @@ class TorchEngine:
         with torch.inference_mode():
             outputs = self.program(self.to_input(blob))
             return [out.float().cpu().numpy() for out in outputs]
-
-    def run_many(
-        self, blobs: Iterable[np.ndarray], *, recurring: bool = False
-    ) -> list[list[np.ndarray]]:
-        return [self.run(blob) for blob in blobs]
-
-    def prepare(self, shape: Sequence[int], *, recurring: bool = False) -> None:
-        """Nothing to do: PyTorch plans each shape as it runs."""
