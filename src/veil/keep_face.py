@@ -47,17 +47,16 @@ def dlib_models():
 
 def _models():
     try:
-        dlib, predictor, net = dlib_models()
+        return dlib_models()
     except ImportError as exc:
         raise DetectorError(
             "--keep-face needs dlib's face embedder: pip install 'veil[reid]'"
         ) from exc
-    return predictor, net, dlib
 
 
 def embed(image_bgr: np.ndarray, xyxy: np.ndarray) -> np.ndarray:
     """[N, 128] face descriptors for face boxes in a BGR image."""
-    predictor, net, dlib = _models()
+    dlib, predictor, net = _models()
     rgb = np.ascontiguousarray(image_bgr[:, :, ::-1])
     out = []
     for x1, y1, x2, y2 in np.round(np.asarray(xyxy).reshape(-1, 4)).astype(int):

@@ -206,20 +206,20 @@ def _torch_engine(model, options, *, name: str, **kwargs) -> Engine | None:
     GPU and it cannot run the model (an operation it lacks): onnxruntime runs that one."""
     from .torch_graph import TorchEngine
 
+    asked = options.backend == "torch"
     try:
         return TorchEngine(model, options, name=name, **kwargs)
-    except Exception as exc:
-        if isinstance(exc, VeilError):
-            message = str(exc)
-        else:
-            reason = " ".join(str(exc).split())[:200] or type(exc).__name__
-            message = f"PyTorch cannot run {name} ({reason})"
-        if options.backend != "torch":
-            log.warning("veil: warning: %s; running it on onnxruntime", message)
-            return None
-        if isinstance(exc, VeilError):
+    except VeilError as exc:
+        if asked:
             raise
-        raise DetectorError(message) from exc
+        message = str(exc)
+    except Exception as exc:  # PyTorch's own errors (CUDA out of memory, a driver fault)
+        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+        message = f"PyTorch cannot run {name} ({reason})"
+        if asked:
+            raise DetectorError(message) from exc
+    log.warning("veil: warning: %s; running it on onnxruntime", message)
+    return None
 
 
 def rgb_planes(frames: np.ndarray) -> np.ndarray:
@@ -257,8 +257,8 @@ def _gpu_backend(device: str) -> str | None:
     on the CPU; for auto, None (the CPU's choice)."""
     import onnxruntime as ort
 
-    available = ort.get_available_providers()
-    if ("CUDAExecutionProvider" in available) if device == "cuda" else gpu_providers():
+    wanted = {"CUDAExecutionProvider"} if device == "cuda" else set(GPU_PROVIDERS)
+    if wanted & set(ort.get_available_providers()):
         return "onnxruntime"
     from .torch_graph import torch_cuda
 

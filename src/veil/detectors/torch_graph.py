@@ -382,7 +382,8 @@ class Program:
             if (
                 step.op_type in IN_PLACE
                 and first in step.drop
-                and made_by.get(first, "Identity") not in VIEWS
+                and first != self.input
+                and made_by[first] not in VIEWS
             ):
                 step.op = IN_PLACE[step.op_type]
         known = {self.input, *self.weights}.union(*(step.outputs for step in self.steps))
