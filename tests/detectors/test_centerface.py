@@ -8,7 +8,7 @@ import pytest
 
 from veil.boxes import box_iou
 from veil.detectors import DetectorOptions, create_detector
-from veil.detectors.centerface import CenterFace, bundled_model_path, input_geometry
+from veil.detectors.centerface import CenterFace, bundled_model_path, gpu_padded, input_geometry
 from veil.errors import OptionError
 
 from media import ASTRONAUT_FACE, CAMERA_FACE, ENV
@@ -152,3 +152,33 @@ def test_the_shape_dynamic_model_is_made_once_then_read_without_onnx(tmp_path):
     assert [p.name.startswith("centerface-") for p in (tmp_path / "veil" / "models").iterdir()] == [
         True
     ]
+
+
+def test_gpu_sizes_pad_small_inputs_and_batches_to_few_steps_and_keep_frames():
+    assert gpu_padded(1, 32, 96) == (1, 128, 128)
+    assert gpu_padded(3, 160, 288) == (4, 256, 384)
+    assert gpu_padded(8, 512, 480) == (8, 512, 512)
+    assert gpu_padded(6, 1088, 1920) == (8, 1088, 1920)  # a video's frames: one size anyway
+    assert gpu_padded(9, 544, 64) == (16, 544, 128)
+
+
+def test_the_gpu_path_pads_a_closer_look_and_finds_the_same_face(astronaut):
+    """A GPU runs small inputs padded to GPU_STEPS in batches; cut back to the input's own
+    outputs, the faces are the CPU path's."""
+    cpu = CenterFace(DetectorOptions(backend="onnxruntime", precision="fp32"))
+    gpu = CenterFace(DetectorOptions(backend="onnxruntime", precision="fp32"))
+    gpu.engine.on_cpu = False  # the batch path a GPU takes, run here on the CPU
+    x1, y1, x2, y2 = ASTRONAUT_FACE
+    look = np.ascontiguousarray(astronaut[y1 - 40 : y2 + 50, x1 - 30 : x2 + 60])
+    looks = [look, look[:, ::-1].copy(), look]
+    blob, _ = gpu.preprocess(looks, None, gpu=True)
+    h, w = look.shape[:2]
+    assert blob.shape[:3] == gpu_padded(3, *input_geometry(h, w, None)[3:])
+    assert blob.shape[:3] != (3, *input_geometry(h, w, None)[3:])  # padded past alignment
+    assert not blob[:, h:].any() and not blob[:, :, w:].any() and not blob[3:].any()  # black
+    expected, found = cpu.detect(looks), gpu.detect(looks)
+    assert len(found) == 3
+    for e, f in zip(expected, found):
+        assert len(f) == len(e) == 1
+        assert np.abs(f.xyxy - e.xyxy).max() < 1.0
+        assert abs(f.score[0] - e.score[0]) < 0.02

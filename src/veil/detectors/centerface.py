@@ -118,6 +118,25 @@ def _dynamic_model(source: bytes) -> bytes:
     return model.SerializeToString()
 
 
+# On a GPU each new input shape is planned once, before its first run (cuDNN chooses and
+# builds a kernel for every convolution), which costs far more than running the shape again
+# (docs/speed.md, "Measured on an NVIDIA H200": 1.6-2.6 s through cuDNN, tens of ms on
+# PyTorch's own kernels, against 3-6 ms for a window run again; benchmarks/gpu.py, "New input
+# shapes"). The closer looks at small faces come in many small sizes, so there a side under
+# the last step is padded with black up to the next step, and a batch is padded with black
+# frames to a power of two (a clip's last batch is short). Frames keep their own (32-aligned)
+# size: a video has one. The padding costs nothing a GPU notices at these sizes, and its
+# outputs are cut back off (see infer).
+GPU_STEPS = (128, 256, 384, 512)
+
+
+def gpu_padded(count: int, height: int, width: int) -> tuple[int, int, int]:
+    """The padded batch size and input size that run on a GPU for a 32-aligned input
+    (GPU_STEPS)."""
+    sides = (next((step for step in GPU_STEPS if step >= n), n) for n in (height, width))
+    return (1 << (count - 1).bit_length(), *sides)
+
+
 def input_geometry(
     height: int, width: int, max_size: int | None
 ) -> tuple[float, int, int, int, int]:
@@ -216,18 +235,22 @@ class CenterFace(Detector):
         return [rgb_planes(self.preprocess([image], None)[0]) for image in images]
 
     def preprocess(
-        self, frames: Sequence[np.ndarray], max_size: int | None
+        self, frames: Sequence[np.ndarray], max_size: int | None, *, gpu: bool = False
     ) -> tuple[np.ndarray, float]:
         """Frames (BGR uint8, one size) -> the engine's input: the frames as they are (NHWC
-        uint8 BGR), padded with black to multiples of 32, and the scale applied. The engine
-        makes the network's RGB float planes (load_engine's bgr_input): OpenVINO inside the
-        compiled model, onnxruntime with rgb_planes.
+        uint8 BGR), padded with black to multiples of 32 (on a GPU: to gpu_padded), and the
+        scale applied. The engine makes the network's RGB float planes (load_engine's
+        bgr_input): OpenVINO inside the compiled model, onnxruntime with rgb_planes.
 
         Only the padding is zeroed: zeroing the whole blob as well took a third more time.
         """
         h, w = frames[0].shape[:2]
         scale, rh, rw, ph, pw = input_geometry(h, w, max_size)
-        blob = np.empty((len(frames), ph, pw, 3), np.uint8)
+        count = len(frames)
+        if gpu:
+            count, ph, pw = gpu_padded(count, ph, pw)
+        blob = np.empty((count, ph, pw, 3), np.uint8)
+        blob[len(frames) :] = 0
         blob[:, rh:] = 0
         blob[:, :rh, rw:] = 0
         for i, frame in enumerate(frames):
@@ -258,8 +281,10 @@ class CenterFace(Detector):
             outputs = self.engine.run_many(blobs, recurring=recurring)
             per_frame = [[out[0] for out in frame_outputs] for frame_outputs in outputs]
         else:
-            batch = self.engine.run(self.preprocess(frames, max_size)[0])
-            per_frame = [[out[i] for out in batch] for i in range(len(frames))]
+            batch = self.engine.run(self.preprocess(frames, max_size, gpu=True)[0])
+            # The outputs of the 32-aligned input alone, as on a CPU (GPU_STEPS' padding cut).
+            oh, ow = (n // STRIDE for n in input_geometry(h, w, max_size)[3:])
+            per_frame = [[out[i, :, :oh, :ow] for out in batch] for i in range(len(frames))]
         return [
             decode(*outs, threshold, floor).scaled(1 / scale).clipped(w, h) for outs in per_frame
         ]
