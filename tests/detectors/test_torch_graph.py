@@ -319,6 +319,29 @@ def test_a_batch_gives_each_frames_own_outputs(reference, astronaut):
             np.testing.assert_allclose(b[i : i + 1], a, atol=2e-3)
 
 
+def test_convolutions_skip_cudnn_during_a_run_only(astronaut):
+    """cuDNN plans each new input shape for seconds on a GPU (TorchEngine): a run turns it
+    off and puts the process's setting back afterwards."""
+    engine = create_detector(DetectorOptions(backend="torch")).net.engine
+    seen = []
+
+    class Spy:  # the program, noting cuDNN's setting whenever it runs
+        def __getattr__(self, name):
+            return getattr(program, name)
+
+        def __call__(self, x):
+            seen.append(torch.backends.cudnn.enabled)
+            return program(x)
+
+    program, engine.program = engine.program, Spy()
+    assert torch.backends.cudnn.enabled
+    engine.run(np.zeros((1, 64, 64, 3), np.uint8))
+    assert seen == [False] and torch.backends.cudnn.enabled
+    engine.cudnn = True  # what benchmarks/gpu.py compares against
+    engine.run(np.zeros((1, 64, 64, 3), np.uint8))
+    assert seen == [False, True]
+
+
 @pytest.mark.shared_data
 def test_the_face_detector_finds_the_same_faces_in_crowd_photos(reference, shared_data):
     det = create_detector(DetectorOptions(backend="torch"))

@@ -496,11 +496,15 @@ class TorchEngine(OneAtATime):
                 torch.set_num_threads(options.threads)
             self.provider = "PyTorch CPU"
         else:
-            # cuDNN's kernel choice by its heuristics, not torch.backends.cudnn.benchmark: the
-            # small-face policy's closer looks are windows of many sizes (multiples of 32 px up
-            # to 768 at 1080p), and timing every convolution's kernels again for each new size
-            # would cost more than it saves; the setting is also the whole process's.
             self.provider = f"PyTorch CUDA ({torch.cuda.get_device_name()})"
+        # Convolutions on PyTorch's own CUDA kernels, not cuDNN's. cuDNN plans every new input
+        # shape before its first run, and the closer looks at small faces come in many sizes:
+        # on an H200 with cuDNN 9.19 the first run of a new shape took 1.6-2.6 s through cuDNN
+        # and 0.03-0.15 s without it, and later runs took the same time either way (docs/
+        # speed.md, "Measured on an NVIDIA H200"; benchmarks/gpu.py, "New input shapes";
+        # cuDNN's benchmark mode, which times kernels per shape, took 3.6-5.7 s). Set around
+        # each run, not for the whole process.
+        self.cudnn = False
         self.program = Program(
             model,
             torch,
@@ -534,8 +538,11 @@ class TorchEngine(OneAtATime):
         memory = torch.channels_last if self.program.channels_last else torch.contiguous_format
         return x.to(self.program.dtype, memory_format=memory)
 
-    def run(self, blob: np.ndarray) -> list[np.ndarray]:
+    def forward(self, x) -> list:
+        """The program on an input from to_input, its outputs left where they are."""
         torch = self.torch
-        with torch.inference_mode():
-            outputs = self.program(self.to_input(blob))
-            return [out.float().cpu().numpy() for out in outputs]
+        with torch.inference_mode(), torch.backends.cudnn.flags(enabled=self.cudnn):
+            return self.program(x)
+
+    def run(self, blob: np.ndarray) -> list[np.ndarray]:
+        return [out.float().cpu().numpy() for out in self.forward(self.to_input(blob))]
