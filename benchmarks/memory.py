@@ -2,46 +2,34 @@
 
     python benchmarks/memory.py [--frames 150] [-- EXTRA VEIL ARGS]
 
-Each run is a fresh `python -m veil` process; its peak resident set size comes from
-os.wait4 (the kernel's ru_maxrss for that child alone, the same figure as
-`/usr/bin/time -v`'s "Maximum resident set size"). The clips are benchmarks/clips.py's.
+Each run is a fresh `python -m veil` process; its peak resident set size is the kernel's
+ru_maxrss for that process alone (benchmarks/child.py), the same figure as
+`/usr/bin/time -v`'s "Maximum resident set size". The clips are benchmarks/clips.py's.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
+from child import measured  # noqa: E402
+
 from clips import build_clips  # noqa: E402
 
 
 def peak_rss(clip: Path, extra: list[str]) -> dict[str, float]:
     """Peak RSS (MiB), CPU seconds and wall seconds of one veil run on clip."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "veil", str(clip), "-o", f"{tmp}/out.mp4", *extra]
-        start = time.perf_counter()
-        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - start
-        err = proc.stderr.read().decode(errors="replace")
-        proc.stderr.close()
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"veil failed on {clip}: {err.strip()[-300:]}")
-    return {
-        "rss_mib": usage.ru_maxrss / 1024,
-        "cpu_s": usage.ru_utime + usage.ru_stime,
-        "wall_s": wall,
-    }
+        run = measured([sys.executable, "-m", "veil", str(clip), "-o", f"{tmp}/out.mp4", *extra])
+    if run.returncode != 0:
+        raise SystemExit(f"veil failed on {clip}: {run.stderr.strip()[-300:]}")
+    return {"rss_mib": run.rss_mib, "cpu_s": run.cpu_s, "wall_s": run.seconds}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,8 +7,8 @@
 Every run is a separate process started from scratch, veil's rows the `veil`
 command with their flags (model loading included, as a user would see it);
 fps = frames / wall seconds, peak memory = the process's maximum resident set
-size (this script stays small and builds the clips in a child process, because
-Linux counts a child's peak from the parent's size at the fork). The floor is
+size (each command started by a small fresh interpreter, benchmarks/child.py, because
+Linux counts a child's peak from its parent's). The floor is
 PyAV decoding plus libx264 encoding with veil's encoder settings and nothing in
 between. Wall time depends on whatever else runs on the machine: compare rows
 of one run only; the last lines give veil's default against deface. On a shared machine,
@@ -23,13 +23,19 @@ import argparse
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
+import av
+
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from child import measured  # noqa: E402
+
+from clips import build_clips  # noqa: E402
+
 DEFAULT = "veil (default: --quality balanced, keyframe scan)"
 DEFACE = "deface 1.5 (defaults)"
 ROOT = HERE.parent
@@ -55,23 +61,14 @@ with av.open(sys.argv[1]) as src, av.open(sys.argv[2], "w") as dst:
 
 def measure(cmd: list[str], frames: int, output: Path) -> dict[str, float | str]:
     """Run one command; fps, peak RSS (MiB) and output size (MiB)."""
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""),
-    }
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-    if proc.returncode != 0 or not output.is_file():
-        return {"error": (err.strip().splitlines() or ["failed"])[-1][:100]}
+    run = measured(cmd)
+    if run.returncode != 0 or not output.is_file():
+        return {"error": (run.stderr.strip().splitlines() or ["failed"])[-1][:100]}
     return {
-        "fps": frames / seconds,
-        "seconds": seconds,
-        "cpu_s": usage.ru_utime + usage.ru_stime,
-        "rss_mib": usage.ru_maxrss / 1024,
+        "fps": frames / run.seconds,
+        "seconds": run.seconds,
+        "cpu_s": run.cpu_s,
+        "rss_mib": run.rss_mib,
         "size_mib": output.stat().st_size / 2**20,
     }
 
@@ -123,19 +120,12 @@ def runs(clip: Path, out: Path, quick: bool) -> list[tuple[str, list[str], Path]
 
 
 def prepare(folder: Path, frames: int) -> dict[str, tuple[Path, int]]:
-    """Build (or reuse) the clips in a child process; name -> (path, frame count)."""
-    code = (
-        f"import sys; sys.path.insert(0, {str(HERE)!r}); import av, clips; "
-        f"paths = clips.build_clips(__import__('pathlib').Path({str(folder)!r}), {frames}); "
-        "[print(k, p, av.open(str(p)).streams.video[0].frames) for k, p in paths.items()]"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code], check=True, capture_output=True, text=True
-    ).stdout
-    return {
-        name: (Path(path), int(count))
-        for name, path, count in (line.split() for line in out.splitlines())
-    }
+    """Build (or reuse) the clips; name -> (path, frame count)."""
+    counts = {}
+    for name, path in build_clips(folder, frames).items():
+        with av.open(str(path)) as clip:
+            counts[name] = (path, clip.streams.video[0].frames)
+    return counts
 
 
 def main(argv: list[str] | None = None) -> int:
