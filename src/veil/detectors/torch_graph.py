@@ -540,9 +540,13 @@ class TorchEngine(OneAtATime):
 
     def forward(self, x) -> list:
         """The program on an input from to_input, its outputs left where they are."""
-        torch = self.torch
-        with torch.inference_mode(), torch.backends.cudnn.flags(enabled=self.cudnn):
-            return self.program(x)
+        cudnn = self.torch.backends.cudnn
+        saved, cudnn.enabled = cudnn.enabled, self.cudnn  # only this one of cuDNN's settings
+        try:
+            with self.torch.inference_mode():
+                return self.program(x)
+        finally:
+            cudnn.enabled = saved
 
     def run(self, blob: np.ndarray) -> list[np.ndarray]:
         return [out.float().cpu().numpy() for out in self.forward(self.to_input(blob))]
