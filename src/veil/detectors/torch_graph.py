@@ -500,10 +500,10 @@ class TorchEngine(OneAtATime):
         # Convolutions on PyTorch's own CUDA kernels, not cuDNN's. cuDNN plans every new input
         # shape before its first run, and the closer looks at small faces come in many sizes:
         # on an H200 with cuDNN 9.19 the first run of a new shape took 1.6-2.6 s through cuDNN
-        # and 0.03-0.15 s without it, and later runs took the same time either way (docs/
-        # speed.md, "Measured on an NVIDIA H200"; benchmarks/gpu.py, "New input shapes";
-        # cuDNN's benchmark mode, which times kernels per shape, took 3.6-5.7 s). Set around
-        # each run, not for the whole process.
+        # and 0.03-0.15 s without it, and later runs took the same time either way
+        # (docs/speed.md, "Measured on an NVIDIA H200"; benchmarks/gpu.py, "New input
+        # shapes"; cuDNN's benchmark mode, which times kernels per shape, took 3.6-5.7 s).
+        # Set around each run, not for the whole process.
         self.cudnn = False
         self.program = Program(
             model,
