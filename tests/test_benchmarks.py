@@ -44,6 +44,11 @@ def test_the_gpu_script_runs_its_cpu_version_through(tmp_path):
     # Without a GPU the hardware loop's code runs with the software codecs in their place.
     assert "| decoding alone (h264) |" in end_to_end
     assert "| h264 + veil --device cpu + libx264 |" in end_to_end
+    recall = out.split("## Recall")[1]
+    if (ROOT.parent / "shared" / "data" / "wider_dev").is_dir():
+        assert re.search(r"\| auto \| wider_dev \| [\d.]+ \| [\d.]+ \|", recall)
+    else:
+        assert "not measured" in recall
 
 
 def test_a_measured_command_reports_its_own_peak_memory_not_its_parents():
