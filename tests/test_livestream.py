@@ -330,7 +330,9 @@ def test_duration_and_stats_while_the_source_is_down(tmp_path):
         f"udp://127.0.0.1:{port}", "-o", str(record), "--duration", "3", "--timeout", "1", "--stats"
     )
     assert result.returncode == 0, result.stderr
-    assert run_seconds(result.stderr) < 3 + 1.5  # not held up by an open that waits 10 s
+    # Not held up by an open that waits 10 s; the margin allows for a machine busy with other
+    # tests (4.5 s was once exceeded under the full suite on 2 cores).
+    assert run_seconds(result.stderr) < 3 + 4
     assert len(re.findall(r"s: in 0 ", result.stderr)) >= 3  # a line a second, and the last
     assert "no frames arrived" in result.stderr
     assert not record.exists()
