@@ -48,10 +48,10 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(HERE))
 
 from child import measured  # noqa: E402
-from veil.boxes import box_iou  # noqa: E402
 from veil.detectors import DetectorOptions  # noqa: E402
 from veil.detectors.centerface import INPUT_NAME, OUTPUT_NAMES, CenterFace  # noqa: E402
 from veil.detectors.runtime import rgb_planes  # noqa: E402
+from veil.evaluation.metrics import agreement  # noqa: E402
 from veil.frame import Frame  # noqa: E402
 from veil.io.images import read_image  # noqa: E402
 from veil.io.video import EncoderOptions, VideoSink, VideoSource  # noqa: E402
@@ -176,26 +176,6 @@ def deface_row(frames: list[np.ndarray]) -> None:
     print(f"| deface 1.5: {provider}, fp32 | 1 | | {len(rgb) / wall:.1f} | {cpu / len(rgb):.3f} |")
 
 
-def same_faces(expected, found) -> tuple[int, float, float]:
-    """Sure faces either side misses, the worst box shift (share of the face's height) and
-    the worst score difference among the faces both find."""
-    missed, shift, score = 0, 0.0, 0.0
-    for a, b in ((expected, found), (found, expected)):
-        clear = a[a.score >= SURE]
-        if not len(clear):
-            continue
-        iou = box_iou(clear.xyxy, b.xyxy) if len(b) else np.zeros((len(clear), 1))
-        hit = iou.max(axis=1) >= 0.5
-        missed += int((~hit).sum())
-        if hit.any():
-            match = iou.argmax(axis=1)[hit]
-            height = clear.xyxy[hit, 3] - clear.xyxy[hit, 1]
-            moved = np.abs(clear.xyxy[hit] - b.xyxy[match]).max(axis=1) / height
-            shift = max(shift, float(moved.max()))
-            score = max(score, float(np.abs(clear.score[hit] - b.score[match]).max()))
-    return missed, shift, score
-
-
 def agreement_rows(images: list[np.ndarray], gpu: bool) -> None:
     """The runtime under test finds the faces onnxruntime finds in float32 on the CPU."""
     cpu = DetectorOptions(backend="onnxruntime", precision="fp32", full_every=1)
@@ -218,7 +198,7 @@ def agreement_rows(images: list[np.ndarray], gpu: bool) -> None:
         found = [detector.detect([image])[0] for image in images]
         missed, shift, score = 0, 0.0, 0.0
         for e, f in zip(expected, found):
-            m, sh, sc = same_faces(e, f)
+            m, sh, sc = agreement(e, f, sure=SURE)
             missed, shift, score = missed + m, max(shift, sh), max(score, sc)
         print(
             f"| {detector.provider} | {detector.precision} | {sure} | {missed} "

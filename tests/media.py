@@ -26,6 +26,7 @@ import pytest
 import skimage.data
 
 from veil.boxes import box_iou
+from veil.evaluation.metrics import agreement
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -389,18 +390,10 @@ def assert_same_faces(expected, found, precision: str, sure: float = 0.5) -> Non
     """Every face one side finds with a score of at least `sure` the other finds too (at the
     detector's threshold), its box within the precision's tolerance."""
     box_tol, score_tol = TOLERANCE[precision]
-    for a, b in ((expected, found), (found, expected)):
-        clear = a[a.score >= sure]
-        if not len(clear):
-            continue
-        assert len(b) > 0
-        iou = box_iou(clear.xyxy, b.xyxy)
-        match = iou.argmax(axis=1)
-        assert iou.max(axis=1).min() >= 0.5
-        height = clear.xyxy[:, 3] - clear.xyxy[:, 1]
-        moved = np.abs(clear.xyxy - b.xyxy[match]).max(axis=1) / height
-        assert moved.max() <= box_tol
-        assert np.abs(clear.score - b.score[match]).max() <= score_tol
+    missed, shift, score = agreement(expected, found, sure=sure)
+    assert missed == 0, f"{missed} sure faces found on one side only"
+    assert shift <= box_tol, f"a box moved {shift:.4f} of its height"
+    assert score <= score_tol, f"a score moved {score:.4f}"
 
 
 def assert_astronaut_found(found) -> None:

@@ -1,8 +1,10 @@
 import numpy as np
 import pytest
 
+from veil.detections import Detections
 from veil.evaluation.metrics import (
     ImageResult,
+    agreement,
     average_precision,
     bucket_of,
     covered_fraction,
@@ -147,3 +149,18 @@ def test_hidden_share_grows_with_what_is_masked():
     whole = ImageResult(SHAPE, FACES, np.array([[0, 0, 600, 400]]), [0.9])
     assert 0 < small < 0.1
     assert summarize([whole], 0.2, "rect", 1.0)["hidden_share"] == pytest.approx(1.0)
+
+
+def test_agreement_counts_faces_one_side_misses_and_the_worst_shift_and_score():
+    a = Detections(FACES[2:], score=np.array([0.9, 0.8], np.float32))
+    assert agreement(a, a) == (0, 0.0, 0.0)
+    moved = Detections(FACES[2:] + [0, 5, 0, 5], score=np.array([0.85, 0.8], np.float32))
+    missed, shift, score = agreement(a, moved)
+    assert missed == 0
+    assert shift == pytest.approx(5 / 50)  # the 50 px face moved 5 px
+    assert score == pytest.approx(0.05)
+    # A sure face found on one side only counts once; a weak one (under `sure`) not at all.
+    weak = Detections(FACES[:1], score=np.array([0.3], np.float32))
+    assert agreement(a, Detections(FACES[3:], score=np.array([0.8], np.float32)))[0] == 1
+    assert agreement(weak, Detections(np.zeros((0, 4)), score=np.zeros(0)))[0] == 0
+    assert agreement(a, Detections(np.zeros((0, 4)), score=np.zeros(0)))[0] == 2

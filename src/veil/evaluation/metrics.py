@@ -203,3 +203,25 @@ def summarize(
         "leak_rate": float(leaked.mean()) if n else None,
         "buckets": per_bucket,
     }
+
+
+def agreement(expected, found, *, sure: float = 0.5) -> tuple[int, float, float]:
+    """How closely two runs of a detector agree on one image (runtimes, precisions): the
+    faces scored at least `sure` on either side that the other side does not find at IoU
+    0.5, the worst box shift among the faces both find (as a share of the face's height,
+    coordinate by coordinate) and their worst score difference. expected, found: Detections."""
+    missed, shift, score = 0, 0.0, 0.0
+    for a, b in ((expected, found), (found, expected)):
+        clear = a[a.score >= sure]
+        if not len(clear):
+            continue
+        iou = box_iou(clear.xyxy, b.xyxy) if len(b) else np.zeros((len(clear), 1))
+        hit = iou.max(axis=1) >= IOU_THRESHOLD
+        missed += int((~hit).sum())
+        if hit.any():
+            match = iou.argmax(axis=1)[hit]
+            height = clear.xyxy[hit, 3] - clear.xyxy[hit, 1]
+            moved = np.abs(clear.xyxy[hit] - b.xyxy[match]).max(axis=1) / height
+            shift = max(shift, float(moved.max()))
+            score = max(score, float(np.abs(clear.score[hit] - b.score[match]).max()))
+    return missed, shift, score
