@@ -391,6 +391,12 @@ def plain_precision(requested: str, *, on_gpu: bool, measured: bool) -> str:
     return requested
 
 
+def handed_shape(dims: list[int | None], bgr_input: bool) -> list[int | None]:
+    """The dims of the blobs an engine is handed for a model input of these (NCHW) dims:
+    NHWC for a bgr_input model, which takes frames as decoded."""
+    return [dims[0], *dims[2:], dims[1]] if bgr_input and len(dims) == 4 else dims
+
+
 def device_of(provider: str) -> str:
     """The device an onnxruntime execution provider runs on, in --device's words
     ("CUDAExecutionProvider" -> "cuda")."""
@@ -443,7 +449,7 @@ class OnnxRuntimeEngine(OneAtATime):
         first = self.session.get_inputs()[0]
         self._input = first.name
         dims = [d if isinstance(d, int) else None for d in first.shape]
-        self.input_shape = [dims[0], *dims[2:], dims[1]] if bgr_input else dims
+        self.input_shape = handed_shape(dims, bgr_input)
         self._outputs = list(outputs) if outputs else None
         self._bgr_input = bgr_input
 

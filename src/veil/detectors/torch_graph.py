@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DetectorError
-from .runtime import OneAtATime, plain_precision
+from .runtime import OneAtATime, handed_shape, plain_precision
 
 log = logging.getLogger("veil")
 
@@ -516,7 +516,7 @@ class TorchEngine(OneAtATime):
         )
         self._bgr_input = bgr_input
         dims = self.program.input_dims
-        self.input_shape = [dims[0], *dims[2:], dims[1]] if bgr_input and len(dims) == 4 else dims
+        self.input_shape = handed_shape(dims, bgr_input)
         # What the graph needs that Program lacks may depend on the tensors (their rank), and
         # load_engine can fall back to onnxruntime only now: one pass on a black input of the
         # declared shape (1 and 64 where symbolic) finds it here, not at the first frame.
