@@ -255,10 +255,7 @@ def _gpu_backend(device: str) -> str | None:
     """The runtime for --device cuda or auto: onnxruntime with a GPU provider (CUDA for
     cuda), else PyTorch with CUDA; for cuda with neither, onnxruntime, which says so and runs
     on the CPU; for auto, None (the CPU's choice)."""
-    import onnxruntime as ort
-
-    wanted = {"CUDAExecutionProvider"} if device == "cuda" else set(GPU_PROVIDERS)
-    if wanted & set(ort.get_available_providers()):
+    if gpu_providers(device):
         return "onnxruntime"
     from .torch_graph import torch_cuda
 
@@ -270,11 +267,14 @@ def _gpu_backend(device: str) -> str | None:
 # --- onnxruntime ---------------------------------------------------------------------
 
 
-def gpu_providers() -> list[str]:
+def gpu_providers(device: str) -> list[str]:
+    """onnxruntime's GPU execution providers that --device may use and this onnxruntime
+    offers, best first: CUDA alone for cuda, any of GPU_PROVIDERS for auto."""
     import onnxruntime as ort
 
+    wanted = ["CUDAExecutionProvider"] if device == "cuda" else GPU_PROVIDERS
     available = ort.get_available_providers()
-    return [p for p in GPU_PROVIDERS if p in available]
+    return [p for p in wanted if p in available]
 
 
 def providers_for(device: str) -> list[str]:
@@ -287,15 +287,13 @@ def providers_for(device: str) -> list[str]:
 
     if device == "cpu":
         return ["CPUExecutionProvider"]
-    chosen = gpu_providers() if device == "auto" else []
-    if device == "cuda":
-        chosen = [p for p in ["CUDAExecutionProvider"] if p in ort.get_available_providers()]
-        if not chosen:
-            log.warning(
-                "veil: warning: --device cuda needs an NVIDIA GPU and onnxruntime-gpu or PyTorch "
-                "with CUDA (this onnxruntime offers %s); running on the CPU",
-                ", ".join(ort.get_available_providers()),
-            )
+    chosen = gpu_providers(device)
+    if device == "cuda" and not chosen:
+        log.warning(
+            "veil: warning: --device cuda needs an NVIDIA GPU and onnxruntime-gpu or PyTorch "
+            "with CUDA (this onnxruntime offers %s); running on the CPU",
+            ", ".join(ort.get_available_providers()),
+        )
     return chosen + ["CPUExecutionProvider"]
 
 
