@@ -274,7 +274,7 @@ class CenterFace(Detector):
         if not frames:
             return []
         h, w = frames[0].shape[:2]
-        scale = input_geometry(h, w, max_size)[0]
+        scale, _, _, ph, pw = input_geometry(h, w, max_size)
         if self.engine.on_cpu:
             # One frame per request: on a CPU a batch costs more per frame and multiplies memory.
             blobs = (self.preprocess([frame], max_size)[0] for frame in frames)
@@ -283,7 +283,7 @@ class CenterFace(Detector):
         else:
             batch = self.engine.run(self.preprocess(frames, max_size, gpu=True)[0])
             # The outputs of the 32-aligned input alone, as on a CPU (GPU_STEPS' padding cut).
-            oh, ow = (n // STRIDE for n in input_geometry(h, w, max_size)[3:])
+            oh, ow = ph // STRIDE, pw // STRIDE
             per_frame = [[out[i, :, :oh, :ow] for out in batch] for i in range(len(frames))]
         return [
             decode(*outs, threshold, floor).scaled(1 / scale).clipped(w, h) for outs in per_frame
